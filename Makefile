@@ -1,0 +1,53 @@
+# Two commands do everything on a fresh machine: `make book` and `make test`.
+# Each creates .venv on first use; later runs install nothing unless
+# pyproject.toml or constraints.txt changed.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TDSAE := $(VENV)/bin/tdsae
+STAMP := $(VENV)/.tdsae-installed
+PRESET ?= tiny
+SEED ?= 0
+# Quiet third-party noise in executed notebooks; readers running a chapter
+# in Jupyter still get progress bars.
+export HF_HUB_DISABLE_PROGRESS_BARS := 1
+export HF_HUB_OFFLINE := 1
+export TQDM_DISABLE := 1
+export PYTHONHASHSEED := 0
+
+.PHONY: env book test unit notebooks browser bench clean
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first, pinned: nothing later may replace it with a CUDA build.
+	$(PY) -m pip install --quiet -c constraints.txt "torch==2.13.0"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+book: $(STAMP)
+	$(TDSAE) book --preset $(PRESET) --seed $(SEED)
+
+unit: $(STAMP)
+	$(PY) -m pytest -q -m "not browser" tests
+
+notebooks: $(STAMP)
+	$(TDSAE) book --preset tiny --seed $(SEED)
+	$(PY) -m pytest -q --nbval-lax --nbval-current-env --nbval-cell-timeout=1200 book/chapters
+
+browser: $(STAMP)
+	$(PY) -m pytest -q -m browser tests
+
+test: unit notebooks browser
+
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[bench]"
+	@shopt -s nullglob; files=(benchmarks/*.py); \
+	if [ $${#files[@]} -eq 0 ]; then echo "no benchmarks yet"; fi; \
+	for f in "$${files[@]}"; do $(PY) "$$f" || exit 1; done
+
+clean:
+	rm -rf _build book/chapters

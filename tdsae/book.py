@@ -1,0 +1,199 @@
+"""Run the book: MyST chapters -> jupytext -> papermill -> jupyter-book.
+
+Chapters live in ``chapters/NN_slug.md`` (MyST-markdown notebooks). Each chapter
+named in ``_toc.yml`` is converted to a notebook, executed by papermill with the
+preset's parameters into ``book/chapters/NN_slug.ipynb``, and the executed
+notebooks are built into HTML by jupyter-book 1 (``execute_notebooks: off``).
+The claims each chapter displayed are collected into ``_build/claims.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .claims import CLAIM_MIME
+from .presets import get_preset
+
+TOC_FILE = "_toc.yml"
+SOURCE_DIR = "chapters"
+EXECUTED_DIR = Path("book") / "chapters"
+HIDDEN_TAGS = ("parameters", "injected-parameters")
+
+
+class ChapterFailed(RuntimeError):
+    """A chapter raised while executing; the message names the chapter and the cell."""
+
+
+class NotExecuted(RuntimeError):
+    """A notebook handed to the HTML build carries no outputs."""
+
+
+def chapter_slugs(root: Path) -> list[str]:
+    """Slugs of the executable chapters in ``_toc.yml``, in reading order."""
+    import yaml
+
+    toc_path = root / TOC_FILE
+    if not toc_path.exists():
+        raise FileNotFoundError(f"no {TOC_FILE} in {root}; run from the book's root directory")
+    toc = yaml.safe_load(toc_path.read_text())
+    files: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("file"), str):
+                files.append(node["file"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(toc)
+    prefix = EXECUTED_DIR.as_posix() + "/"
+    slugs = [f[len(prefix):] for f in files if f.startswith(prefix)]
+    for slug in slugs:
+        if not (root / SOURCE_DIR / f"{slug}.md").exists():
+            raise FileNotFoundError(f"{TOC_FILE} names chapter {slug!r} but {SOURCE_DIR}/{slug}.md does not exist")
+    return slugs
+
+
+def select_chapters(slugs: list[str], wanted: list[str] | None) -> list[str]:
+    """The chapters whose slug starts with one of ``wanted`` (all when None)."""
+    if not wanted:
+        return slugs
+    chosen = [s for s in slugs if any(s.startswith(w) for w in wanted)]
+    missing = [w for w in wanted if not any(s.startswith(w) for s in slugs)]
+    if missing:
+        raise ValueError(f"unknown chapter {missing[0]!r}; chapters in {TOC_FILE}: {', '.join(slugs)}")
+    return chosen
+
+
+def _hide_parameter_cells(nb: Any) -> None:
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if any(t in tags for t in HIDDEN_TAGS) and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+
+
+def _failed_code_cell_number(nb: Any) -> int:
+    """1-based number, among the chapter's own code cells, of the first cell with an error output."""
+    own = [c for c in nb.cells if c.cell_type == "code" and "injected-parameters" not in c.metadata.get("tags", [])]
+    for number, cell in enumerate(own, start=1):
+        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            return number
+    return 0
+
+
+def execute_chapter(root: Path, slug: str, preset: str, seed: int) -> Path:
+    """Execute one chapter with papermill; return the executed notebook's path.
+
+    The notebook is written to a temporary name and renamed, so a failed run
+    never leaves a half-executed notebook where the HTML build would find it.
+    """
+    import jupytext
+    import nbformat
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    source = root / SOURCE_DIR / f"{slug}.md"
+    out_dir = root / EXECUTED_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{slug}.ipynb"
+    nb = jupytext.read(source)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+        unexecuted = Path(tmp) / "input.ipynb"
+        executed = Path(tmp) / "output.ipynb"
+        nbformat.write(nb, unexecuted)
+        try:
+            papermill.execute_notebook(
+                str(unexecuted), str(executed), parameters={"preset": preset, "seed": seed},
+                kernel_name="python3", cwd=str(out_dir), progress_bar=False, log_output=False,
+            )
+        except PapermillExecutionError as err:
+            ordinal = _failed_code_cell_number(nbformat.read(executed, as_version=4))
+            raise ChapterFailed(
+                f"chapter {slug!r} failed in code cell {ordinal} of {SOURCE_DIR}/{slug}.md: "
+                f"{err.ename}: {err.evalue}\n--- cell source ---\n{err.source}"
+            ) from None
+        done = nbformat.read(executed, as_version=4)
+        _hide_parameter_cells(done)
+        nbformat.write(done, executed)
+        os.replace(executed, target)
+    return target
+
+
+def verify_executed(path: Path) -> None:
+    """Raise NotExecuted unless every code cell of ``path`` ran and some produced output."""
+    import nbformat
+
+    if not path.exists():
+        raise NotExecuted(f"{path} does not exist; execute the chapter first (tdsae book)")
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    not_run = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.get("execution_count") is None]
+    if not code or not_run or not any(c.get("outputs") for c in code):
+        raise NotExecuted(
+            f"{path} has no outputs (cells not executed: {not_run[:5]}); "
+            "the book is built only from notebooks executed by papermill"
+        )
+
+
+def collect_claims(paths: list[Path]) -> list[dict[str, Any]]:
+    """Every claim record displayed in the executed notebooks ``paths``, in order."""
+    import nbformat
+
+    records = []
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            for output in cell.get("outputs", []):
+                record = output.get("data", {}).get(CLAIM_MIME)
+                if record is not None:
+                    records.append(dict(record))
+    return records
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON to a temporary name beside ``path`` and rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(payload, handle, indent=2)
+    os.replace(tmp, path)
+
+
+def build_html(root: Path) -> Path:
+    """Build ``_build/html`` with jupyter-book from the executed notebooks."""
+    jb = Path(sys.executable).parent / "jupyter-book"
+    command = [str(jb) if jb.exists() else "jupyter-book", "build", str(root), "-W", "-n", "--keep-going"]
+    result = subprocess.run(command, cwd=root, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"jupyter-book build failed:\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}")
+    return root / "_build" / "html" / "index.html"
+
+
+def build_book(root: Path, preset: str = "tiny", seed: int = 0, chapters: list[str] | None = None,
+               execute: bool = True) -> Path:
+    """Execute the chosen chapters (all by default), build the HTML and write claims.json."""
+    get_preset(preset)
+    root = root.resolve()
+    slugs = chapter_slugs(root)
+    for slug in select_chapters(slugs, chapters) if execute else []:
+        start = time.perf_counter()
+        print(f"executing {slug} (preset={preset}, seed={seed}) ...", flush=True)
+        execute_chapter(root, slug, preset, seed)
+        print(f"  done in {time.perf_counter() - start:.1f} s", flush=True)
+    executed = [root / EXECUTED_DIR / f"{slug}.ipynb" for slug in slugs]
+    for path in executed:
+        verify_executed(path)
+    index = build_html(root)
+    write_json_atomic(root / "_build" / "claims.json", collect_claims(executed))
+    return index

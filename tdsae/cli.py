@@ -1,0 +1,55 @@
+"""Command line: ``tdsae book`` runs the book; ``tdsae presets`` prints the preset table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .presets import PRESETS
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tdsae", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    book = sub.add_parser("book", help="execute the chapters and build the HTML book")
+    book.add_argument("--preset", default="tiny", help=f"one of: {', '.join(PRESETS)}")
+    book.add_argument("--seed", type=int, default=0, help="master seed passed to every chapter")
+    book.add_argument("--chapters", nargs="*", help="execute only chapters whose slug starts with these")
+    book.add_argument("--no-execute", action="store_true", help="build from the notebooks already executed")
+    book.add_argument("--root", type=Path, default=Path("."), help="directory holding _toc.yml")
+    sub.add_parser("presets", help="print the preset table")
+    claims = sub.add_parser("claims", help="summarise _build/claims.json")
+    claims.add_argument("--root", type=Path, default=Path("."))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``tdsae`` command."""
+    args = _parser().parse_args(argv)
+    if args.command == "book":
+        from .book import ChapterFailed, NotExecuted, build_book
+
+        try:
+            index = build_book(args.root, preset=args.preset, seed=args.seed,
+                               chapters=args.chapters, execute=not args.no_execute)
+        except (ChapterFailed, NotExecuted, ValueError, FileNotFoundError, RuntimeError) as err:
+            print(f"tdsae book: {err}", file=sys.stderr)
+            return 1
+        print(f"built {index}")
+        return 0
+    if args.command == "presets":
+        from .presets import preset_table
+
+        print(preset_table().to_string())
+        return 0
+    records = json.loads((args.root / "_build" / "claims.json").read_text())
+    for r in records:
+        verdict = "holds" if r["holds"] else "does not hold"
+        print(f"{r['chapter']:<32} {r['kind']:<8} {r['name']:<36} {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

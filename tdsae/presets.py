@@ -1,0 +1,233 @@
+"""The preset table: every knob of the book at three scales, in one place.
+
+A chapter's parameters cell holds ``preset = "tiny"`` and one line per knob set
+to ``None``; :func:`resolve_settings` fills each ``None`` from the preset table and
+validates every value before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+TASK_NAMES = ("twostep", "gridworld", "graph")
+
+
+def _knob(doc: str, check: str, **kwargs: Any) -> Any:
+    """A dataclass field carrying its documentation and its validity rule."""
+    return field(metadata={"doc": doc, "check": check}, **kwargs)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Every knob of the book. ``check`` names the rule :func:`validate_value` applies."""
+
+    name: str = _knob("preset name", "str")
+    model: str = _knob("'organism' (trained by tdsae) or a hub id / local directory", "str")
+    seed: int = _knob("master seed; every random choice flows from it", "nonneg_int")
+    device: str = _knob("'auto' (CUDA if present, else CPU), 'cpu' or 'cuda'", "device")
+    n_experiments: int = _knob("independent experiments per task (paper: 100)", "pos_int")
+    n_episodes: int = _knob("episodes per experiment (paper: 30)", "pos_int")
+    n_random_episodes: int = _knob("leading episodes played by a random policy (paper: 7)", "nonneg_int")
+    gridworld_max_steps: int = _knob("step cap of a Grid World episode", "pos_int")
+    graph_walk_steps: int = _knob("steps of one Graph Learning walk segment", "pos_int")
+    q_alpha: float = _knob("Q-learning rate of the reference model, Two-Step and Grid World (paper: 0.1)", "unit_open")
+    sr_alpha: float = _knob("SR-TD learning rate of the reference model, Graph Learning (paper: 0.05)", "unit_open")
+    gamma: float = _knob("discount of the reference models (paper: 0.99)", "unit_closed")
+    agent_beta: float = _knob("softmax inverse temperature of simulated reference agents", "pos_float")
+    organism_d_model: int = _knob("organism width (tiny only)", "pos_int")
+    organism_layers: int = _knob("organism decoder layers (tiny only)", "pos_int")
+    organism_steps: int = _knob("organism training steps (tiny only)", "pos_int")
+    sae_expansion: int = _knob("SAE latents per residual dimension (d_sae = expansion x d_model)", "pos_int")
+    sae_l1: float = _knob("L1 coefficient beta of the ReLU SAE (paper: 1e-5)", "nonneg_float")
+    sae_lr: float = _knob("Adam learning rate of the SAE (paper: 1e-4)", "pos_float")
+    sae_batch: int = _knob("SAE batch size (paper: 256)", "pos_int")
+    sae_epochs: int = _knob("SAE training epochs (paper: 30)", "pos_int")
+    sae_vectors: int = _knob("residual-stream vectors per SAE (paper: 18,000)", "pos_int")
+
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset(
+        name="tiny",
+        model="organism",
+        seed=0,
+        device="auto",
+        n_experiments=100,
+        n_episodes=30,
+        n_random_episodes=7,
+        gridworld_max_steps=12,
+        graph_walk_steps=20,
+        q_alpha=0.1,
+        sr_alpha=0.05,
+        gamma=0.99,
+        agent_beta=5.0,
+        organism_d_model=128,
+        organism_layers=4,
+        organism_steps=600,
+        sae_expansion=4,
+        sae_l1=1e-5,
+        sae_lr=1e-4,
+        sae_batch=256,
+        sae_epochs=30,
+        sae_vectors=6000,
+    ),
+    "small": Preset(
+        name="small",
+        model="meta-llama/Llama-3.2-1B",
+        seed=0,
+        device="auto",
+        n_experiments=100,
+        n_episodes=30,
+        n_random_episodes=7,
+        gridworld_max_steps=12,
+        graph_walk_steps=20,
+        q_alpha=0.1,
+        sr_alpha=0.05,
+        gamma=0.99,
+        agent_beta=5.0,
+        organism_d_model=128,
+        organism_layers=4,
+        organism_steps=600,
+        sae_expansion=4,
+        sae_l1=1e-5,
+        sae_lr=1e-4,
+        sae_batch=256,
+        sae_epochs=30,
+        sae_vectors=18000,
+    ),
+    "full": Preset(
+        name="full",
+        model="meta-llama/Meta-Llama-3-70B",
+        seed=0,
+        device="auto",
+        n_experiments=100,
+        n_episodes=30,
+        n_random_episodes=7,
+        gridworld_max_steps=12,
+        graph_walk_steps=20,
+        q_alpha=0.1,
+        sr_alpha=0.05,
+        gamma=0.99,
+        agent_beta=5.0,
+        organism_d_model=128,
+        organism_layers=4,
+        organism_steps=600,
+        sae_expansion=4,
+        sae_l1=1e-5,
+        sae_lr=1e-4,
+        sae_batch=256,
+        sae_epochs=30,
+        sae_vectors=18000,
+    ),
+}
+
+KNOBS: tuple[str, ...] = tuple(f.name for f in fields(Preset) if f.name != "name")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_RULES: dict[str, tuple[Any, str]] = {
+    "str": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
+    "pos_int": (lambda v: _is_int(v) and v > 0, "a positive integer"),
+    "nonneg_int": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "pos_float": (lambda v: _is_number(v) and v > 0, "a number > 0"),
+    "nonneg_float": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    "unit_open": (lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "unit_closed": (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "device": (lambda v: v in ("auto", "cpu", "cuda"), "one of 'auto', 'cpu', 'cuda'"),
+}
+
+
+def get_preset(name: str) -> Preset:
+    """Return the preset called ``name``; raise ValueError naming the allowed ones."""
+    if name not in PRESETS:
+        allowed = ", ".join(sorted(PRESETS))
+        raise ValueError(f"unknown preset {name!r}; choose one of: {allowed}")
+    return PRESETS[name]
+
+
+def validate_value(knob: str, value: Any) -> None:
+    """Raise ValueError if ``value`` is not allowed for ``knob``, naming both."""
+    meta = {f.name: f.metadata for f in fields(Preset)}
+    if knob not in meta:
+        raise ValueError(f"unknown setting {knob!r}; allowed settings: {', '.join(KNOBS)}")
+    ok, allowed = _RULES[meta[knob]["check"]]
+    if not ok(value):
+        raise ValueError(f"bad value {value!r} for setting {knob!r}: expected {allowed}")
+
+
+def validate_tasks(tasks: Any) -> tuple[str, ...]:
+    """Return ``tasks`` as a tuple after checking every name is a known task."""
+    names = (tasks,) if isinstance(tasks, str) else tuple(tasks)
+    for task in names:
+        if task not in TASK_NAMES:
+            raise ValueError(f"unknown task {task!r}; choose one of: {', '.join(TASK_NAMES)}")
+    return names
+
+
+def resolve_settings(preset: str = "tiny", **overrides: Any) -> Preset:
+    """Fill every ``None`` override from the preset table and validate the result.
+
+    Args:
+        preset: name of a row of :data:`PRESETS`.
+        **overrides: knob values from a chapter's parameters cell; ``None`` means
+            "take it from the preset".
+    Returns:
+        A frozen :class:`Preset` holding the resolved settings.
+    """
+    base = get_preset(preset)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    for knob, value in given.items():
+        validate_value(knob, value)
+    settings = dataclasses.replace(base, **given)
+    if settings.n_random_episodes >= settings.n_episodes:
+        raise ValueError(
+            f"bad value {settings.n_random_episodes!r} for setting 'n_random_episodes': "
+            f"expected fewer than n_episodes={settings.n_episodes}"
+        )
+    return settings
+
+
+def describe_knobs() -> dict[str, str]:
+    """Map each knob to its one-line documentation."""
+    return {f.name: f.metadata["doc"] for f in fields(Preset) if f.name != "name"}
+
+
+def preset_table() -> "Any":
+    """A pandas DataFrame: one row per knob, one column per preset, plus its meaning."""
+    import pandas as pd
+
+    rows = {name: dataclasses.asdict(p) for name, p in PRESETS.items()}
+    table = pd.DataFrame(rows).drop(index="name")
+    table["meaning"] = pd.Series(describe_knobs())
+    return table
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Where a preset runs; model shapes are published architecture facts."""
+
+    n_layers: int  # decoder layers of the model
+    d_model: int  # residual-stream width
+    n_params: str  # parameter count, as the model card states it
+    hardware: str  # what a reader needs to run every chapter
+
+
+SCALES: dict[str, Scale] = {
+    "tiny": Scale(4, 128, "about 1M", "any CPU, offline, minutes per chapter"),
+    "small": Scale(16, 2048, "1.2B", "one GPU with 16 GB (Colab T4 or better)"),
+    "full": Scale(80, 8192, "70B", "several 80 GB GPUs, or NDIF through nnsight remote=True"),
+}
+
+
+def activation_bytes(preset: str, bytes_per_value: int = 4) -> int:
+    """Bytes needed to hold ``sae_vectors`` residual vectors at every layer and the embeddings."""
+    settings, scale = get_preset(preset), SCALES[preset]
+    return (scale.n_layers + 1) * settings.sae_vectors * scale.d_model * bytes_per_value

@@ -1,0 +1,133 @@
+"""The book pipeline on a two-page fake book: execution, hiding, failures, claims."""
+
+import json
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tdsae import book
+
+HEADER = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+"""
+
+
+def _chapter(body: str) -> str:
+    return HEADER + textwrap.dedent(body)
+
+
+GOOD = _chapter('''
+    # A chapter
+
+    ```{code-cell} ipython3
+    :tags: [parameters]
+
+    preset = "small"
+    seed = 1
+    ```
+
+    ```{code-cell} ipython3
+    from tdsae import ClaimBook
+    claims = ClaimBook("00_good", preset, seed)
+    claims.finding("answer", "six times seven", value=6 * 7, comparison=">=", threshold=42, control="none")
+    print(preset, seed)
+    ```
+''')
+
+BAD = _chapter('''
+    # A failing chapter
+
+    ```{code-cell} ipython3
+    :tags: [parameters]
+
+    preset = "tiny"
+    seed = 0
+    ```
+
+    ```{code-cell} ipython3
+    x = 1
+    ```
+
+    ```{code-cell} ipython3
+    raise ValueError("boom in the third cell")
+    ```
+''')
+
+
+@pytest.fixture()
+def fake_book(tmp_path: Path) -> Path:
+    (tmp_path / "chapters").mkdir()
+    (tmp_path / "chapters" / "00_good.md").write_text(GOOD)
+    (tmp_path / "chapters" / "01_bad.md").write_text(BAD)
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nchapters:\n"
+        "  - file: book/chapters/00_good\n  - file: book/chapters/01_bad\n  - file: book/glossary\n"
+    )
+    return tmp_path
+
+
+def test_toc_lists_executable_chapters_in_order(fake_book):
+    assert book.chapter_slugs(fake_book) == ["00_good", "01_bad"]
+    assert book.select_chapters(["00_good", "01_bad"], ["01"]) == ["01_bad"]
+    with pytest.raises(ValueError, match=r"unknown chapter '07'; chapters in _toc.yml: 00_good, 01_bad"):
+        book.select_chapters(["00_good", "01_bad"], ["07"])
+
+
+def test_toc_naming_a_missing_source_fails(fake_book):
+    (fake_book / "chapters" / "01_bad.md").unlink()
+    with pytest.raises(FileNotFoundError, match="chapters/01_bad.md"):
+        book.chapter_slugs(fake_book)
+
+
+def test_execution_injects_preset_hides_parameters_and_keeps_claims(fake_book):
+    out = book.execute_chapter(fake_book, "00_good", preset="tiny", seed=5)
+    nb = nbformat.read(out, as_version=4)
+    tags = [c.metadata.get("tags", []) for c in nb.cells if c.cell_type == "code"]
+    assert "remove-cell" in tags[0] and "parameters" in tags[0]
+    assert "injected-parameters" in tags[1] and "remove-cell" in tags[1]
+    stdout = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream")
+    assert stdout.strip() == "tiny 5"
+    book.verify_executed(out)
+    [record] = book.collect_claims([out])
+    assert (record["chapter"], record["preset"], record["seed"], record["holds"]) == ("00_good", "tiny", 5, True)
+
+
+def test_failing_chapter_names_chapter_and_cell_and_leaves_nothing(fake_book):
+    with pytest.raises(book.ChapterFailed, match=r"chapter '01_bad' failed in code cell 3 of chapters/01_bad.md: .*boom in the third cell"):
+        book.execute_chapter(fake_book, "01_bad", preset="tiny", seed=0)
+    assert list((fake_book / "book" / "chapters").iterdir()) == []
+
+
+def test_unexecuted_notebook_is_refused(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")])
+    path = tmp_path / "raw.ipynb"
+    nbformat.write(nb, path)
+    with pytest.raises(book.NotExecuted, match="has no outputs"):
+        book.verify_executed(path)
+    with pytest.raises(book.NotExecuted, match="does not exist"):
+        book.verify_executed(tmp_path / "missing.ipynb")
+
+
+def test_claims_json_written_atomically(tmp_path):
+    target = tmp_path / "_build" / "claims.json"
+    book.write_json_atomic(target, [{"a": 1}])
+    assert json.loads(target.read_text()) == [{"a": 1}]
+    assert [p.name for p in target.parent.iterdir()] == ["claims.json"]
+
+
+def test_cli_rejects_unknown_preset_before_work(fake_book, capsys):
+    from tdsae.cli import main
+
+    assert main(["book", "--preset", "huge", "--root", str(fake_book)]) == 1
+    assert "unknown preset 'huge'" in capsys.readouterr().err
+    assert not (fake_book / "book").exists()

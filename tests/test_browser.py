@@ -1,0 +1,104 @@
+"""Open the built HTML book in headless Chromium, page by page, as a reader would."""
+
+import functools
+import http.server
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = ROOT / "_build" / "html"
+KNOWN_PAGE_ERRORS = ("THEBE_JS_URL",)  # jupyter-book 1 declares it twice on every page
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                  "--disable-quic"]
+
+
+def _toc_pages() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    pages = [toc["root"]]
+    for part in toc.get("parts", [{"chapters": toc.get("chapters", [])}]):
+        pages += [entry["file"] for entry in part["chapters"]]
+    return pages
+
+
+@pytest.fixture(scope="module")
+def site():
+    if not (HTML / "index.html").exists():
+        pytest.fail(f"{HTML}/index.html is missing: run `make book` (or `make test`) first")
+    handler = functools.partial(_QuietHandler, directory=str(HTML))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    executable = os.environ.get("TDSAE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.fail("no Chromium found: install it (apt-get install chromium) or set TDSAE_CHROMIUM")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+def _open(browser, url):
+    page = browser.new_page()
+    errors, failed = [], []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("requestfailed", lambda req: failed.append(req.url) if req.url.startswith("http://127.0.0.1") else None)
+    page.on("response", lambda r: failed.append(r.url) if r.status >= 400 and r.url.startswith("http://127") else None)
+    page.goto(url, wait_until="load")
+    return page, errors, failed
+
+
+@pytest.mark.parametrize("page_path", _toc_pages())
+def test_page_renders_with_its_figures_and_no_errors(browser, site, page_path):
+    url = f"{site}/{page_path}.html"
+    page, errors, failed = _open(browser, url)
+    heading = page.locator("main h1").first.inner_text()
+    assert heading.strip(), f"{page_path}: no title"
+    images = page.locator("main img")
+    widths = [images.nth(i).evaluate("img => img.complete ? img.naturalWidth : 0") for i in range(images.count())]
+    assert all(w > 0 for w in widths), f"{page_path}: figure(s) failed to load: {widths}"
+    if page_path.startswith("book/chapters/"):
+        assert widths, f"{page_path}: a chapter page shows no figure"
+        assert "Traceback" not in page.locator("main").inner_text(), f"{page_path}: shows a traceback"
+    assert not failed, f"{page_path}: failed requests {failed}"
+    unexpected = [e for e in errors if not any(k in e for k in KNOWN_PAGE_ERRORS)]
+    assert not unexpected, f"{page_path}: page errors {unexpected}"
+    page.close()
+
+
+def test_next_links_walk_the_toc_in_order(browser, site):
+    pages = _toc_pages()
+    page, _, _ = _open(browser, f"{site}/{pages[0]}.html")
+    for expected in pages[1:]:
+        page.locator("a.right-next").first.click()
+        page.wait_for_load_state("load")
+        assert page.url.endswith(f"/{expected}.html"), f"next from the previous page led to {page.url}, not {expected}"
+    assert page.locator("a.right-next").count() == 0
+    page.close()
+
+
+def test_parameters_cells_are_hidden(browser, site):
+    page, _, _ = _open(browser, f"{site}/book/chapters/00_choose-a-preset.html")
+    text = page.locator("main").inner_text()
+    assert "master switch" not in text and "# Parameters" not in text
+    page.close()

@@ -1,0 +1,47 @@
+import math
+
+import pytest
+
+from tdsae.claims import CLAIM_MIME, ClaimBook, ClaimFailed
+
+
+def test_failed_check_is_fatal_under_tiny_only():
+    book = ClaimBook("01_x", "tiny", 0)
+    with pytest.raises(ClaimFailed, match="check 'beats_random' of chapter '01_x' failed"):
+        book.check("beats_random", "Q beats random", value=-0.1, comparison=">", threshold=0, control="random")
+    small = ClaimBook("01_x", "small", 0)
+    small.check("beats_random", "Q beats random", value=-0.1, comparison=">", threshold=0, control="random")
+    assert small.claims[0].holds is False
+
+
+def test_finding_never_raises_and_records_outcome():
+    book = ClaimBook("07_x", "tiny", 3)
+    assert book.finding("td_latent", "r > 0.5", value=0.2, comparison=">", threshold=0.5, control="untrained") is False
+    assert book.finding("q_latent", "r > 0.5", value=0.7, comparison=">", threshold=0.5, control="untrained") is True
+    rec = book.claims[0].to_record()
+    assert {k: rec[k] for k in ("chapter", "name", "kind", "holds", "preset", "seed")} == {
+        "chapter": "07_x", "name": "td_latent", "kind": "finding", "holds": False, "preset": "tiny", "seed": 3}
+
+
+def test_nan_never_holds_and_serialises_as_none():
+    book = ClaimBook("07_x", "small", 0)
+    assert book.finding("dead", "a dead latent", value=math.nan, comparison="<", threshold=1, control="none") is False
+    assert book.claims[0].to_record()["value"] is None
+
+
+def test_comparisons_are_strict_where_asked():
+    book = ClaimBook("c", "small", 0)
+    assert book.finding("a", "", value=0, comparison=">", threshold=0, control="") is False
+    assert book.finding("b", "", value=0, comparison=">=", threshold=0, control="") is True
+    with pytest.raises(ValueError, match="unknown comparison '=='"):
+        book.finding("c", "", value=0, comparison="==", threshold=0, control="")
+    with pytest.raises(ValueError, match="already recorded"):
+        book.finding("a", "", value=0, comparison=">", threshold=0, control="")
+
+
+def test_mimebundle_carries_the_record():
+    book = ClaimBook("c", "tiny", 0)
+    book.finding("a", "s", value=1.0, comparison=">", threshold=0, control="ctl", control_value=0.5)
+    bundle = book.claims[0]._repr_mimebundle_()
+    assert bundle[CLAIM_MIME]["control_value"] == 0.5
+    assert "holds" in bundle["text/html"] and "finding" in bundle["text/plain"]
