@@ -1,0 +1,20 @@
+import numpy as np
+
+from tdsae.stats import mean_ci, paired_difference
+
+
+def test_ci_covers_true_mean_at_about_the_nominal_rate():
+    rng = np.random.default_rng(0)
+    samples = rng.normal(1.0, 2.0, size=(2000, 30))
+    _, low, high = mean_ci(samples, axis=1)
+    coverage = np.mean((low < 1.0) & (1.0 < high))
+    assert 0.93 < coverage < 0.97
+
+
+def test_paired_difference_detects_a_shift_and_not_its_absence():
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=100)
+    shifted = paired_difference(base + 0.5 + rng.normal(0, 0.1, 100), base)
+    assert shifted["low"] > 0.4 and shifted["high"] < 0.6 and shifted["n"] == 100
+    same = paired_difference(base + rng.normal(0, 0.1, 100), base)
+    assert same["low"] < 0 < same["high"]
