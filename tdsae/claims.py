@@ -79,13 +79,11 @@ class Claim:
         if self.control_value is not None:
             control += f" = {self.control_value:.4g}"
         return (
-            '<table class="tdsae-claim"><tr>'
-            f"<td><b>{self.kind}</b></td><td><code>{html.escape(self.name)}</code></td>"
-            f"<td>{html.escape(self.statement)}</td>"
-            f"<td>{self.value:.4g} {html.escape(self.comparison)} {self.threshold:.4g}</td>"
-            f"<td>control: {control}</td>"
-            f'<td style="color:{colour}"><b>{self._verdict()}</b></td>'
-            "</tr></table>"
+            f'<div class="tdsae-claim" style="border-left:4px solid {colour};padding:0.3em 0.8em;margin:0.4em 0">'
+            f'<b style="color:{colour}">{self.kind} {self._verdict()}</b> &nbsp;<code>{html.escape(self.name)}</code><br>'
+            f"{html.escape(self.statement)}<br>"
+            f"<small>value {self.value:.4g} {html.escape(self.comparison)} {self.threshold:.4g}; "
+            f"control: {control}</small></div>"
         )
 
 

@@ -92,7 +92,7 @@ def plot_curves_with_ci(curves: dict[str, Any], xlabel: str, ylabel: str, title:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(frameon=False, ncols=2)
+    ax.legend(frameon=False, ncols=2, fontsize=8)
     return fig if fig is not None else ax.figure
 
 
@@ -117,15 +117,16 @@ def plot_twostep_schematic(p_common: float) -> Any:
     for x, label in [(2.1, "alien D"), (3.9, "alien F"), (6.1, "alien J"), (7.9, "alien K")]:
         box(x, 0.5, label, "#fff2cc")
     for x in (3, 7):
-        ax.annotate("", (x, 4.15), (5, 4.95), arrowprops={"arrowstyle": "->"})
+        ax.annotate("", (x, 4.15), (5, 4.95), arrowprops={"arrowstyle": "->", "color": "k"})
     for (x0, x1, common) in [(3, 3, True), (7, 7, True), (3, 7, False), (7, 3, False)]:
-        style = {"arrowstyle": "->", "lw": 2.2 if common else 0.9, "linestyle": "-" if common else "--"}
+        # seaborn's style draws patch edges white; arrows are patches, so colour them explicitly
+        style = {"arrowstyle": "->", "color": "k", "lw": 2.2 if common else 0.9, "linestyle": "-" if common else "--"}
         ax.annotate("", (x1, 2.35), (x0, 3.45), arrowprops=style)
     ax.text(2.35, 2.9, f"common {p_common:.1f}", fontsize=8, ha="right")
     ax.text(5, 3.05, f"rare {1 - p_common:.1f}", fontsize=8, ha="center")
     for x0, xs in [(3, (2.1, 3.9)), (7, (6.1, 7.9))]:
         for x1 in xs:
-            ax.annotate("", (x1, 0.85), (x0, 1.65), arrowprops={"arrowstyle": "->"})
+            ax.annotate("", (x1, 0.85), (x0, 1.65), arrowprops={"arrowstyle": "->", "color": "k"})
     ax.set_title("Two-Step Task: reward probabilities of the aliens drift", fontsize=10)
     return fig
 
@@ -154,15 +155,23 @@ def plot_graph(adjacency: Any, communities: Any, names: list[str]) -> Any:
     import numpy as np
 
     fig, ax = new_figure(width=4.6, height=4.6)
-    n = len(names)
-    angle = 2 * np.pi * np.arange(n) / n
-    xy = np.stack([np.cos(angle), np.sin(angle)], axis=1)
+    # Each community on its own small circle, the three circles on a large one, each rotated
+    # so its first and last (boundary) nodes face the neighbouring communities.
+    communities = np.asarray(communities)
+    n_comm = int(communities.max()) + 1
+    xy = np.zeros((len(names), 2))
+    for c in range(n_comm):
+        members = np.nonzero(communities == c)[0]
+        centre_angle = 2 * np.pi * c / n_comm
+        centre = 1.6 * np.array([np.cos(centre_angle), np.sin(centre_angle)])
+        local = centre_angle + np.pi + 2 * np.pi * (np.arange(len(members)) + 0.5) / len(members)
+        xy[members] = centre + 0.7 * np.stack([np.cos(local), np.sin(local)], axis=1)
     for i, j in zip(*np.nonzero(np.triu(adjacency))):
         ax.plot(*xy[[i, j]].T, color="0.6", linewidth=0.8, zorder=1)
     colours = ["#0b6e99", "#d1495b", "#66a182", "#edae49"]
     ax.scatter(*xy.T, s=260, c=[colours[c % len(colours)] for c in communities], zorder=2, edgecolors="k")
-    for (x, y), name in zip(xy * 1.2, names):
-        ax.text(x, y, name, ha="center", va="center", fontsize=8)
+    for (x, y), name in zip(xy, names):
+        ax.text(x, y - 0.27, name, ha="center", va="top", fontsize=8)
     ax.set_aspect("equal")
     ax.set_axis_off()
     ax.set_title("Graph Learning: three communities", fontsize=10)

@@ -33,3 +33,15 @@ def paired_difference(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> dict
     diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     mean, low, high = mean_ci(diff, level)
     return {"mean": float(mean), "low": float(low), "high": float(high), "n": int(np.sum(~np.isnan(diff)))}
+
+
+def masked_mean(values: np.ndarray, mask: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Mean of ``values`` where ``mask`` is True along ``axis``; NaN (without a warning) where none is.
+
+    Args:
+        values, mask: arrays of the same shape, e.g. ``[n_experiments, n_episodes, n_steps]``.
+    """
+    values = np.where(mask, values, 0.0)
+    count = np.sum(mask, axis=axis)
+    total = np.sum(values, axis=axis)
+    return np.divide(total, count, out=np.full(np.shape(total), np.nan), where=count > 0)

@@ -1,6 +1,6 @@
 import numpy as np
 
-from tdsae.stats import mean_ci, paired_difference
+from tdsae.stats import masked_mean, mean_ci, paired_difference
 
 
 def test_ci_covers_true_mean_at_about_the_nominal_rate():
@@ -18,3 +18,10 @@ def test_paired_difference_detects_a_shift_and_not_its_absence():
     assert shifted["low"] > 0.4 and shifted["high"] < 0.6 and shifted["n"] == 100
     same = paired_difference(base + rng.normal(0, 0.1, 100), base)
     assert same["low"] < 0 < same["high"]
+
+
+def test_masked_mean_ignores_masked_values_and_gives_nan_for_empty_rows():
+    values = np.array([[1.0, 100.0, 3.0], [5.0, 6.0, 7.0]])
+    mask = np.array([[True, False, True], [False, False, False]])
+    out = masked_mean(values, mask, axis=1)
+    assert out[0] == 2.0 and np.isnan(out[1])

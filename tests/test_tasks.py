@@ -297,3 +297,13 @@ def test_bad_input_raises():
     env.step([0, 1])
     with pytest.raises(ValueError, match="still running"):
         env.start_episode()
+
+
+def test_history_before_hides_the_future_only():
+    from tdsae.agents import RandomAgent
+    from tdsae.tasks import get_task, run_agent
+
+    traj = run_agent(get_task("twostep"), RandomAgent(), 3, 5, seed=0)
+    history = traj.history_before(4)
+    assert history.valid[:, :4].all() and not history.valid[:, 4:].any()
+    assert traj.valid.all() and (history.action == traj.action).all()

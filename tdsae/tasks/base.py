@@ -112,6 +112,13 @@ class Trajectory:
                           info={k: v[rows] for k, v in self.info.items()},
                           experiment_info={k: v[rows] for k, v in self.experiment_info.items()})
 
+    def history_before(self, column: int) -> Trajectory:
+        """The same experiments with every step from ``column`` on marked invalid: the history a
+        player has seen when it faces the decision at ``column``."""
+        history = self.select(np.arange(self.n_experiments))
+        history.valid[:, column:] = False
+        return history
+
     def to_frame(self) -> pd.DataFrame:
         """Tidy table of the valid steps: experiment, episode, step, ..., then the info columns."""
         rows, cols = np.nonzero(self.valid)
