@@ -1,0 +1,125 @@
+"""The artifact cache: how chapters share work.
+
+A chapter asks for an artifact (a trained organism, played episodes, harvested
+activations, an SAE) by kind and the parameters that shape it. The store
+returns the cached directory or builds it first. Each artifact is built in a
+temporary directory and renamed into place with a manifest (parameters,
+library versions, sha256 of every file), so a killed run never leaves a
+half-written artifact, and a corrupt or mismatched one is detected and rebuilt,
+never silently used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .runtime import library_versions
+
+HOME_ENV = "TDSAE_HOME"
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1  # bump when the layout of any artifact changes, to invalidate old caches
+
+
+def artifact_home() -> Path:
+    """Root of the cache: $TDSAE_HOME, else ``artifacts/`` of a source checkout, else ~/.cache/tdsae."""
+    if os.environ.get(HOME_ENV):
+        return Path(os.environ[HOME_ENV])
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").exists() and (checkout / "_toc.yml").exists():
+        return checkout / "artifacts"
+    return Path.home() / ".cache" / "tdsae"
+
+
+def artifact_key(kind: str, params: dict[str, Any]) -> str:
+    """A short stable hash of the kind and the parameters that shape the artifact."""
+    canonical = json.dumps({"kind": kind, "params": params, "format": FORMAT_VERSION}, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST)
+
+
+class ArtifactError(RuntimeError):
+    """An artifact on disk does not match its manifest or its parameters."""
+
+
+class ArtifactStore:
+    """A directory of artifacts, one subdirectory per kind, one per parameter hash."""
+
+    def __init__(self, root: Path | str | None = None) -> None:
+        self.root = Path(root) if root is not None else artifact_home()
+
+    def path(self, kind: str, params: dict[str, Any]) -> Path:
+        """Where the artifact of this kind and these parameters lives (built or not)."""
+        return self.root / kind / artifact_key(kind, params)
+
+    def verify(self, kind: str, params: dict[str, Any]) -> Path:
+        """Return the artifact's path; raise ArtifactError naming the file or field that is wrong."""
+        directory = self.path(kind, params)
+        manifest_path = directory / MANIFEST
+        if not manifest_path.exists():
+            raise ArtifactError(f"{manifest_path} is missing: the artifact was never completed")
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except json.JSONDecodeError as err:
+            raise ArtifactError(f"{manifest_path} is not valid JSON: {err}") from None
+        expected = json.loads(json.dumps(params, sort_keys=True, default=str))
+        if manifest.get("kind") != kind or manifest.get("params") != expected:
+            raise ArtifactError(f"{manifest_path}: field 'params' does not match the parameters asked for")
+        recorded = manifest.get("files", {})
+        present = {p.relative_to(directory).as_posix() for p in _files(directory)}
+        if set(recorded) != present:
+            raise ArtifactError(f"{directory}: files {sorted(present ^ set(recorded))} differ from the manifest")
+        for name, digest in recorded.items():
+            if file_sha256(directory / name) != digest:
+                raise ArtifactError(f"{directory / name}: sha256 does not match the manifest (corrupt file)")
+        return directory
+
+    def load_or_build(self, kind: str, params: dict[str, Any], build: Callable[[Path], None]) -> Path:
+        """The artifact's directory, built by ``build(tmp_dir)`` first when missing, corrupt or mismatched.
+
+        Args:
+            kind: artifact family, e.g. "organism".
+            params: JSON-serialisable parameters that shape the result (the cache key).
+            build: writes the artifact's files into the empty directory it is given.
+        """
+        try:
+            return self.verify(kind, params)
+        except ArtifactError:
+            pass
+        target = self.path(kind, params)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+        try:
+            build(tmp)
+            manifest = {
+                "kind": kind,
+                "params": json.loads(json.dumps(params, sort_keys=True, default=str)),
+                "versions": library_versions(),
+                "files": {p.relative_to(tmp).as_posix(): file_sha256(p) for p in _files(tmp)},
+            }
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+        return target

@@ -1,0 +1,61 @@
+import json
+
+import pytest
+
+from tdsae.artifacts import ArtifactError, ArtifactStore, artifact_key
+
+
+def _writer(calls):
+    def build(directory):
+        calls.append(directory)
+        (directory / "weights.bin").write_bytes(b"\x00\x01" * 100)
+        (directory / "sub").mkdir()
+        (directory / "sub" / "cfg.json").write_text('{"d": 4}')
+    return build
+
+
+def test_built_once_then_reused(tmp_path):
+    store, calls = ArtifactStore(tmp_path), []
+    first = store.load_or_build("organism", {"seed": 0}, _writer(calls))
+    second = store.load_or_build("organism", {"seed": 0}, _writer(calls))
+    assert first == second and len(calls) == 1
+    assert json.loads((first / "manifest.json").read_text())["params"] == {"seed": 0}
+
+
+def test_parameters_change_the_key():
+    assert artifact_key("sae", {"layer": 1}) != artifact_key("sae", {"layer": 2})
+    assert artifact_key("sae", {"a": 1, "b": 2}) == artifact_key("sae", {"b": 2, "a": 1})
+
+
+def test_corrupt_file_is_detected_and_rebuilt(tmp_path):
+    store, calls = ArtifactStore(tmp_path), []
+    path = store.load_or_build("organism", {"seed": 0}, _writer(calls))
+    (path / "weights.bin").write_bytes(b"garbage")
+    with pytest.raises(ArtifactError, match=r"weights.bin: sha256 does not match"):
+        store.verify("organism", {"seed": 0})
+    store.load_or_build("organism", {"seed": 0}, _writer(calls))
+    assert len(calls) == 2 and (path / "weights.bin").read_bytes() == b"\x00\x01" * 100
+
+
+def test_mismatched_manifest_params_are_refused(tmp_path):
+    store = ArtifactStore(tmp_path)
+    path = store.load_or_build("organism", {"seed": 0}, _writer([]))
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["params"] = {"seed": 1}
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="field 'params' does not match"):
+        store.verify("organism", {"seed": 0})
+
+
+def test_killed_build_leaves_nothing_behind(tmp_path):
+    store = ArtifactStore(tmp_path)
+
+    def dies(directory):
+        (directory / "half.bin").write_bytes(b"1234")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        store.load_or_build("organism", {"seed": 0}, dies)
+    assert list((tmp_path / "organism").iterdir()) == []
+    with pytest.raises(ArtifactError, match="never completed"):
+        store.verify("organism", {"seed": 0})
