@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tdsae.tasks.base import Task, Trajectory, Transition
+from tdsae.tasks.environment import Task
+from tdsae.tasks.trajectory import Trajectory, Transition
 
 TINY = 1e-300  # floor under probabilities before log, so a zero never gives -inf
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from tdsae.agents.base import Agent, check_param, softmax_legal
-from tdsae.tasks.base import Task, Transition
+from tdsae.tasks.environment import Task
+from tdsae.tasks.trajectory import Transition
 
 
 class QLearner(Agent):

@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from tdsae.fitting.models import ModelSpec, check_task, compute_nll_unit, count_choices, get_model, models_for_task
-from tdsae.tasks.base import Task, Trajectory
+from tdsae.tasks.environment import Task
+from tdsae.tasks.trajectory import Trajectory
 
 GRID_POINTS = {1: 25, 2: 10, 3: 6}  # default grid points per parameter, by number of parameters
 FD_STEP = 1e-4  # central-difference step in unit coordinates (rounding error ~1e-7 of the Hessian)

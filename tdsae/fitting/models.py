@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tdsae.agents import get_agent
-from tdsae.tasks.base import Task, Trajectory
+from tdsae.tasks.environment import Task
+from tdsae.tasks.trajectory import Trajectory
 
 GAMMA = 0.99  # discount of every fitted learner, fixed as in the paper
 

@@ -15,7 +15,8 @@ from scipy.stats import spearmanr
 from tdsae.agents import get_agent
 from tdsae.fitting.estimation import FitResult, fit_model
 from tdsae.fitting.models import get_model
-from tdsae.tasks.base import Task, Trajectory, run_agent
+from tdsae.tasks.environment import Task, run_agent
+from tdsae.tasks.trajectory import Trajectory
 
 DRAW_STREAM = 2  # spawn key of the true-parameter draws (tasks use 0 and 1 of the same seed)
 

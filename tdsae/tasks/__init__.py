@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tdsae.tasks.base import (SPECIAL_TOKENS, Environment, Task, TranscriptBuilder, Trajectory,
-                              Transition, episode_columns, run_agent)
+from tdsae.tasks.environment import Environment, Task, run_agent
+from tdsae.tasks.trajectory import Trajectory, Transition
+from tdsae.tasks.transcript import SPECIAL_TOKENS, TranscriptBuilder, episode_columns
 from tdsae.tasks.graph import NOUNS, GraphTask
 from tdsae.tasks.gridworld import GridWorldTask
 from tdsae.tasks.twostep import TwoStepTask

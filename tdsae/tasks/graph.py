@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tdsae.tasks.base import Task, Trajectory, check_positive, episode_columns
+from tdsae.tasks.environment import Task
+from tdsae.tasks.trajectory import Trajectory, check_positive
+from tdsae.tasks.transcript import episode_columns
 
 N_COMMUNITIES = 3
 COMMUNITY_SIZE = 5

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tdsae.tasks.base import Task, Trajectory, check_positive, episode_columns
+from tdsae.tasks.environment import Task
+from tdsae.tasks.trajectory import Trajectory, check_positive
+from tdsae.tasks.transcript import episode_columns
 
 MOVES = ((-1, 0), (1, 0), (0, -1), (0, 1))  # (d_row, d_col) of up, down, left, right
 

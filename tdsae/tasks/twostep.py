@@ -19,7 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tdsae.tasks.base import Task, Trajectory, check_probability, episode_columns
+from tdsae.tasks.environment import Task
+from tdsae.tasks.trajectory import Trajectory, check_probability
+from tdsae.tasks.transcript import episode_columns
 
 PLANETS = ("X", "Y")
 ALIENS = (("D", "F"), ("J", "K"))  # aliens of planet X, of planet Y

@@ -1,8 +1,4 @@
-"""What every task shares: the padded Trajectory, the lockstep Environment, the Task interface.
-
-Many experiments advance together. Episode ``e`` of every experiment occupies the same block of
-``task.max_steps`` columns, so column ``t`` of a ``[n_experiments, n_steps]`` array means the same
-(episode, step) in every row; steps after an episode ended early are padding (``valid`` is False).
+"""The lockstep Environment, the Task interface every task implements, and run_agent.
 
 An LM player drives the same Environment that ``run_agent`` drives::
 
@@ -17,144 +13,12 @@ An LM player drives the same Environment that ``run_agent`` drives::
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
-import pandas as pd
 
-ENV_STREAM = 0  # spawn key of each experiment's task randomness (set-up, transitions, rewards)
-POLICY_STREAM = 1  # spawn key of each experiment's action sampling in run_agent
-
-SPECIAL_TOKENS = ("<bos>", "<eos>", "<pad>")
-
-
-def make_rngs(seed: int, n_experiments: int, stream: int) -> list[np.random.Generator]:
-    """One generator per experiment, so experiment e is the same whatever n_experiments is.
-
-    Args: seed: non-negative int; n_experiments: count; stream: which independent stream.
-    Returns: list of n_experiments generators.
-    """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    return [np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(e, stream)))
-            for e in range(n_experiments)]
-
-
-def check_positive(name: str, value: int) -> int:
-    """Return value as int if it is a positive integer, else raise ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
-
-
-def check_probability(name: str, value: float) -> float:
-    """Return value as float if it lies in [0, 1], else raise ValueError naming it."""
-    if not np.isscalar(value) or not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
-    return float(value)
-
-
-@dataclass
-class Trajectory:
-    """Steps of many experiments played in lockstep, padded to a common grid of columns."""
-
-    task: str  # registry name of the task that produced it
-    episode: np.ndarray  # [n_experiments, n_steps] int: episode index of each column
-    step: np.ndarray  # [n_experiments, n_steps] int: step index within the episode
-    state: np.ndarray  # [n_experiments, n_steps] int: state before the step; -1 in padding
-    action: np.ndarray  # [n_experiments, n_steps] int: action taken; -1 where none (graph, padding)
-    reward: np.ndarray  # [n_experiments, n_steps] float: reward of the step; 0 in padding
-    next_state: np.ndarray  # [n_experiments, n_steps] int: state after the step; -1 in padding
-    done: np.ndarray  # [n_experiments, n_steps] bool: the episode ends after this step
-    valid: np.ndarray  # [n_experiments, n_steps] bool: False on padding after an early end
-    info: dict[str, np.ndarray] = field(default_factory=dict)  # task extras, each [n_experiments, n_steps]
-    experiment_info: dict[str, np.ndarray] = field(default_factory=dict)  # set-up, each [n_experiments, ...]
-
-    def __post_init__(self):
-        shape = self.state.shape
-        for name in ("episode", "step", "action", "reward", "next_state", "done", "valid"):
-            if getattr(self, name).shape != shape:
-                raise ValueError(f"{name} has shape {getattr(self, name).shape}, expected {shape}")
-        for key, value in self.info.items():
-            if value.shape[:2] != shape:
-                raise ValueError(f"info[{key!r}] has shape {value.shape}, expected {shape}")
-
-    @property
-    def n_experiments(self) -> int:
-        """Number of experiments (rows)."""
-        return self.state.shape[0]
-
-    @property
-    def n_steps(self) -> int:
-        """Number of columns, padding included."""
-        return self.state.shape[1]
-
-    @property
-    def n_episodes(self) -> int:
-        """Number of episodes (column blocks) recorded."""
-        return int(self.episode.max()) + 1 if self.episode.size else 0
-
-    def episode_rewards(self) -> np.ndarray:
-        """Total reward of each episode. Returns: [n_experiments, n_episodes]."""
-        columns = self.episode[0][:, None] == np.arange(self.n_episodes)  # [n_steps, n_episodes]
-        return np.where(self.valid, self.reward, 0.0) @ columns
-
-    def select(self, experiments) -> Trajectory:
-        """Rows picked (or repeated, for fitting many parameter settings) by index.
-
-        Args: experiments: int indices [k]. Returns: Trajectory with k experiments.
-        """
-        rows = np.asarray(experiments, dtype=int)
-        core = {name: getattr(self, name)[rows] for name in
-                ("episode", "step", "state", "action", "reward", "next_state", "done", "valid")}
-        return Trajectory(task=self.task, **core,
-                          info={k: v[rows] for k, v in self.info.items()},
-                          experiment_info={k: v[rows] for k, v in self.experiment_info.items()})
-
-    def history_before(self, column: int) -> Trajectory:
-        """The same experiments with every step from ``column`` on marked invalid: the history a
-        player has seen when it faces the decision at ``column``."""
-        history = self.select(np.arange(self.n_experiments))
-        history.valid[:, column:] = False
-        return history
-
-    def to_frame(self) -> pd.DataFrame:
-        """Tidy table of the valid steps: experiment, episode, step, ..., then the info columns."""
-        rows, cols = np.nonzero(self.valid)
-        frame = {"experiment": rows}
-        for name in ("episode", "step", "state", "action", "reward", "next_state", "done"):
-            frame[name] = getattr(self, name)[rows, cols]
-        for key, value in self.info.items():
-            frame[key] = value[rows, cols]
-        return pd.DataFrame(frame)
-
-
-@dataclass
-class Transition:
-    """One step of every experiment, as returned by Environment.step and read by agents."""
-
-    state: np.ndarray  # [n_experiments] int: state before the step; -1 if not valid
-    action: np.ndarray  # [n_experiments] int: -1 where no action
-    reward: np.ndarray  # [n_experiments] float
-    next_state: np.ndarray  # [n_experiments] int: -1 if not valid
-    done: np.ndarray  # [n_experiments] bool: the episode ended with this step
-    truncated: np.ndarray  # [n_experiments] bool: it ended only because of the step cap
-    valid: np.ndarray  # [n_experiments] bool: the experiment was still in its episode
-
-    @classmethod
-    def from_column(cls, traj: Trajectory, t: int) -> Transition:
-        """Column t of a Trajectory as a Transition (truncated read from info if present)."""
-        truncated = traj.info.get("truncated", np.zeros_like(traj.done))[:, t]
-        return cls(traj.state[:, t], traj.action[:, t], traj.reward[:, t], traj.next_state[:, t],
-                   traj.done[:, t], truncated, traj.valid[:, t])
-
-
-def fill_value(dtype: np.dtype):
-    """Padding for an info array of this dtype: NaN for floats, False for bools, -1 otherwise."""
-    if np.issubdtype(dtype, np.floating):
-        return np.nan
-    return False if dtype == bool else -1
+from tdsae.tasks.trajectory import (ENV_STREAM, POLICY_STREAM, Trajectory, Transition, check_positive, fill_value,
+                                    make_rngs)
 
 
 class Environment:
@@ -339,63 +203,6 @@ class Task(ABC):
         """Tokens whose next-token probabilities are read at a decision in state."""
         return self.transcript_action_tokens(state)
 
-
-class TranscriptBuilder:
-    """One experiment's compact transcript, built piece by piece as it is played.
-
-    The decision position of a step is the last token before its action (graph: before the next
-    node); the outcome position is the first token after the action (reward, or next state).
-    """
-
-    def __init__(self, task: Task, experiment_info: dict, experiment: int):
-        self.task = task
-        self.state_tokens = task.transcript_state_tokens(experiment_info, experiment)
-        self.tokens: list[str] = ["<bos>"]
-        self._decision: list[int] = []
-        self._outcome: list[int] = []
-        self._episode = -1
-
-    def start_episode(self, state: int) -> list[str]:
-        """Append the episode-opening tokens. Returns: the tokens appended."""
-        self._episode += 1
-        new = self.task.transcript_episode_tokens(self.state_tokens, int(state), self._episode)
-        self.tokens += new
-        return new
-
-    def choice_tokens(self, state: int) -> list[str]:
-        """Tokens to compare at the decision in state (read at position len(tokens) - 1)."""
-        return self.task.transcript_choice_tokens(self.state_tokens, int(state))
-
-    def add_action(self, state: int, action: int) -> list[str]:
-        """Record the decision position and append the action token. Returns: tokens appended."""
-        self._decision.append(len(self.tokens) - 1)
-        new = [] if action < 0 else [self.task.transcript_action_tokens(int(state))[int(action)]]
-        self.tokens += new
-        return new
-
-    def add_outcome(self, state: int, action: int, reward: float, next_state: int, done: bool) -> list[str]:
-        """Record the outcome position and append reward / next-state tokens. Returns: tokens appended."""
-        self._outcome.append(len(self.tokens))
-        new = self.task.transcript_outcome_tokens(self.state_tokens, int(state), int(action),
-                                                  float(reward), int(next_state), bool(done))
-        self.tokens += new
-        return new
-
-    def positions(self) -> dict[str, np.ndarray]:
-        """Token indices per recorded step: "decision" and "outcome", each [n_valid_steps]."""
-        return {"decision": np.array(self._decision, int), "outcome": np.array(self._outcome, int)}
-
-
-def episode_columns(traj: Trajectory, experiment: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """Split one experiment's valid columns into finished episodes and the running one.
-
-    Returns: (list of column-index arrays of finished episodes, columns of the running episode).
-    """
-    cols = np.nonzero(traj.valid[experiment])[0]
-    episodes = [cols[traj.episode[experiment, cols] == e] for e in np.unique(traj.episode[experiment, cols])]
-    if episodes and not traj.done[experiment, episodes[-1][-1]]:
-        return episodes[:-1], episodes[-1]
-    return episodes, np.array([], int)
 
 
 class AgentProtocol(Protocol):
