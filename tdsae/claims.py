@@ -137,7 +137,8 @@ class ClaimBook:
         return claim
 
     def table(self) -> "Any":
-        """All claims recorded so far as a pandas DataFrame."""
+        """The claims recorded so far, one row each: name, kind, value, bar, control, outcome."""
         import pandas as pd
 
-        return pd.DataFrame([c.to_record() for c in self.claims])
+        columns = ["name", "kind", "value", "comparison", "threshold", "control_value", "holds"]
+        return pd.DataFrame([c.to_record() for c in self.claims], columns=columns).set_index("name")

@@ -183,9 +183,9 @@ def plot_matrix(matrix: Any, title: str, labels: list[str] | None = None, cmap: 
     fig, ax = new_figure(width=4.6, height=4.0)
     image = ax.imshow(matrix, cmap=cmap)
     fig.colorbar(image, ax=ax, shrink=0.8)
-    if labels is not None:
-        ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
-        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    labels = [str(i) for i in range(len(matrix))] if labels is None else labels
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
     ax.grid(False)
     ax.set_title(title, fontsize=10)
     return fig

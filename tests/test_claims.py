@@ -45,3 +45,11 @@ def test_mimebundle_carries_the_record():
     bundle = book.claims[0]._repr_mimebundle_()
     assert bundle[CLAIM_MIME]["control_value"] == 0.5
     assert "holds" in bundle["text/html"] and "finding" in bundle["text/plain"]
+
+
+def test_table_has_one_row_per_claim_with_outcome():
+    book = ClaimBook("c", "small", 0)
+    book.finding("a", "s", value=2.0, comparison=">", threshold=1, control="ctl")
+    book.check("b", "s", value=0.0, comparison=">", threshold=1, control="ctl")
+    table = book.table()
+    assert list(table.index) == ["a", "b"] and list(table["holds"]) == [True, False]
