@@ -1,0 +1,175 @@
+"""A language model plays a task: every experiment advances in lockstep as one batch.
+
+At each decision the model's next-token distribution is restricted to the legal
+choice tokens and renormalised; the choice is sampled with the experiment's own
+random stream (uniformly in the first ``n_random_episodes`` episodes, as in the
+paper, though the model's probabilities are still recorded).
+
+Two renderings: the model organism reads compact transcripts, fed
+incrementally through a key-value cache (:class:`CachedBatch`), so the history
+is never recomputed; pretrained models read story prompts, rebuilt at each
+decision because their wording ("3 days ago") changes as episodes pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tdsae.tasks import Task, TranscriptBuilder, Trajectory
+from tdsae.tasks.trajectory import make_rngs
+
+LM_POLICY_STREAM = 2  # spawn key of each experiment's sampling stream (tasks use 0 and 1)
+
+
+class CachedBatch:
+    """Growing token sequences, one per row, fed through a causal LM chunk by chunk.
+
+    Rows may receive chunks of different lengths (or none): chunks are right-padded,
+    pads are masked out of attention and skipped by the position ids, so each row
+    sees exactly its own tokens. With ``use_cache=False`` every feed recomputes the
+    whole history (the naive baseline the cache is measured against).
+    """
+
+    def __init__(self, model: Any, n_rows: int, pad_id: int, device: str, use_cache: bool = True) -> None:
+        self.model, self.pad_id, self.device, self.use_cache = model, pad_id, device, use_cache
+        self.cache: Any = None
+        self.ids = torch.zeros((n_rows, 0), dtype=torch.long, device=device)  # [rows, fed] (naive mode)
+        self.mask = torch.zeros((n_rows, 0), dtype=torch.long, device=device)  # [rows, fed] 1 = real token
+        self.count = torch.zeros(n_rows, dtype=torch.long, device=device)  # real tokens per row so far
+
+    @torch.no_grad()
+    def feed(self, chunks: list[list[int]]) -> torch.Tensor:
+        """Append each row's chunk; return logits after each row's last real token [rows, vocab].
+
+        Rows with an empty chunk get the logits of nothing new: their values are undefined.
+        """
+        width = max(len(c) for c in chunks)
+        lengths = torch.tensor([len(c) for c in chunks], device=self.device)
+        ids = torch.full((len(chunks), width), self.pad_id, dtype=torch.long, device=self.device)
+        for row, chunk in enumerate(chunks):
+            ids[row, : len(chunk)] = torch.tensor(chunk, dtype=torch.long)
+        new_mask = (torch.arange(width, device=self.device)[None] < lengths[:, None]).long()
+        positions = (self.count[:, None] + new_mask.cumsum(1) - 1).clamp(min=0)
+        self.mask = torch.cat([self.mask, new_mask], dim=1)
+        if self.use_cache:
+            out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=positions,
+                             past_key_values=self.cache, use_cache=True)
+            self.cache = out.past_key_values
+            last = (lengths - 1).clamp(min=0)
+        else:
+            self.ids = torch.cat([self.ids, ids], dim=1)
+            all_positions = (self.mask.cumsum(1) - 1).clamp(min=0)
+            out = self.model(input_ids=self.ids, attention_mask=self.mask, position_ids=all_positions, use_cache=False)
+            last = self.ids.shape[1] - width + (lengths - 1).clamp(min=0)
+        self.count += lengths
+        return out.logits[torch.arange(len(chunks), device=self.device), last].float()
+
+
+@dataclass
+class PlayResult:
+    """What a language model did on a task, aligned step by step with its Trajectory."""
+
+    trajectory: Trajectory  # the experiments as played (info["random_choice"] marks random-policy steps)
+    choice_logprobs: np.ndarray  # [n_experiments, n_steps, n_choices] LM log-probs of each choice (NaN: padding/illegal)
+    decision_pos: np.ndarray  # [n_experiments, n_steps] token index the choice was read at (-1: none)
+    outcome_pos: np.ndarray  # [n_experiments, n_steps] token index of the outcome (-1: none)
+    tokens: list[list[str]]  # transcript tokens per experiment (empty in story mode)
+    prompts: list[list[str]]  # story prompts per experiment, one per decision (empty in transcript mode)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Tidy table: one row per valid step, with the log-prob of every choice and the token positions."""
+        traj = self.trajectory
+        frame = traj.to_frame()
+        rows, cols = np.nonzero(traj.valid)
+        for k in range(self.choice_logprobs.shape[2]):
+            frame[f"logp_{k}"] = self.choice_logprobs[rows, cols, k]
+        frame["decision_pos"] = self.decision_pos[rows, cols]
+        frame["outcome_pos"] = self.outcome_pos[rows, cols]
+        return frame
+
+
+def _single_token_ids(tokenizer: Any, strings: list[str]) -> list[int]:
+    ids = []
+    for s in strings:
+        encoded = tokenizer.encode(s, add_special_tokens=False)
+        if len(encoded) != 1:
+            raise ValueError(f"choice {s!r} is {len(encoded)} tokens for this tokenizer; every choice must be one token")
+        ids.append(encoded[0])
+    return ids
+
+
+def _restricted_logprobs(logits: torch.Tensor, choice_ids: list[list[int]], rows: np.ndarray, width: int) -> np.ndarray:
+    """Log-softmax over each row's choice tokens only. Returns [len(rows), width], NaN past a row's choices."""
+    out = np.full((len(rows), width), np.nan)
+    for i, row in enumerate(rows):
+        picked = logits[row, choice_ids[row]]
+        out[i, : len(choice_ids[row])] = torch.log_softmax(picked, dim=0).double().cpu().numpy()
+    return out
+
+
+def _sample(logprobs: np.ndarray, legal: np.ndarray, uniforms: np.ndarray, random_policy: bool) -> np.ndarray:
+    """Inverse-CDF sampling per row from the model (or uniform over legal choices in random episodes)."""
+    probs = np.where(legal, 1.0, 0.0) if random_policy else np.where(legal, np.exp(np.nan_to_num(logprobs, nan=-np.inf)), 0.0)
+    probs = probs / probs.sum(axis=1, keepdims=True)
+    return np.minimum((probs.cumsum(axis=1) < uniforms[:, None]).sum(axis=1), probs.shape[1] - 1)
+
+
+def play_transcripts(model: Any, tokenizer: Any, task: Task, n_experiments: int, n_episodes: int, seed: int,
+                     n_random_episodes: int = 0, use_cache: bool = True) -> PlayResult:
+    """The model organism plays ``task`` through compact transcripts, all experiments in lockstep.
+
+    Args:
+        model: a Hugging Face causal LM (e.g. ``tdsae.models.torch_module(load_model(path))``).
+        tokenizer: its tokenizer; every transcript token must be one id.
+        use_cache: False recomputes the whole history at each decision (for benchmarking only).
+    """
+    device = next(model.parameters()).device
+    env = task.reset_experiments(n_experiments, seed)
+    rngs = make_rngs(seed, n_experiments, LM_POLICY_STREAM)
+    builders = [TranscriptBuilder(task, env.experiment_info, e) for e in range(n_experiments)]
+    vocab = tokenizer.get_vocab()
+    batch = CachedBatch(model, n_experiments, tokenizer.pad_token_id, str(device), use_cache)
+    fed = [0] * n_experiments
+    n_choices = max(task.n_actions, task.n_states if task.n_actions == 0 else 0)
+    steps = n_episodes * task.max_steps
+    logprobs = np.full((n_experiments, steps, n_choices), np.nan)
+    decision = np.full((n_experiments, steps), -1)
+    outcome = np.full((n_experiments, steps), -1)
+    random_choice = np.zeros((n_experiments, steps), bool)
+    for episode in range(n_episodes):
+        state = env.start_episode()
+        for e in range(n_experiments):
+            builders[e].start_episode(state[e])
+        while not env.episode_over:
+            t, rows = env.episode * task.max_steps + env.t, np.nonzero(env.active)[0]  # column, playing rows
+            choice_ids = [[vocab[tok] for tok in builders[e].choice_tokens(env.state[e])] for e in range(n_experiments)]
+            chunks = [[vocab[tok] for tok in builders[e].tokens[fed[e]:]] if env.active[e] else []
+                      for e in range(n_experiments)]
+            logits = batch.feed(chunks)
+            fed = [len(b.tokens) if env.active[e] else fed[e] for e, b in enumerate(builders)]
+            logprobs[rows, t] = _restricted_logprobs(logits, choice_ids, rows, n_choices)
+            actions = np.full(n_experiments, -1)
+            if task.n_actions:
+                legal = task.legal_actions(env.state[rows])
+                uniforms = np.array([rngs[e].random() for e in rows])
+                random_policy = episode < n_random_episodes
+                actions[rows] = _sample(logprobs[rows, t], legal, uniforms, random_policy)
+                random_choice[rows, t] = random_policy
+            states_before = env.state.copy()
+            for e in rows:
+                builders[e].add_action(states_before[e], actions[e])
+            transition = env.step(actions if task.n_actions else None)
+            for e in rows:
+                builders[e].add_outcome(states_before[e], actions[e], transition.reward[e],
+                                        transition.next_state[e], transition.done[e])
+    traj = env.to_trajectory()
+    traj.info["random_choice"] = random_choice
+    for e, builder in enumerate(builders):
+        columns, positions = np.nonzero(traj.valid[e])[0], builder.positions()
+        decision[e, columns], outcome[e, columns] = positions["decision"], positions["outcome"]
+    return PlayResult(traj, logprobs, decision, outcome, [b.tokens for b in builders], [])
