@@ -1,0 +1,151 @@
+"""Load any causal LM, by hub id or local directory, as an nnsight model: the one door to weights.
+
+The organism (a local directory written by ``tdsae.organism``), a pretrained hub model (``small``)
+and Llama-3-70B (``full``) all come through :func:`load_model`, so no chapter branches on scale.
+This is the only module that asks ``transformers`` for pretrained weights (nnsight's
+``TransformersModel`` calls ``from_pretrained`` through a pipeline); chapters reach the residual
+stream through :func:`residual_layers` and :func:`model_dims`.
+
+Remote execution (``full`` on NDIF): ``load_model(hub_id, remote=True)`` builds the model on the
+meta device (config and tokenizer only, no weights) and checks that an NDIF API key is configured
+(``NDIF_API_KEY`` or ``nnsight.CONFIG.set_default_api_key``). Every trace must then be opened with
+``model.trace(..., remote=is_remote(model))``; only values saved with ``nnsight.save`` come back,
+and the model must be one NDIF serves. None of this can run offline.
+
+With transformers >= 4.54 (we pin 5.22), ``model.model.layers[i].output`` inside a trace is a plain
+``[batch, seq, d_model]`` tensor, not a tuple: never index it with ``[0]`` (that is batch row 0).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+
+class ModelNotFoundError(OSError):
+    """A model could not be found: a missing local directory, or a hub id not reachable."""
+
+
+def pick_dtype(device: str):
+    """bf16 on CUDA (half the memory, native speed), fp32 on CPU (exact, and the organism's dtype)."""
+    import torch
+
+    return torch.bfloat16 if device == "cuda" else torch.float32
+
+
+def looks_local(name_or_path: str) -> bool:
+    """True when a string can only be a filesystem path, never a hub id ("owner/name" or "name")."""
+    return (os.path.isabs(name_or_path) or name_or_path.startswith((".", "~")) or "\\" in name_or_path
+            or name_or_path.count("/") > 1 or name_or_path.endswith("/"))
+
+
+def check_source(name_or_path: str) -> str:
+    """Return "local" or "hub" for a model source, or raise ModelNotFoundError naming it and why."""
+    path = Path(os.path.expanduser(str(name_or_path)))
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise ModelNotFoundError(f"model directory {str(path)!r} exists but has no config.json; "
+                                     "is it a folder written by save_pretrained?")
+        return "local"
+    if path.exists():
+        raise ModelNotFoundError(f"model path {str(path)!r} is a file; expected a directory from save_pretrained")
+    if looks_local(str(name_or_path)):
+        raise ModelNotFoundError(f"model directory {str(path)!r} does not exist (it looks like a local path, "
+                                 "so the hub was not tried); train or copy the model there first")
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(str(name_or_path), "config.json")
+    if constants.HF_HUB_OFFLINE and not isinstance(cached, str):
+        raise ModelNotFoundError(f"hub id {name_or_path!r} is not in the local Hugging Face cache and "
+                                 "HF_HUB_OFFLINE=1 forbids downloading it; download it once online, "
+                                 "or pass a local directory")
+    return "hub"
+
+
+def load_model(name_or_path, device: str = "auto", dtype=None, remote: bool = False, **kwargs: Any):
+    """A causal LM wrapped by ``nnsight.TransformersModel`` (weights loaded, tokenizer attached).
+
+    Args:
+        name_or_path: hub id ("meta-llama/Llama-3.2-1B") or local directory (the organism).
+        device: "auto" (CUDA if available, else CPU), "cpu" or "cuda"; CUDA spreads a large model
+            over every visible GPU (device_map="auto").
+        dtype: torch dtype; None picks bf16 on CUDA and fp32 on CPU.
+        remote: run traces on NDIF (see module docstring): builds a meta model, loads no weights.
+        **kwargs: passed on to TransformersModel / from_pretrained (e.g. revision).
+    Returns: nnsight TransformersModel; ``.tokenizer`` is the model's tokenizer.
+    Raises: ModelNotFoundError naming the path or id when it cannot be found or reached.
+    """
+    from nnsight import TransformersModel
+
+    from tdsae.runtime import pick_device
+
+    name = str(name_or_path)
+    source = check_source(name)
+    if remote:
+        return _load_remote(name, source, dtype, **kwargs)
+    resolved = pick_device(device)
+    options = {"dtype": pick_dtype(resolved) if dtype is None else dtype, **kwargs}
+    # The pipeline under TransformersModel moves a model to GPU 0 when given no device at all,
+    # so CPU is asked for explicitly; CUDA spreads the model over every visible GPU.
+    if resolved == "cuda":
+        options.setdefault("device_map", "auto")
+    else:
+        options.setdefault("device", "cpu")
+    path = os.path.expanduser(name) if source == "local" else name
+    try:
+        return TransformersModel(path, task="text-generation", dispatch=True, **options)
+    except OSError as error:
+        where = f"model directory {path!r}" if source == "local" else f"hub id {name!r}"
+        raise ModelNotFoundError(f"could not load {where}: {error}") from error
+
+
+def _load_remote(name: str, source: str, dtype, **kwargs: Any):
+    """A meta-device TransformersModel whose traces run on NDIF; checks the API key first."""
+    from nnsight import CONFIG, TransformersModel
+
+    if source == "local":
+        raise ValueError(f"remote=True needs a hub id that NDIF serves, not the local directory {name!r}")
+    if not (os.environ.get("NDIF_API_KEY") or CONFIG.API.APIKEY):
+        raise RuntimeError("remote=True needs an NDIF API key: set NDIF_API_KEY or call "
+                           "nnsight.CONFIG.set_default_api_key(key) (get one at https://login.ndif.us)")
+    options = {"dtype": pick_dtype("cuda") if dtype is None else dtype, **kwargs}
+    model = TransformersModel(name, task="text-generation", dispatch=False, **options)
+    model._tdsae_remote = True  # read by is_remote; a plain attribute of the wrapper
+    return model
+
+
+def is_remote(model) -> bool:
+    """True for a model loaded with remote=True: pass ``remote=is_remote(model)`` to every trace."""
+    return bool(getattr(model, "_tdsae_remote", False))
+
+
+def torch_module(model):
+    """The plain torch module behind an nnsight wrapper (or the module itself), for forwards outside a trace."""
+    from nnsight import Envoy
+
+    return model._module if isinstance(model, Envoy) else model
+
+
+def model_dims(model) -> tuple[int, int]:
+    """(n_layers, d_model) of a causal LM, read from its (text) config."""
+    config = torch_module(model).config
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    n_layers = getattr(text, "num_hidden_layers", None) or getattr(text, "n_layer", None)
+    d_model = getattr(text, "hidden_size", None) or getattr(text, "n_embd", None)
+    if n_layers is None or d_model is None:
+        raise ValueError(f"cannot read n_layers and d_model from a {type(config).__name__}")
+    return int(n_layers), int(d_model)
+
+
+def residual_layers(model):
+    """The decoder blocks whose outputs are the residual stream: ``model.model.layers`` (Llama-like)
+    or ``model.transformer.h`` (GPT-2). Inside a trace, ``layers[i].output`` is [batch, seq, d_model]."""
+    inner = getattr(model, "model", None)
+    if inner is not None and hasattr(inner, "layers"):
+        return inner.layers
+    transformer = getattr(model, "transformer", None)
+    if transformer is not None and hasattr(transformer, "h"):
+        return transformer.h
+    raise ValueError(f"no decoder layer list found on {type(torch_module(model)).__name__}; "
+                     "expected model.model.layers or model.transformer.h")

@@ -1,0 +1,33 @@
+"""The model organism: a small Llama trained by tdsae on task transcripts (the ``tiny`` preset).
+
+    result = train_organism("artifacts/organism", OrganismConfig(), TranscriptRecipe(), TrainingConfig())
+    model = tdsae.models.load_model(result.path)          # the same path a hub model takes
+    evaluate_choice_correlation(model, model.tokenizer)   # {"twostep": r, "gridworld": r}
+"""
+
+from __future__ import annotations
+
+from tdsae.organism.corpus import TranscriptRecipe, TranscriptSet, build_batches, simulate_transcripts
+from tdsae.organism.evaluation import ChoiceComparison, compare_choices, evaluate_choice_correlation
+from tdsae.organism.network import LONGEST_TRANSCRIPT, OrganismConfig, build_organism
+from tdsae.organism.tokenizer import build_tokenizer, encode_transcripts
+from tdsae.organism.trainer import (TrainingConfig, TrainingResult, list_checkpoints, next_token_loss,
+                                    read_training_record, train_organism)
+
+__all__ = [
+    "LONGEST_TRANSCRIPT", "ChoiceComparison", "OrganismConfig", "TrainingConfig", "TrainingResult",
+    "TranscriptRecipe", "TranscriptSet", "build_batches", "build_organism", "build_tokenizer",
+    "compare_choices", "configs_from_settings", "encode_transcripts", "evaluate_choice_correlation",
+    "list_checkpoints", "next_token_loss", "read_training_record", "simulate_transcripts", "train_organism",
+]
+
+
+def configs_from_settings(settings) -> tuple[OrganismConfig, TranscriptRecipe, TrainingConfig]:
+    """The organism's three configs from a resolved Preset (tiny: organism_* knobs, seed, episodes)."""
+    config = OrganismConfig(d_model=settings.organism_d_model, n_layers=settings.organism_layers,
+                            d_mlp=4 * settings.organism_d_model)
+    recipe = TranscriptRecipe(n_episodes=settings.n_episodes, n_random_episodes=settings.n_random_episodes,
+                              gamma=settings.gamma, gridworld_max_steps=settings.gridworld_max_steps,
+                              graph_walk_steps=settings.graph_walk_steps)
+    training = TrainingConfig(steps=settings.organism_steps, seed=settings.seed)
+    return config, recipe, training

@@ -1,0 +1,86 @@
+"""How well the organism predicts the agents that generated its data.
+
+At every decision of a held-out agent (after its random episodes) we read the organism's
+next-token distribution, keep the legal action tokens and renormalise: that is the organism's
+predicted choice probability, compared with the agent's true softmax probability.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from tdsae.organism.corpus import EVAL_STREAM, TranscriptRecipe, seed_for, simulate_transcripts
+from tdsae.organism.tokenizer import encode_transcripts
+
+
+@dataclass
+class ChoiceComparison:
+    """Organism vs generating agent at the decisions of held-out experiments of one task."""
+
+    task: str  # task name
+    r: float  # Pearson correlation of model_probs with agent_probs
+    model_probs: np.ndarray  # [n_decisions, n_actions] organism's renormalised action probabilities
+    agent_probs: np.ndarray  # [n_decisions, n_actions] the agent's true choice probabilities
+    state: np.ndarray  # [n_decisions] state of each decision
+    experiment: np.ndarray  # [n_decisions] experiment row of each decision
+
+
+@torch.no_grad()
+def next_token_logprobs(model, ids: torch.Tensor, batch_rows: int = 16) -> torch.Tensor:
+    """Log-softmax of the model's logits. Args: ids [n, seq] right-padded. Returns: [n, seq, vocab] float32."""
+    device = next(model.parameters()).device
+    out = [torch.log_softmax(model(input_ids=ids[i:i + batch_rows].to(device)).logits.float(), -1).cpu()
+           for i in range(0, len(ids), batch_rows)]
+    return torch.cat(out)
+
+
+def compare_choices(model, tokenizer, task_name: str, n_experiments: int = 64, seed: int = 0,
+                    recipe: TranscriptRecipe = TranscriptRecipe()) -> ChoiceComparison:
+    """The organism's choice probabilities vs held-out Q-learners' on one task (twostep or gridworld).
+
+    Args: model: a causal LM (HF module, or nnsight wrapper via tdsae.models.torch_module);
+    n_experiments: held-out agents, drawn from the recipe's parameter ranges on the evaluation
+    stream of seed. Decisions in the first recipe.n_random_episodes episodes are left out
+    (the agent's choice there is uniform by construction). r pools every legal action's probability.
+    """
+    from tdsae.models import torch_module
+
+    model = torch_module(model)
+    sims = simulate_transcripts(task_name, n_experiments, seed_for(seed, EVAL_STREAM, 0), recipe)
+    task, traj = sims.task, sims.traj
+    if task.n_actions == 0:
+        raise ValueError(f"task {task_name!r} has no actions to compare; use twostep or gridworld")
+    agent_probs = _agent(task, sims, recipe).evaluate(task, traj).probs  # [n, n_steps, n_actions]
+    ids, _ = encode_transcripts(tokenizer, sims.tokens)
+    logprobs = next_token_logprobs(model, ids)
+    vocab = tokenizer.get_vocab()
+    action_ids = {s: [vocab[w] for w in task.transcript_action_tokens(s)] for s in range(task.n_states)}
+    rows = {"model": [], "agent": [], "state": [], "experiment": []}
+    for e in range(n_experiments):
+        cols = np.nonzero(traj.valid[e])[0]
+        keep = traj.episode[e, cols] >= recipe.n_random_episodes
+        for col, pos in zip(cols[keep], sims.positions[e]["decision"][keep]):
+            state = int(traj.state[e, col])
+            p = torch.softmax(logprobs[e, pos, action_ids[state]], -1).numpy()
+            rows["model"].append(p)
+            rows["agent"].append(agent_probs[e, col])
+            rows["state"].append(state)
+            rows["experiment"].append(e)
+    model_probs, agent = np.array(rows["model"]), np.array(rows["agent"])
+    r = float(np.corrcoef(model_probs.ravel(), agent.ravel())[0, 1])
+    return ChoiceComparison(task_name, r, model_probs, agent, np.array(rows["state"]), np.array(rows["experiment"]))
+
+
+def _agent(task, sims, recipe: TranscriptRecipe):
+    from tdsae.agents import QLearner
+
+    return QLearner(alpha=sims.alpha, beta=sims.beta, gamma=recipe.gamma)
+
+
+def evaluate_choice_correlation(model, tokenizer, tasks=("twostep", "gridworld"), n_experiments: int = 64,
+                                seed: int = 0, recipe: TranscriptRecipe = TranscriptRecipe()) -> dict[str, float]:
+    """Pearson r between the organism's and the held-out agents' choice probabilities, per task."""
+    return {t: compare_choices(model, tokenizer, t, n_experiments, seed, recipe).r for t in tasks}

@@ -1,0 +1,155 @@
+"""The model organism: tokenizer, data, training (loss falls, deterministic), checkpoints, save/load."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tdsae.organism import (OrganismConfig, TrainingConfig, TranscriptRecipe, build_batches,
+                            build_organism, build_tokenizer, compare_choices, configs_from_settings,
+                            encode_transcripts, list_checkpoints, read_training_record,
+                            simulate_transcripts, train_organism)
+from tdsae.organism.corpus import batch_counts, pack_batches, seed_for
+from tdsae.organism.trainer import lr_factor
+from tdsae.tasks import render_transcript, transcript_vocabulary
+
+MICRO = OrganismConfig(d_model=32, n_layers=2, n_heads=2, d_mlp=64)
+RECIPE = TranscriptRecipe(chunk=16, n_episodes=10, n_random_episodes=3)
+FAST = TrainingConfig(steps=8, batch_tokens=1024, lr=3e-3, warmup_steps=2, checkpoint_steps=(0, 3))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One micro organism trained for FAST.steps, shared by the tests that only read it."""
+    path = tmp_path_factory.mktemp("organism") / "micro"
+    return train_organism(path, MICRO, RECIPE, FAST)
+
+
+def test_tokenizer_maps_every_word_to_one_id():
+    tokenizer = build_tokenizer()
+    vocabulary = transcript_vocabulary()
+    assert len(tokenizer) == len(vocabulary)
+    for word in vocabulary:
+        ids = tokenizer(word)["input_ids"]
+        assert len(ids) == 1, word
+        assert tokenizer.convert_ids_to_tokens(ids) == [word]
+    text = " ".join(vocabulary)
+    assert tokenizer.convert_ids_to_tokens(tokenizer(text)["input_ids"]) == vocabulary
+    assert (tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token) == ("<bos>", "<eos>", "<pad>")
+
+
+def test_encode_transcripts_matches_the_tokenizer_and_pads_right():
+    tokenizer = build_tokenizer()
+    sims = simulate_transcripts("twostep", 3, seed_for(0, 9), RECIPE)
+    words = [sims.tokens[0], sims.tokens[1][:7]]
+    ids, lengths = encode_transcripts(tokenizer, words)
+    assert lengths.tolist() == [len(words[0]), 7]
+    assert ids[0].tolist() == tokenizer(" ".join(words[0]))["input_ids"]
+    assert (ids[1, 7:] == tokenizer.pad_token_id).all()
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        encode_transcripts(tokenizer, [["<bos>", "no-such-word"]])
+
+
+def test_simulated_agents_vary_and_transcripts_match_the_renderer():
+    sims = simulate_transcripts("gridworld", 8, seed_for(1, 0), RECIPE)
+    lo, hi = RECIPE.alpha_range
+    assert np.all((sims.alpha >= lo) & (sims.alpha <= hi)) and len(set(sims.alpha)) == 8
+    assert np.all((sims.beta >= RECIPE.beta_range[0]) & (sims.beta <= RECIPE.beta_range[1]))
+    tokens, positions = render_transcript(sims.traj, 5, sims.task)
+    assert sims.tokens[5] == tokens
+    np.testing.assert_array_equal(sims.positions[5]["decision"], positions["decision"])
+    again = simulate_transcripts("gridworld", 8, seed_for(1, 0), RECIPE)
+    assert again.tokens == sims.tokens  # one seed, same data
+
+
+def test_batches_follow_the_mix_and_the_token_budget():
+    tokenizer = build_tokenizer()
+    batches = build_batches(RECIPE, tokenizer, 12, 1024, seed=0)
+    counts = batch_counts(RECIPE.task_mix, 12)
+    assert sum(counts.values()) == 12 and len(batches) == 12
+    for name, count in counts.items():
+        assert sum(task == name for task, _ in batches) == count
+    for _, ids in batches:
+        assert ids.numel() <= 1024 or ids.shape[0] == 1
+        assert (ids[:, 0] == tokenizer.bos_token_id).all()
+    ids = torch.arange(12).reshape(4, 3)
+    packed = pack_batches(ids, torch.tensor([1, 3, 2, 3]), batch_tokens=6)
+    assert [b.shape for b in packed] == [(2, 3), (2, 2)]
+
+
+def test_lr_schedule_warms_up_then_decays_to_the_floor():
+    config = TrainingConfig(steps=100, warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_factor(0, config) == pytest.approx(0.1)
+    assert lr_factor(9, config) == pytest.approx(1.0)
+    assert lr_factor(10, config) == pytest.approx(1.0)
+    assert lr_factor(100, config) == pytest.approx(0.1)
+    factors = [lr_factor(s, config) for s in range(10, 101)]
+    assert all(a >= b for a, b in zip(factors, factors[1:]))
+
+
+def test_loss_decreases_and_training_is_deterministic(trained, tmp_path):
+    losses = trained.losses
+    assert len(losses) == FAST.steps
+    assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.1  # starts near log(106) = 4.66
+    again = train_organism(tmp_path / "again", MICRO, RECIPE, FAST)
+    assert again.losses == losses and again.tasks == trained.tasks
+
+
+def test_checkpoints_exist_at_the_requested_steps(trained):
+    checkpoints = list_checkpoints(trained.path)
+    assert sorted(checkpoints) == [0, 3, FAST.steps]
+    for step, folder in checkpoints.items():
+        assert (folder / "model.safetensors").exists() and (folder / "tokenizer.json").exists()
+        assert read_training_record(folder)["step"] == step
+    record = read_training_record(trained.path)
+    assert record["losses"] == trained.losses and record["training"]["seed"] == FAST.seed
+    assert record["organism"]["d_model"] == 32 and "transformers" in record["versions"]
+    assert json.loads((trained.path / "config.json").read_text())["model_type"] == "llama"
+    assert not [p for p in trained.path.parent.iterdir() if p.name.startswith(".")]  # no temp left
+
+
+def test_round_trip_through_load_model_gives_identical_logits(trained):
+    from tdsae.models import load_model, model_dims, torch_module
+    from tdsae.organism.trainer import INIT_STREAM
+
+    tokenizer = build_tokenizer()
+    ids, _ = encode_transcripts(tokenizer, simulate_transcripts("twostep", 2, seed_for(2, 0), RECIPE).tokens)
+    loaded = load_model(trained.path, device="cpu")
+    assert model_dims(loaded) == (2, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(torch_module(loaded)(input_ids=ids).logits,
+                                   trained.model(input_ids=ids).logits, rtol=0, atol=0)
+        # step 0 is the untrained init, drawn from the training seed's own stream
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed_for(FAST.seed, INIT_STREAM).generate_state(1)[0]))
+            init = build_organism(MICRO, tokenizer)
+        step0 = torch_module(load_model(list_checkpoints(trained.path)[0], device="cpu"))
+        torch.testing.assert_close(step0(input_ids=ids).logits, init(input_ids=ids).logits, rtol=0, atol=0)
+
+
+def test_save_refuses_to_overwrite_unless_asked(trained):
+    with pytest.raises(FileExistsError, match=str(trained.path)):
+        train_organism(trained.path, MICRO, RECIPE, FAST)
+
+
+def test_choice_comparison_reads_legal_actions_after_random_episodes(trained):
+    from tdsae.models import load_model
+
+    model = load_model(trained.path, device="cpu")
+    result = compare_choices(model, model.tokenizer, "twostep", n_experiments=4, recipe=RECIPE)
+    per_experiment = 2 * (RECIPE.n_episodes - RECIPE.n_random_episodes)
+    assert result.model_probs.shape == result.agent_probs.shape == (4 * per_experiment, 2)
+    np.testing.assert_allclose(result.model_probs.sum(1), 1, atol=1e-5)
+    np.testing.assert_allclose(result.agent_probs.sum(1), 1, atol=1e-9)
+    assert -1 <= result.r <= 1
+    with pytest.raises(ValueError, match="no actions"):
+        compare_choices(model, model.tokenizer, "graph", n_experiments=2, recipe=RECIPE)
+
+
+def test_configs_follow_the_preset():
+    from tdsae.presets import resolve_settings
+
+    config, recipe, training = configs_from_settings(resolve_settings("tiny", organism_steps=7, seed=3))
+    assert (config.d_model, config.n_layers, training.steps, training.seed) == (128, 4, 7, 3)
+    assert recipe.n_random_episodes == 7 and recipe.gridworld_max_steps == 12
