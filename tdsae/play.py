@@ -99,6 +99,8 @@ def _single_token_ids(tokenizer: Any, strings: list[str]) -> list[int]:
         encoded = tokenizer.encode(s, add_special_tokens=False)
         if len(encoded) != 1:
             raise ValueError(f"choice {s!r} is {len(encoded)} tokens for this tokenizer; every choice must be one token")
+        if encoded[0] == tokenizer.unk_token_id:
+            raise ValueError(f"choice {s!r} is the unknown token for this tokenizer; every choice must be its own token")
         ids.append(encoded[0])
     return ids
 
@@ -173,3 +175,60 @@ def play_transcripts(model: Any, tokenizer: Any, task: Task, n_experiments: int,
         columns, positions = np.nonzero(traj.valid[e])[0], builder.positions()
         decision[e, columns], outcome[e, columns] = positions["decision"], positions["outcome"]
     return PlayResult(traj, logprobs, decision, outcome, [b.tokens for b in builders], [])
+
+
+@torch.no_grad()
+def last_token_logits(model: Any, tokenizer: Any, prompts: list[str], batch_size: int = 16) -> torch.Tensor:
+    """Next-token logits after each prompt, batched with left padding. Returns [n_prompts, vocab]."""
+    device = next(model.parameters()).device
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    rows = []
+    for start in range(0, len(prompts), batch_size):
+        batch = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True).to(device)
+        positions = (batch["attention_mask"].cumsum(1) - 1).clamp(min=0)
+        rows.append(model(**batch, position_ids=positions).logits[:, -1].float())
+    return torch.cat(rows)
+
+
+def play_stories(model: Any, tokenizer: Any, task: Task, n_experiments: int, n_episodes: int, seed: int,
+                 n_random_episodes: int = 0, batch_size: int = 16) -> PlayResult:
+    """A pretrained LM plays ``task`` from story prompts, all experiments in lockstep.
+
+    Each decision rebuilds every playing experiment's prompt (history, question,
+    answer prefix) and reads the last position; every choice string must be one token.
+    """
+    env = task.reset_experiments(n_experiments, seed)
+    rngs = make_rngs(seed, n_experiments, LM_POLICY_STREAM)
+    n_choices = max(task.n_actions, task.n_states if task.n_actions == 0 else 0)
+    steps = n_episodes * task.max_steps
+    logprobs = np.full((n_experiments, steps, n_choices), np.nan)
+    decision = np.full((n_experiments, steps), -1)
+    random_choice = np.zeros((n_experiments, steps), bool)
+    prompts: list[list[str]] = [[] for _ in range(n_experiments)]
+    for episode in range(n_episodes):
+        env.start_episode()
+        while not env.episode_over:
+            t, rows = env.episode * task.max_steps + env.t, np.nonzero(env.active)[0]
+            history = env.to_trajectory()
+            texts = [task.story_prompt(history, e, int(env.state[e])) for e in rows]
+            choice_ids = {e: _single_token_ids(tokenizer, task.story_choices(history, e, int(env.state[e]))) for e in rows}
+            logits = last_token_logits(model, tokenizer, texts, batch_size)
+            by_row = [choice_ids.get(e, []) for e in range(n_experiments)]
+            padded = torch.zeros((n_experiments, logits.shape[1]), device=logits.device)
+            padded[torch.as_tensor(rows, device=logits.device)] = logits
+            logprobs[rows, t] = _restricted_logprobs(padded, by_row, rows, n_choices)
+            for e, text in zip(rows, texts):
+                prompts[e].append(text)
+                decision[e, t] = len(tokenizer.encode(text)) - 1
+            actions = np.full(n_experiments, -1)
+            if task.n_actions:
+                random_policy = episode < n_random_episodes
+                uniforms = np.array([rngs[e].random() for e in rows])
+                actions[rows] = _sample(logprobs[rows, t], task.legal_actions(env.state[rows]), uniforms, random_policy)
+                random_choice[rows, t] = random_policy
+            env.step(actions if task.n_actions else None)
+    traj = env.to_trajectory()
+    traj.info["random_choice"] = random_choice
+    return PlayResult(traj, logprobs, decision, np.full_like(decision, -1), [], prompts)
