@@ -8,7 +8,8 @@ PY := $(VENV)/bin/python
 TDSAE := $(VENV)/bin/tdsae
 STAMP := $(VENV)/.tdsae-installed
 PRESET ?= tiny
-SEED ?= 0
+SEED ?=
+SEED_ARG := $(if $(SEED),--seed $(SEED),)
 # Quiet third-party noise in executed notebooks; readers running a chapter
 # in Jupyter still get progress bars.
 export HF_HUB_DISABLE_PROGRESS_BARS := 1
@@ -29,13 +30,13 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 book: $(STAMP)
-	$(TDSAE) book --preset $(PRESET) --seed $(SEED)
+	$(TDSAE) book --preset $(PRESET) $(SEED_ARG)
 
 unit: $(STAMP)
 	$(PY) -m pytest -q -m "not browser" tests
 
 notebooks: $(STAMP)
-	$(TDSAE) book --preset tiny --seed $(SEED)
+	$(TDSAE) book --preset tiny $(SEED_ARG)
 	$(PY) -m pytest -q --nbval-lax --nbval-current-env --nbval-cell-timeout=1200 book/chapters
 
 browser: $(STAMP)

@@ -91,7 +91,7 @@ def _failed_code_cell_number(nb: Any) -> int:
     return 0
 
 
-def execute_chapter(root: Path, slug: str, preset: str, seed: int) -> Path:
+def execute_chapter(root: Path, slug: str, preset: str, seed: int | None) -> Path:
     """Execute one chapter with papermill; return the executed notebook's path.
 
     The notebook is written to a temporary name and renamed, so a failed run
@@ -180,7 +180,7 @@ def build_html(root: Path) -> Path:
     return root / "_build" / "html" / "index.html"
 
 
-def build_book(root: Path, preset: str = "tiny", seed: int = 0, chapters: list[str] | None = None,
+def build_book(root: Path, preset: str = "tiny", seed: int | None = None, chapters: list[str] | None = None,
                execute: bool = True) -> Path:
     """Execute the chosen chapters (all by default), build the HTML and write claims.json."""
     get_preset(preset)

@@ -15,7 +15,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     book = sub.add_parser("book", help="execute the chapters and build the HTML book")
     book.add_argument("--preset", default="tiny", help=f"one of: {', '.join(PRESETS)}")
-    book.add_argument("--seed", type=int, default=0, help="master seed passed to every chapter")
+    book.add_argument("--seed", type=int, default=None, help="master seed for every chapter (default: the preset's)")
     book.add_argument("--chapters", nargs="*", help="execute only chapters whose slug starts with these")
     book.add_argument("--no-execute", action="store_true", help="build from the notebooks already executed")
     book.add_argument("--root", type=Path, default=Path("."), help="directory holding _toc.yml")
