@@ -71,7 +71,8 @@ def compare_choices(model, tokenizer, task_name: str, n_experiments: int = 64, s
             rows["experiment"].append(e)
     model_probs, agent = np.array(rows["model"]), np.array(rows["agent"])
     r = float(np.corrcoef(model_probs.ravel(), agent.ravel())[0, 1])
-    return ChoiceComparison(task_name, r, model_probs, agent, np.array(rows["state"]), np.array(rows["experiment"]))
+    return ChoiceComparison(task_name, r, model_probs, agent, np.array(rows["state"]),
+                            np.array(rows["experiment"]))
 
 
 def _agent(task, sims, recipe: TranscriptRecipe):
