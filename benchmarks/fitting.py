@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tdsae.artifacts import write_json_atomic
 from tdsae.fitting import draw_params, fit_model, recover_parameters, simulate_subjects
 from tdsae.tasks import get_task
 
@@ -41,10 +42,7 @@ def main() -> None:
     results = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                "ranges": RANGES, "subjects": 100, "episodes": 30,
                "tasks": {name: measure(name) for name in ("twostep", "gridworld")}}
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    tmp = OUT.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2))
-    os.replace(tmp, OUT)
+    write_json_atomic(OUT, results)
     print(json.dumps(results, indent=2))
 
 

@@ -7,7 +7,6 @@ on 2 cores; held-out choice-probability correlation with the generating agent
 """
 
 import json
-import os
 import sys
 import tempfile
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tdsae.artifacts import write_json_atomic
 from tdsae.models import load_model
 from tdsae.organism import compare_choices, configs_from_settings, read_training_record, train_organism
 from tdsae.presets import resolve_settings
@@ -39,10 +39,7 @@ def main() -> None:
     record = read_training_record(out_dir)
     losses, tasks = np.array(record["losses"]), np.array(record["tasks"])
     results["final_loss_by_task"] = {t: float(losses[-50:][tasks[-50:] == t].mean()) for t in set(tasks[-50:])}
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    tmp = OUT.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2))
-    os.replace(tmp, OUT)
+    write_json_atomic(OUT, results)
     print(json.dumps(results, indent=2))
 
 

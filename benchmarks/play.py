@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tdsae.artifacts import write_json_atomic
 from tdsae.organism import OrganismConfig, build_organism, build_tokenizer
 from tdsae.play import play_transcripts
 from tdsae.tasks import get_task
@@ -45,10 +46,7 @@ def main() -> None:
                        max_abs_logprob_diff=float(np.nanmax(np.abs(cached.choice_logprobs - naive.choice_logprobs))))
         rows.append(row)
         print(json.dumps(row))
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    tmp = OUT.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"threads": torch.get_num_threads(), "cpus": os.cpu_count(), "runs": rows}, indent=2))
-    os.replace(tmp, OUT)
+    write_json_atomic(OUT, {"threads": torch.get_num_threads(), "cpus": os.cpu_count(), "runs": rows})
 
 
 if __name__ == "__main__":

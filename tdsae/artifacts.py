@@ -43,6 +43,15 @@ def artifact_key(kind: str, params: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON to a temporary name beside ``path`` and rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(payload, handle, indent=2)
+    os.replace(tmp, path)
+
+
 def file_sha256(path: Path) -> str:
     """sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()

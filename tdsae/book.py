@@ -9,7 +9,6 @@ The claims each chapter displayed are collected into ``_build/claims.json``.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .artifacts import write_json_atomic
 from .claims import CLAIM_MIME
 from .presets import get_preset
 
@@ -159,15 +159,6 @@ def collect_claims(paths: list[Path]) -> list[dict[str, Any]]:
                 if record is not None:
                     records.append(dict(record))
     return records
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON to a temporary name beside ``path`` and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(payload, handle, indent=2)
-    os.replace(tmp, path)
 
 
 def build_html(root: Path) -> Path:

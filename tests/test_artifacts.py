@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from tdsae.artifacts import ArtifactError, ArtifactStore, artifact_key
+from tdsae.artifacts import ArtifactError, ArtifactStore, artifact_key, write_json_atomic
 
 
 def _writer(calls):
@@ -59,3 +59,10 @@ def test_killed_build_leaves_nothing_behind(tmp_path):
     assert list((tmp_path / "organism").iterdir()) == []
     with pytest.raises(ArtifactError, match="never completed"):
         store.verify("organism", {"seed": 0})
+
+
+def test_claims_json_written_atomically(tmp_path):
+    target = tmp_path / "_build" / "claims.json"
+    write_json_atomic(target, [{"a": 1}])
+    assert json.loads(target.read_text()) == [{"a": 1}]
+    assert [p.name for p in target.parent.iterdir()] == ["claims.json"]

@@ -1,6 +1,5 @@
 """The book pipeline on a two-page fake book: execution, hiding, failures, claims."""
 
-import json
 import textwrap
 from pathlib import Path
 
@@ -116,13 +115,6 @@ def test_unexecuted_notebook_is_refused(tmp_path):
         book.verify_executed(path)
     with pytest.raises(book.NotExecuted, match="does not exist"):
         book.verify_executed(tmp_path / "missing.ipynb")
-
-
-def test_claims_json_written_atomically(tmp_path):
-    target = tmp_path / "_build" / "claims.json"
-    book.write_json_atomic(target, [{"a": 1}])
-    assert json.loads(target.read_text()) == [{"a": 1}]
-    assert [p.name for p in target.parent.iterdir()] == ["claims.json"]
 
 
 def test_cli_rejects_unknown_preset_before_work(fake_book, capsys):
