@@ -153,3 +153,21 @@ def test_configs_follow_the_preset():
     config, recipe, training = configs_from_settings(resolve_settings("tiny", organism_steps=7, seed=3))
     assert (config.d_model, config.n_layers, training.steps, training.seed) == (128, 4, 7, 3)
     assert recipe.n_random_episodes == 7 and recipe.gridworld_max_steps == 12
+
+
+def test_trained_organism_is_cached_by_its_settings(tmp_path, monkeypatch):
+    import tdsae.organism as organism
+    from tdsae.artifacts import ArtifactStore
+    from tdsae.models import load_model
+    from tdsae.presets import resolve_settings
+
+    calls = []
+    real_train = organism.train_organism
+    monkeypatch.setattr(organism, "train_organism", lambda *a, **k: calls.append(1) or real_train(*a, **k))
+    store = ArtifactStore(tmp_path)
+    micro = dict(organism_d_model=16, organism_layers=1, organism_steps=2, n_episodes=8, device="cpu")
+    first = organism.trained_organism(resolve_settings("tiny", **micro), store)
+    again = organism.trained_organism(resolve_settings("tiny", **micro), store)
+    other = organism.trained_organism(resolve_settings("tiny", **{**micro, "seed": 1}), store)
+    assert first == again != other and len(calls) == 2
+    assert load_model(str(first)).config.hidden_size == 16

@@ -19,6 +19,7 @@ __all__ = [
     "TranscriptRecipe", "TranscriptSet", "build_batches", "build_organism", "build_tokenizer",
     "compare_choices", "configs_from_settings", "encode_transcripts", "evaluate_choice_correlation",
     "list_checkpoints", "next_token_loss", "read_training_record", "simulate_transcripts", "train_organism",
+    "trained_organism",
 ]
 
 
@@ -31,3 +32,23 @@ def configs_from_settings(settings) -> tuple[OrganismConfig, TranscriptRecipe, T
                               graph_walk_steps=settings.graph_walk_steps)
     training = TrainingConfig(steps=settings.organism_steps, seed=settings.seed)
     return config, recipe, training
+
+
+def trained_organism(settings, store=None):
+    """The folder of the organism these settings describe, trained first if the cache lacks it.
+
+    Args: settings: a resolved Preset; store: a tdsae.artifacts.ArtifactStore (default: the cache home).
+    Returns: Path loadable by tdsae.models.load_model. The cache key holds every config field and the
+    device, so changing any knob (or training on CUDA instead of the CPU) trains a new organism.
+    """
+    import dataclasses
+
+    from tdsae.artifacts import ArtifactStore
+    from tdsae.runtime import pick_device
+
+    config, recipe, training = configs_from_settings(settings)
+    device = pick_device(settings.device)
+    params = {"config": dataclasses.asdict(config), "recipe": dataclasses.asdict(recipe),
+              "training": dataclasses.asdict(training), "device": device}
+    store = ArtifactStore() if store is None else store
+    return store.load_or_build("organism", params, lambda tmp: train_organism(tmp, config, recipe, training, device))
