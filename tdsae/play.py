@@ -35,9 +35,16 @@ class CachedBatch:
     whole history (the naive baseline the cache is measured against).
     """
 
-    def __init__(self, model: Any, n_rows: int, pad_id: int, device: str, use_cache: bool = True) -> None:
+    def __init__(self, model: Any, n_rows: int, pad_id: int, device: str, use_cache: bool = True,
+                 max_len: int | None = None) -> None:
         self.model, self.pad_id, self.device, self.use_cache = model, pad_id, device, use_cache
         self.cache: Any = None
+        self.max_len = max_len  # capacity of the preallocated cache; None grows it as needed
+        if use_cache and max_len:
+            from transformers import StaticCache
+
+            # Preallocated: a growing cache would copy itself at every step (quadratic in length).
+            self.cache = StaticCache(config=model.config, max_cache_len=max_len)
         self.ids = torch.zeros((n_rows, 0), dtype=torch.long, device=device)  # [rows, fed] (naive mode)
         self.mask = torch.zeros((n_rows, 0), dtype=torch.long, device=device)  # [rows, fed] 1 = real token
         self.count = torch.zeros(n_rows, dtype=torch.long, device=device)  # real tokens per row so far
@@ -57,8 +64,12 @@ class CachedBatch:
         positions = (self.count[:, None] + new_mask.cumsum(1) - 1).clamp(min=0)
         self.mask = torch.cat([self.mask, new_mask], dim=1)
         if self.use_cache:
+            fed = self.mask.shape[1] - width
+            if self.max_len is not None and fed + width > self.max_len:
+                raise RuntimeError(f"transcripts outgrew the preallocated cache of {self.max_len} tokens")
             out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=positions,
-                             past_key_values=self.cache, use_cache=True)
+                             past_key_values=self.cache, use_cache=True,
+                             cache_position=torch.arange(fed, fed + width, device=self.device))
             self.cache = out.past_key_values
             last = (lengths - 1).clamp(min=0)
         else:
@@ -121,6 +132,16 @@ def _sample(logprobs: np.ndarray, legal: np.ndarray, uniforms: np.ndarray, rando
     return np.minimum((probs.cumsum(axis=1) < uniforms[:, None]).sum(axis=1), probs.shape[1] - 1)
 
 
+def _transcript_bound(task: Task, experiment_info: dict, n_episodes: int) -> int:
+    """Most tokens a lockstep batch can feed: per step, the widest chunk any row can append."""
+    names = task.transcript_state_tokens(experiment_info, 0)
+    opening = len(task.transcript_episode_tokens(names, 0, 0))
+    action = 1 if task.n_actions else 0
+    outcome = max(len(task.transcript_outcome_tokens(names, 0, 0, reward, 0, done))
+                  for reward in (0.0, 1.0) for done in (False, True))
+    return 1 + n_episodes * (opening + task.max_steps * (action + outcome))
+
+
 def play_transcripts(model: Any, tokenizer: Any, task: Task, n_experiments: int, n_episodes: int, seed: int,
                      n_random_episodes: int = 0, use_cache: bool = True) -> PlayResult:
     """The model organism plays ``task`` through compact transcripts, all experiments in lockstep.
@@ -135,7 +156,8 @@ def play_transcripts(model: Any, tokenizer: Any, task: Task, n_experiments: int,
     rngs = make_rngs(seed, n_experiments, LM_POLICY_STREAM)
     builders = [TranscriptBuilder(task, env.experiment_info, e) for e in range(n_experiments)]
     vocab = tokenizer.get_vocab()
-    batch = CachedBatch(model, n_experiments, tokenizer.pad_token_id, str(device), use_cache)
+    max_len = _transcript_bound(task, env.experiment_info, n_episodes)
+    batch = CachedBatch(model, n_experiments, tokenizer.pad_token_id, str(device), use_cache, max_len)
     fed = [0] * n_experiments
     n_choices = max(task.n_actions, task.n_states if task.n_actions == 0 else 0)
     steps = n_episodes * task.max_steps

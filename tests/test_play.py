@@ -76,3 +76,13 @@ def test_naive_recompute_gives_the_same_numbers(organism):
     naive = play_transcripts(model, tokenizer, task, 4, 3, seed=0, n_random_episodes=1, use_cache=False)
     assert np.array_equal(cached.trajectory.action, naive.trajectory.action)
     np.testing.assert_allclose(cached.choice_logprobs, naive.choice_logprobs, atol=1e-5)
+
+
+def test_preallocated_cache_refuses_to_overflow(organism):
+    from tdsae.play import CachedBatch
+
+    model, tokenizer = organism
+    batch = CachedBatch(model, 2, tokenizer.pad_token_id, "cpu", max_len=3)
+    batch.feed([[1, 2], [1]])
+    with pytest.raises(RuntimeError, match="outgrew the preallocated cache of 3 tokens"):
+        batch.feed([[3, 4], [2]])
