@@ -149,3 +149,13 @@ def residual_layers(model):
         return transformer.h
     raise ValueError(f"no decoder layer list found on {type(torch_module(model)).__name__}; "
                      "expected model.model.layers or model.transformer.h")
+
+
+def load_preset_model(settings, store=None):
+    """The model a resolved preset names: the cached (or freshly trained) organism for
+    ``model="organism"``, otherwise the hub id or directory, through load_model either way."""
+    if settings.model == "organism":
+        from tdsae.organism import trained_organism
+
+        return load_model(trained_organism(settings, store), device=settings.device)
+    return load_model(settings.model, device=settings.device)

@@ -254,3 +254,19 @@ def play_stories(model: Any, tokenizer: Any, task: Task, n_experiments: int, n_e
     traj = env.to_trajectory()
     traj.info["random_choice"] = random_choice
     return PlayResult(traj, logprobs, decision, np.full_like(decision, -1), [], prompts)
+
+
+def reads_transcripts(tokenizer: Any, task: Task) -> bool:
+    """True when every transcript token of ``task`` is one known word for ``tokenizer`` (the organism)."""
+    vocab = tokenizer.get_vocab()
+    return all(token in vocab for token in task.transcript_tokens())
+
+
+def play_task(model: Any, task: Task, n_experiments: int, n_episodes: int, seed: int,
+              n_random_episodes: int = 0) -> PlayResult:
+    """Let ``model`` (a tdsae.models.load_model result) play ``task``: transcripts if its tokenizer
+    knows the transcript words (the organism), story prompts otherwise (pretrained models)."""
+    from tdsae.models import torch_module
+
+    player = play_transcripts if reads_transcripts(model.tokenizer, task) else play_stories
+    return player(torch_module(model), model.tokenizer, task, n_experiments, n_episodes, seed, n_random_episodes)

@@ -144,6 +144,9 @@ def test_evaluate_replays_play(name, agent):
         np.testing.assert_allclose(ev.td_error, played["td"], equal_nan=True)
         assert np.isfinite(ev.td_error[valid]).mean() > 0.4
     assert np.all(np.isfinite(ev.loglik)) and np.all(ev.loglik <= 0)
+    later = traj.episode >= 2  # the fitter's lean replay must score exactly what evaluate scores
+    np.testing.assert_allclose(agent.loglik(task, traj), ev.loglik, rtol=1e-12)
+    np.testing.assert_allclose(agent.loglik(task, traj, later), agent.evaluate(task, traj, later).loglik, rtol=1e-12)
 
 
 def test_vectorised_parameters_match_separate_runs():

@@ -8,7 +8,7 @@ import pytest
 
 from tdsae.agents import QLearner
 from tdsae.fitting import (MODELS, ParamSpec, compare_models, compute_nll, count_choices, fit_model, fit_models,
-                           get_model, recover_parameters, simulate_subjects)
+                           get_model, recover_models, recover_parameters, simulate_subjects)
 from tdsae.tasks import GraphTask, GridWorldTask, Trajectory, TwoStepTask
 
 # three two-step episodes: (episode, step, state, action, reward, next_state, done)
@@ -130,6 +130,20 @@ def test_model_comparison_picks_the_generating_model(generator, params):
     assert table.loc[0, "delta_bic"] == 0.0 and table["delta_bic"].iloc[1] > 10.0
     assert table["n_best"].sum() == n
     assert set(table["model"]) == {"qlearning", "model_based", "hybrid", "wsls", "copy_best", "random"}
+
+
+def test_model_recovery_attributes_simulated_data_to_their_generator():
+    task, n = TwoStepTask(), 20
+    fits = {"qlearning": fit_model(task, simulate_subjects(task, "qlearning", {"alpha": np.full(n, 0.4),
+                                                                              "beta": np.full(n, 6.0)}, seed=1),
+                                   "qlearning"),
+            "wsls": fit_model(task, simulate_subjects(task, "wsls", {"epsilon": np.full(n, 0.1)}, seed=2), "wsls")}
+    table = recover_models(task, fits, seed=3)
+    grid = table.pivot(index="generator", columns="fitted", values="fraction")
+    np.testing.assert_allclose(grid.sum(axis=1), 1.0)
+    assert grid.loc["qlearning", "qlearning"] > 0.7 and grid.loc["wsls", "wsls"] > 0.9
+    with pytest.raises(ValueError, match="copy_best"):
+        recover_models(task, fits, ["qlearning", "copy_best"])
 
 
 def test_bic_and_comparison_table_by_hand():

@@ -68,7 +68,7 @@ def test_residual_stream_is_a_plain_tensor_inside_a_trace(saved):
 
     path, model = saved
     loaded = load_model(path, device="cpu")
-    prompts = ["<bos> ts:start ts:X ts:planetX ts:D ts:r1", "<bos> ts:start ts:Y"]
+    prompts = ["<bos> ts:start ts:X ts:planetX ts:D ts:D1", "<bos> ts:start ts:Y"]
     with loaded.trace(prompts):
         first = nnsight.save(residual_layers(loaded)[0].output)
         last = nnsight.save(residual_layers(loaded)[1].output)

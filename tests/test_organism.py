@@ -171,3 +171,42 @@ def test_trained_organism_is_cached_by_its_settings(tmp_path, monkeypatch):
     other = organism.trained_organism(resolve_settings("tiny", **{**micro, "seed": 1}), store)
     assert first == again != other and len(calls) == 2
     assert load_model(str(first)).config.hidden_size == 16
+
+
+def test_action_weight_one_is_the_plain_loss_and_other_weights_reweight_actions():
+    from tdsae.organism.tokenizer import action_token_ids
+    from tdsae.organism.trainer import next_token_loss
+
+    tokenizer = build_tokenizer()
+    torch.manual_seed(0)
+    model = build_organism(MICRO, tokenizer).eval()
+    sims = simulate_transcripts("twostep", 3, seed_for(0, 0, 0), RECIPE)
+    ids, _ = encode_transcripts(tokenizer, sims.tokens)
+    ids[0, -5:] = tokenizer.pad_token_id  # some padding to ignore
+    actions = action_token_ids(tokenizer)
+    with torch.no_grad():
+        logits = model(input_ids=ids[:, :-1]).logits
+        per_word = torch.nn.functional.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten(), reduction="none")
+        real = ids[:, 1:].flatten() != tokenizer.pad_token_id
+        is_action = torch.isin(ids[:, 1:].flatten(), actions)
+        plain = next_token_loss(model, ids, tokenizer.pad_token_id)
+        weighted = next_token_loss(model, ids, tokenizer.pad_token_id, action_ids=actions, action_weight=4.0)
+    assert torch.isclose(plain, per_word[real].mean(), atol=1e-6)
+    w = torch.where(is_action, 4.0, 1.0) * real
+    assert torch.isclose(weighted, (per_word * w).sum() / w.sum(), atol=1e-6)
+    vocab = tokenizer.get_vocab()
+    assert {vocab["gw:up"], vocab["ts:X"]} <= set(actions.tolist()) and vocab["ts:planetX"] not in actions.tolist()
+
+
+def test_play_task_reads_transcripts_only_with_the_transcript_vocabulary(trained):
+    from tdsae.models import load_model
+    from tdsae.play import play_task, reads_transcripts
+    from tdsae.tasks import get_task
+
+    model = load_model(str(trained.path))
+    task = get_task("twostep")
+    assert reads_transcripts(model.tokenizer, task)
+    story_words = [w for w in transcript_vocabulary() if not w.startswith("ts:")]
+    assert not reads_transcripts(build_tokenizer(story_words), task)
+    result = play_task(model, task, n_experiments=3, n_episodes=3, seed=0, n_random_episodes=1)
+    assert result.tokens[0][:2] == ["<bos>", "ts:start"] and result.prompts == []

@@ -204,8 +204,11 @@ def test_transcript_incremental_equals_full(name):
                 assert chosen == task.transcript_action_tokens(state)[action] and o == d + 2
             else:
                 assert chosen == builder.state_tokens[traj.next_state[e, t]] and o == d + 1
-            if task.name == "gridworld" or (task.name == "twostep" and state > 0):
-                assert tokens[o].endswith("r1" if traj.reward[e, t] > 0 else "r0")
+            paid = 1 if traj.reward[e, t] > 0 else 0
+            if task.name == "twostep" and state > 0:  # the payout word names the alien
+                assert tokens[o] == f"{chosen}{paid}"
+            elif task.name == "gridworld":
+                assert tokens[o] == f"gw:r{paid}"
             else:
                 assert tokens[o] == builder.state_tokens[traj.next_state[e, t]]
 

@@ -93,6 +93,28 @@ class Agent:
         """Extra per-experiment quantities of the last update, each [n, ...]."""
         return {}
 
+    def loglik(self, task: Task, traj: Trajectory, choice_mask: np.ndarray | None = None) -> np.ndarray:
+        """evaluate(task, traj, choice_mask).loglik without storing any per-step array (the fitter's
+        inner loop). Returns: [n_experiments] sum of log P(choice) over the counted steps."""
+        n, n_steps = traj.state.shape
+        if choice_mask is not None and np.shape(choice_mask) != (n, n_steps):
+            raise ValueError(f"choice_mask must have shape {(n, n_steps)}, got {np.shape(choice_mask)}")
+        self.reset(n, task)
+        choice = self.choices(traj)
+        counted = traj.valid & (choice >= 0) if choice_mask is None else traj.valid & (choice >= 0) & choice_mask
+        total = np.zeros(n)
+        for t in range(n_steps):
+            valid = traj.valid[:, t]
+            if not valid.any():
+                continue
+            probs = self.choice_probs(np.where(valid, traj.state[:, t], 0))  # called on every valid step, as in evaluate
+            rows = np.nonzero(counted[:, t])[0]
+            if rows.size:
+                picked = np.nan_to_num(probs[rows, choice[rows, t]])
+                total[rows] += np.log(np.maximum(picked, TINY))
+            self.update(Transition.from_column(traj, t))
+        return total
+
     def evaluate(self, task: Task, traj: Trajectory, choice_mask: np.ndarray | None = None) -> Evaluation:
         """Replay a trajectory (the agent's own or an LM's) from a fresh reset.
 

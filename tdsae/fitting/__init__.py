@@ -15,10 +15,10 @@ from tdsae.fitting.comparison import compare_models
 from tdsae.fitting.estimation import FitResult, fit_model, fit_models
 from tdsae.fitting.models import (GAMMA, MODELS, ModelSpec, ParamSpec, compute_nll, count_choices,
                                   get_model, make_choice_mask, models_for_task)
-from tdsae.fitting.recovery import RecoveryResult, draw_params, recover_parameters, simulate_subjects
+from tdsae.fitting.recovery import RecoveryResult, draw_params, recover_models, recover_parameters, simulate_subjects
 
 __all__ = [
     "GAMMA", "MODELS", "FitResult", "ModelSpec", "ParamSpec", "RecoveryResult", "compare_models",
     "compute_nll", "count_choices", "draw_params", "fit_model", "fit_models", "get_model",
-    "make_choice_mask", "models_for_task", "recover_parameters", "simulate_subjects",
+    "make_choice_mask", "models_for_task", "recover_models", "recover_parameters", "simulate_subjects",
 ]

@@ -149,7 +149,7 @@ def compute_nll(task: Task, traj: Trajectory, model: str, params: dict | None = 
         raise ValueError(f"model {model!r} takes parameters {spec.param_names}, got {tuple(params)}")
     agent = get_agent(spec.agent, **spec.fixed, **params)
     mask = make_choice_mask(traj, n_random_episodes)
-    return -agent.evaluate(task, traj, choice_mask=mask).loglik
+    return -agent.loglik(task, traj, choice_mask=mask)
 
 
 def compute_nll_unit(task: Task, traj: Trajectory, spec: ModelSpec, rows: np.ndarray, units: np.ndarray,

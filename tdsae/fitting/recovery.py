@@ -19,6 +19,7 @@ from tdsae.tasks.environment import Task, run_agent
 from tdsae.tasks.trajectory import Trajectory
 
 DRAW_STREAM = 2  # spawn key of the true-parameter draws (tasks use 0 and 1 of the same seed)
+MODEL_RECOVERY_STREAM = 3  # spawn key of the simulated experiments of recover_models, one child per generator
 
 
 @dataclass
@@ -83,3 +84,32 @@ def recover_parameters(task: Task, model: str = "qlearning", ranges: dict | None
     at_bound = {p.name: int(np.sum(np.isclose(fit.params[p.name], p.low) | np.isclose(fit.params[p.name], p.high)))
                 for p in spec.params}
     return RecoveryResult(table, r, rho, at_bound, fit)
+
+
+def recover_models(task: Task, fits: dict[str, FitResult], models: list[str] | None = None, n_episodes: int = 30,
+                   seed: int = 0, n_random_episodes: int = 7, **options) -> pd.DataFrame:
+    """Model recovery: simulate each model with its fitted parameters, refit every model, count BIC winners.
+
+    Each generating model g plays the task once per subject of fits[g], with that subject's fitted
+    parameters, so the simulated data look like the data the fits came from. If BIC does not pick g
+    on data g generated, a BIC win on real data says little.
+    Args: fits: name -> FitResult on real data (e.g. from fit_models); models: generators and
+    candidates (default: every model in fits); options: passed to fit_model.
+    Returns: tidy frame: generator, fitted, fraction (share of subjects whose lowest BIC is that
+    model's; each generator's fractions sum to 1).
+    """
+    from tdsae.fitting.estimation import fit_models
+
+    names = list(fits) if models is None else list(models)
+    missing = [name for name in names if name not in fits]
+    if missing:
+        raise ValueError(f"recover_models needs fits of {missing}; fits holds {sorted(fits)}")
+    rows = []
+    for g, generator in enumerate(names):
+        sim_seed = int(np.random.SeedSequence(seed, spawn_key=(MODEL_RECOVERY_STREAM, g)).generate_state(1)[0])
+        traj = simulate_subjects(task, generator, fits[generator].params, n_episodes, sim_seed, n_random_episodes)
+        refits = fit_models(task, traj, names, n_random_episodes=n_random_episodes, seed=seed, **options)
+        bic = np.stack([refits[name].bic for name in names])  # [n_models, n_subjects]
+        share = np.bincount(bic.argmin(axis=0), minlength=len(names)) / bic.shape[1]
+        rows += [{"generator": generator, "fitted": name, "fraction": float(s)} for name, s in zip(names, share)]
+    return pd.DataFrame(rows)

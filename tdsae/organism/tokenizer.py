@@ -53,3 +53,17 @@ def encode_transcripts(tokenizer, transcripts: Sequence[Sequence[str]]) -> tuple
         except KeyError as error:
             raise ValueError(f"transcript {row} has a word outside the vocabulary: {error}") from None
     return ids, lengths
+
+
+def action_token_ids(tokenizer) -> torch.Tensor:
+    """Ids of every word that is an agent's action in some task (ships, aliens, moves), sorted."""
+    from tdsae.tasks import TASKS, get_task
+
+    vocab = tokenizer.get_vocab()
+    words = set()
+    for name in TASKS:
+        task = get_task(name)
+        if task.n_actions:
+            for state in range(task.n_states):
+                words |= set(task.transcript_action_tokens(state))
+    return torch.tensor(sorted(vocab[w] for w in words), dtype=torch.long)

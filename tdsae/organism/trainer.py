@@ -23,7 +23,7 @@ import torch
 
 from tdsae.organism.corpus import TranscriptRecipe, build_batches, seed_for
 from tdsae.organism.network import OrganismConfig, build_organism
-from tdsae.organism.tokenizer import build_tokenizer
+from tdsae.organism.tokenizer import action_token_ids, build_tokenizer
 
 RECORD = "training.json"
 CHECKPOINTS = "checkpoints"
@@ -43,6 +43,7 @@ class TrainingConfig:
     betas: tuple = (0.9, 0.95)  # AdamW moment decays
     grad_clip: float = 1.0  # max global gradient norm
     bf16: bool = True  # bf16 autocast of the forward pass, fp32 master weights: ~2x faster on AMX CPUs, same loss
+    action_weight: float = 1.0  # loss weight of action words relative to every other word (1: plain next-token loss)
     checkpoint_steps: tuple = (0, 10, 30, 100, 300)  # steps saved besides the final one
     seed: int = 0  # master seed: data, batch order and initial weights
 
@@ -66,17 +67,23 @@ def lr_factor(step: int, config: TrainingConfig) -> float:
     return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def next_token_loss(model, ids: torch.Tensor, pad_id: int, bf16: bool = False) -> torch.Tensor:
-    """Mean cross-entropy of predicting ids[:, 1:] from ids[:, :-1], padding ignored.
+def next_token_loss(model, ids: torch.Tensor, pad_id: int, bf16: bool = False,
+                    action_ids: torch.Tensor | None = None, action_weight: float = 1.0) -> torch.Tensor:
+    """Cross-entropy of predicting ids[:, 1:] from ids[:, :-1], padding ignored, averaged over words.
 
     Args: ids [batch, seq] right-padded (so no attention mask is needed: a causal model never
-    looks right). Returns: scalar loss.
+    looks right); action_ids, action_weight: targets in action_ids count action_weight times
+    (a weighted mean). Returns: scalar loss; with action_weight 1 the plain mean next-token loss.
     """
     device = ids.device
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         logits = model(input_ids=ids[:, :-1]).logits  # [batch, seq - 1, vocab]
-    targets = ids[:, 1:].masked_fill(ids[:, 1:] == pad_id, -100)
-    return torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
+    targets = ids[:, 1:]
+    per_word = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
+    weight = (targets != pad_id).float().flatten()
+    if action_ids is not None and action_weight != 1.0:
+        weight = weight * torch.where(torch.isin(targets.flatten(), action_ids.to(device)), action_weight, 1.0)
+    return (per_word * weight).sum() / weight.sum()
 
 
 def save_folder(model, tokenizer, path: Path, record: dict) -> None:
@@ -107,6 +114,7 @@ def train_organism(out_dir, config: OrganismConfig = OrganismConfig(),
     started = time.perf_counter()
     tokenizer = build_tokenizer()
     batches = build_batches(recipe, tokenizer, training.steps, training.batch_tokens, training.seed)
+    action_ids = action_token_ids(tokenizer)
     with torch.random.fork_rng(devices=[]):  # seed the init without touching the caller's RNG
         torch.manual_seed(int(seed_for(training.seed, INIT_STREAM).generate_state(1)[0]))
         model = build_organism(config, tokenizer)
@@ -129,7 +137,8 @@ def train_organism(out_dir, config: OrganismConfig = OrganismConfig(),
         for step, (task, ids) in enumerate(bar):
             if step in training.checkpoint_steps:
                 save_checkpoint(model, tokenizer, tmp, step, record, losses, tasks)
-            loss = next_token_loss(model, ids.to(device), tokenizer.pad_token_id, training.bf16)
+            loss = next_token_loss(model, ids.to(device), tokenizer.pad_token_id, training.bf16, action_ids,
+                                   training.action_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), training.grad_clip)

@@ -140,8 +140,12 @@ class TwoStepTask(Task):
     def transcript_outcome_tokens(self, state_tokens, state, action, reward, next_state, done):
         if state == 0:
             return [state_tokens[next_state]]  # stage 1 pays nothing: the planet is the outcome
-        return ["ts:r1" if reward > 0 else "ts:r0"]
+        # the payout word names the alien (ts:D1 = alien D paid, ts:D0 = it did not): an alien's
+        # record is then one attention lookup away, which a small organism learns far more easily
+        # than joining an alien word to the reward word after it (issue 3 note)
+        return [f"ts:{self.action_label(state, action)}{1 if reward > 0 else 0}"]
 
     def transcript_tokens(self):
         actions = {"ts:" + self.action_label(s, a) for s in range(3) for a in range(2)}
-        return set(self.transcript_state_tokens({}, 0)) | actions | {"ts:r0", "ts:r1"}
+        payouts = {f"ts:{alien}{paid}" for planet in ALIENS for alien in planet for paid in (0, 1)}
+        return set(self.transcript_state_tokens({}, 0)) | actions | payouts
