@@ -21,7 +21,8 @@ def _requirements(lines):
 
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    declared = _requirements(project["dependencies"] + project["optional-dependencies"]["dev"])
+    declared = _requirements(project["dependencies"] + project["optional-dependencies"]["dev"]
+                             + project["optional-dependencies"]["test"])
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert _requirements(pip_section) == declared
@@ -32,7 +33,8 @@ def test_constraints_pin_torch_and_admit_declared_ranges():
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     declared = {Requirement(r).name.lower(): Requirement(r) for r in
-                project["dependencies"] + project["optional-dependencies"]["dev"]}
+                project["dependencies"] + project["optional-dependencies"]["dev"]
+                + project["optional-dependencies"]["test"]}
     pins = [Requirement(line) for line in (ROOT / "constraints.txt").read_text().splitlines()
             if line and not line.startswith("#")]
     pinned = {p.name.lower(): next(iter(p.specifier)).version for p in pins}
