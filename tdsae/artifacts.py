@@ -25,6 +25,7 @@ from .runtime import library_versions
 HOME_ENV = "TDSAE_HOME"
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1  # bump when the layout of any artifact changes, to invalidate old caches
+HASH_LIMIT = 256 * 2**20  # bytes: larger files are verified by size at load (hashed when built)
 
 
 def artifact_home() -> Path:
@@ -96,9 +97,15 @@ class ArtifactStore:
         present = {p.relative_to(directory).as_posix() for p in _files(directory)}
         if set(recorded) != present:
             raise ArtifactError(f"{directory}: files {sorted(present ^ set(recorded))} differ from the manifest")
+        sizes = manifest.get("sizes", {})
         for name, digest in recorded.items():
-            if file_sha256(directory / name) != digest:
-                raise ArtifactError(f"{directory / name}: sha256 does not match the manifest (corrupt file)")
+            path = directory / name
+            if name in sizes and path.stat().st_size != sizes[name]:
+                raise ArtifactError(f"{path}: size {path.stat().st_size} does not match the manifest's {sizes[name]}")
+            # Hashing tens of GB of activations at every load would cost minutes: files above
+            # HASH_LIMIT are checked by size, which catches truncation, the usual corruption.
+            if (name not in sizes or sizes[name] <= HASH_LIMIT) and file_sha256(path) != digest:
+                raise ArtifactError(f"{path}: sha256 does not match the manifest (corrupt file)")
         return directory
 
     def load_or_build(self, kind: str, params: dict[str, Any], build: Callable[[Path], None]) -> Path:
@@ -123,6 +130,7 @@ class ArtifactStore:
                 "params": json.loads(json.dumps(params, sort_keys=True, default=str)),
                 "versions": library_versions(),
                 "files": {p.relative_to(tmp).as_posix(): file_sha256(p) for p in _files(tmp)},
+                "sizes": {p.relative_to(tmp).as_posix(): p.stat().st_size for p in _files(tmp)},
             }
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
             if target.exists():

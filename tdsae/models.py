@@ -151,6 +151,44 @@ def residual_layers(model):
                      "expected model.model.layers or model.transformer.h")
 
 
+def embedding_output(model):
+    """The module whose output is the residual stream before the first block (layer 0):
+    ``model.model.embed_tokens`` (Llama-like) or ``model.transformer.drop`` (GPT-2, after wte + wpe)."""
+    inner = getattr(model, "model", None)
+    if inner is not None and hasattr(inner, "embed_tokens"):
+        return inner.embed_tokens
+    transformer = getattr(model, "transformer", None)
+    if transformer is not None and hasattr(transformer, "drop"):
+        return transformer.drop
+    raise ValueError(f"no embedding module found on {type(torch_module(model)).__name__}; "
+                     "expected model.model.embed_tokens or model.transformer.drop")
+
+
+def residual_sites(model) -> list:
+    """The residual stream by layer: index 0 is the embedding output, index l >= 1 the output of
+    decoder block l - 1 (TransformerLens ``blocks.{l-1}.hook_resid_post``). Length n_layers + 1."""
+    return [embedding_output(model)] + list(residual_layers(model))
+
+
+def site_hook_names(model, layer: int) -> tuple[str, str]:
+    """(TransformerLens hook name, HF/nnsight module path) of residual layer ``layer`` (see residual_sites)."""
+    n_layers, _ = model_dims(model)
+    if not 0 <= int(layer) <= n_layers:
+        raise ValueError(f"layer {layer!r} is out of range: this model has residual layers 0..{n_layers} "
+                         "(0 = embeddings, l = output of block l-1)")
+    llama = hasattr(getattr(model, "model", None), "layers")
+    if layer == 0:
+        return "blocks.0.hook_resid_pre", "model.embed_tokens" if llama else "transformer.drop"
+    block = int(layer) - 1
+    return f"blocks.{block}.hook_resid_post", f"model.layers.{block}" if llama else f"transformer.h.{block}"
+
+
+def check_layer(model, layer: int) -> int:
+    """``layer`` as an int if the model has that residual layer, else ValueError naming the range."""
+    site_hook_names(model, layer)
+    return int(layer)
+
+
 def load_preset_model(settings, store=None):
     """The model a resolved preset names: the cached (or freshly trained) organism for
     ``model="organism"``, otherwise the hub id or directory, through load_model either way."""

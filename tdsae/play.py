@@ -88,7 +88,8 @@ class PlayResult:
     trajectory: Trajectory  # the experiments as played (info["random_choice"] marks random-policy steps)
     choice_logprobs: np.ndarray  # [n_experiments, n_steps, n_choices] LM log-probs of each choice (NaN: padding/illegal)
     decision_pos: np.ndarray  # [n_experiments, n_steps] token index the choice was read at (-1: none)
-    outcome_pos: np.ndarray  # [n_experiments, n_steps] token index of the outcome (-1: none)
+    # [n_experiments, n_steps] token index of the outcome (-1: none); story mode: in the next prompt
+    outcome_pos: np.ndarray
     tokens: list[list[str]]  # transcript tokens per experiment (empty in story mode)
     prompts: list[list[str]]  # story prompts per experiment, one per decision (empty in transcript mode)
 
@@ -253,7 +254,31 @@ def play_stories(model: Any, tokenizer: Any, task: Task, n_experiments: int, n_e
             env.step(actions if task.n_actions else None)
     traj = env.to_trajectory()
     traj.info["random_choice"] = random_choice
-    return PlayResult(traj, logprobs, decision, np.full_like(decision, -1), [], prompts)
+    return PlayResult(traj, logprobs, decision, story_outcome_positions(tokenizer, task, traj, prompts), [], prompts)
+
+
+def story_outcome_positions(tokenizer: Any, task: Task, traj: Trajectory, prompts: list[list[str]]) -> np.ndarray:
+    """Token index, in each experiment's next prompt, of the word that reveals a step's outcome.
+
+    The outcome of the k-th step first appears in prompt k + 1 (the last occurrence of
+    ``task.story_outcome_text``); the step after the last prompt has none (-1).
+    Returns: int [n_experiments, n_steps].
+    """
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError("story-mode outcome positions need a fast tokenizer (character offsets); "
+                         f"{type(tokenizer).__name__} is not one")
+    outcome = np.full(traj.state.shape, -1)
+    for e in range(traj.n_experiments):
+        columns = np.nonzero(traj.valid[e])[0]
+        for k, column in enumerate(columns[: len(prompts[e]) - 1]):
+            prompt, text = prompts[e][k + 1], task.story_outcome_text(traj, e, int(column))
+            start = prompt.rfind(text)
+            if start < 0:
+                raise ValueError(f"outcome words {text!r} of experiment {e}, step {column} are not in its next prompt")
+            last_char = start + len(text.rstrip(",.")) - 1
+            offsets = tokenizer(prompt, return_offsets_mapping=True)["offset_mapping"]
+            outcome[e, column] = next(i for i, (a, b) in enumerate(offsets) if a <= last_char < b)
+    return outcome
 
 
 def reads_transcripts(tokenizer: Any, task: Task) -> bool:

@@ -30,11 +30,22 @@ def test_parameters_change_the_key():
 def test_corrupt_file_is_detected_and_rebuilt(tmp_path):
     store, calls = ArtifactStore(tmp_path), []
     path = store.load_or_build("organism", {"seed": 0}, _writer(calls))
-    (path / "weights.bin").write_bytes(b"garbage")
+    (path / "weights.bin").write_bytes(b"\x01\x00" * 100)  # same size, other bytes
     with pytest.raises(ArtifactError, match=r"weights.bin: sha256 does not match"):
         store.verify("organism", {"seed": 0})
     store.load_or_build("organism", {"seed": 0}, _writer(calls))
     assert len(calls) == 2 and (path / "weights.bin").read_bytes() == b"\x00\x01" * 100
+
+
+def test_truncated_file_is_caught_by_size_even_above_the_hash_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr("tdsae.artifacts.HASH_LIMIT", 10)  # weights.bin (200 bytes) is then size-checked only
+    store = ArtifactStore(tmp_path)
+    path = store.load_or_build("organism", {"seed": 0}, _writer([]))
+    (path / "weights.bin").write_bytes(b"\x01\x00" * 100)
+    assert store.verify("organism", {"seed": 0}) == path  # same size: not hashed above the limit
+    (path / "weights.bin").write_bytes(b"\x00" * 150)
+    with pytest.raises(ArtifactError, match=r"weights.bin: size 150 does not match the manifest's 200"):
+        store.verify("organism", {"seed": 0})
 
 
 def test_mismatched_manifest_params_are_refused(tmp_path):

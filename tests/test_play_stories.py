@@ -3,34 +3,16 @@
 import numpy as np
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from conftest import story_tokenizer
+from transformers import LlamaConfig, LlamaForCausalLM
 
-from tdsae.agents import RandomAgent
 from tdsae.play import last_token_logits, play_stories
-from tdsae.tasks import NOUNS, get_task, run_agent
-
-
-def _story_tokenizer(drop: str | None = None) -> PreTrainedTokenizerFast:
-    """A word-per-token tokenizer over the words of sampled story prompts (Metaspace: ' X' is one token)."""
-    pre = pre_tokenizers.Metaspace()
-    words = {w for w, _ in pre.pre_tokenize_str(" " + " ".join(NOUNS) + " X Y D F J K up down left right")}
-    for name in ("twostep", "gridworld", "graph"):
-        task = get_task(name)
-        traj = run_agent(task, RandomAgent(), 2, 3, seed=0)
-        for t in range(0, traj.n_steps, 2):
-            if traj.valid[0, t]:
-                words |= {w for w, _ in pre.pre_tokenize_str(task.story_prompt(traj.history_before(t), 0, int(traj.state[0, t])))}
-    words.discard(drop)
-    vocab = {"<unk>": 0, "<pad>": 1, "</s>": 2, **{w: i + 3 for i, w in enumerate(sorted(words))}}
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer, backend.decoder = pre, decoders.Metaspace()
-    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>", eos_token="</s>")
+from tdsae.tasks import get_task
 
 
 @pytest.fixture(scope="module")
 def lm():
-    tokenizer = _story_tokenizer()
+    tokenizer = story_tokenizer()
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096)
@@ -58,6 +40,26 @@ def test_story_play_probabilities_and_determinism(lm):
 
 def test_a_choice_that_is_not_one_token_is_refused(lm):
     model, _ = lm
-    tokenizer = _story_tokenizer(drop="▁Y")
+    tokenizer = story_tokenizer(drop="▁Y")
     with pytest.raises(ValueError, match=r"choice ' Y' is the unknown token"):
         play_stories(model, tokenizer, get_task("twostep"), 2, 1, seed=0)
+
+
+@pytest.mark.parametrize("name", ["twostep", "gridworld", "graph"])
+def test_outcome_positions_point_at_the_words_that_reveal_the_outcome(lm, name):
+    model, tokenizer = lm
+    task = get_task(name, **({"max_steps": 4} if name != "twostep" else {}))
+    played = play_stories(model, tokenizer, task, 2, 3, seed=2, n_random_episodes=1)
+    traj = played.trajectory
+    for e in range(2):
+        columns = np.nonzero(traj.valid[e])[0]
+        assert played.outcome_pos[e, columns[-1]] == -1  # no prompt follows the last step
+        for k, column in enumerate(columns[:-1]):
+            prompt = played.prompts[e][k + 1]
+            start, end = tokenizer(prompt, return_offsets_mapping=True)["offset_mapping"][played.outcome_pos[e, column]]
+            span, words = prompt[start:end], task.story_outcome_text(traj, e, int(column))
+            told = prompt.rfind(words) + len(words.rstrip(",."))  # end of the last telling of the outcome
+            assert start < told <= end  # the token holding the outcome's last character
+            assert words.rstrip(",.").split()[-1] in span
+            if name == "twostep" and traj.state[e, column] > 0:
+                assert ("treasures" if traj.reward[e, column] > 0 else "junk") in span

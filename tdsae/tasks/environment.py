@@ -177,6 +177,11 @@ class Task(ABC):
     def story_choices(self, traj: Trajectory, experiment: int, state: int) -> list[str]:
         """The strings (each starting with a space) an LM emits for each choice at state."""
 
+    @abstractmethod
+    def story_outcome_text(self, traj: Trajectory, experiment: int, column: int) -> str:
+        """The words that reveal the outcome of the step in ``column``; their last occurrence in the
+        experiment's next prompt is where that prompt first tells the model the outcome."""
+
     # transcript renderer (the model organism); pieces used by TranscriptBuilder
     @abstractmethod
     def transcript_state_tokens(self, experiment_info: dict, experiment: int) -> list[str]:

@@ -123,6 +123,9 @@ class GraphTask(Task):
     def story_choices(self, traj: Trajectory, experiment: int, state: int) -> list[str]:
         return [" " + name for name in traj.experiment_info["node_names"][experiment]]
 
+    def story_outcome_text(self, traj: Trajectory, experiment: int, column: int) -> str:
+        return " " + traj.experiment_info["node_names"][experiment][traj.next_state[experiment, column]] + ","
+
     # transcript renderer: the choice at a step is the next node itself
     def transcript_state_tokens(self, experiment_info, experiment):
         return ["gl:" + name for name in experiment_info["node_names"][experiment]]

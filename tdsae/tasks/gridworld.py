@@ -110,6 +110,12 @@ class GridWorldTask(Task):
     def story_choices(self, traj: Trajectory, experiment: int, state: int) -> list[str]:
         return [" " + name for name in self.action_names]
 
+    def story_outcome_text(self, traj: Trajectory, experiment: int, column: int) -> str:
+        if traj.done[experiment, column]:  # the day's summary line says whether the goal was reached
+            return "and found the treasure" if traj.reward[experiment, column] > 0 else "and did not find the treasure"
+        return self._story_move(traj.action[experiment, column], traj.state[experiment, column],
+                                traj.next_state[experiment, column])
+
     # transcript renderer
     def transcript_state_tokens(self, experiment_info, experiment):
         return [f"gw:c{r}{c}" for r in range(self.size) for c in range(self.size)]

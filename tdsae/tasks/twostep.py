@@ -127,6 +127,11 @@ class TwoStepTask(Task):
     def story_choices(self, traj: Trajectory, experiment: int, state: int) -> list[str]:
         return [" " + self.action_label(state, a) for a in range(self.n_actions)]
 
+    def story_outcome_text(self, traj: Trajectory, experiment: int, column: int) -> str:
+        if traj.state[experiment, column] == 0:  # the spaceship's outcome is the planet reached
+            return f"You arrive at planet {PLANETS[traj.next_state[experiment, column] - 1]}"
+        return "received treasures" if traj.reward[experiment, column] > 0 else "received junk"
+
     # transcript renderer
     def transcript_state_tokens(self, experiment_info, experiment):
         return ["ts:start", "ts:planetX", "ts:planetY"]

@@ -1,0 +1,282 @@
+"""Harvest the residual stream at decision and outcome tokens into a disk-backed store.
+
+Layer numbering (the same in every chapter): layer 0 is the embedding output, layer ``l >= 1`` the
+output of decoder block ``l - 1`` (TransformerLens ``blocks.{l-1}.hook_resid_post``; nnsight
+``model.model.layers[l-1].output``). A store holds one ``[n_rows, d_model]`` array per layer and an
+index aligning every row to (experiment, episode, step, kind), where kind is ``"decision"`` (the
+token the choice is read at) or ``"outcome"`` (the token that reveals the step's result).
+
+Layout of a store directory (written under a temporary name and renamed, so a killed harvest
+leaves nothing that looks finished)::
+
+    store.json          n_rows, d_model, layers, dtype, model, task, hook names
+    index.csv           one line per row: row, experiment, episode, step, column, kind, position
+    layer_00.npy ...    [n_rows, d_model] memory-mapped arrays, one per layer
+
+Peak memory is one batch of gathered rows for every layer, bounded by ``buffer_mb`` whatever the
+number of layers, so 80 layers x 18,000 x 8,192 values stream to disk without ever being in RAM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+STORE_FILE = "store.json"
+INDEX_FILE = "index.csv"
+KINDS = ("decision", "outcome")
+INDEX_COLUMNS = ("row", "experiment", "episode", "step", "column", "kind", "position")
+
+
+class ActivationStoreError(ValueError):
+    """A store on disk is incomplete or inconsistent; the message names the file and the field."""
+
+
+def layer_file(layer: int) -> str:
+    """File name of one layer's array."""
+    return f"layer_{int(layer):02d}.npy"
+
+
+def rows_of(played, kinds=KINDS) -> pd.DataFrame:
+    """The index of a harvest: one row per valid step and kind, in (experiment, column, kind) order.
+
+    Args: played: a tdsae.play.PlayResult; kinds: subset of ("decision", "outcome").
+    Returns: DataFrame with INDEX_COLUMNS; ``position`` is the token index in the experiment's
+    transcript (transcript mode) or in its prompt (story mode: see harvest_activations).
+    Steps whose position is unknown (-1, e.g. the last outcome of a story) are left out.
+    """
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown or not kinds:
+        raise ValueError(f"unknown position kinds {unknown or kinds!r}; choose from {', '.join(KINDS)}")
+    traj = played.trajectory
+    experiment, column = np.nonzero(traj.valid)
+    frames = []
+    for order, kind in enumerate(k for k in KINDS if k in kinds):
+        position = (played.decision_pos if kind == "decision" else played.outcome_pos)[experiment, column]
+        frames.append(pd.DataFrame({"experiment": experiment, "episode": traj.episode[experiment, column],
+                                    "step": traj.step[experiment, column], "column": column, "kind": kind,
+                                    "position": position, "_order": order}))
+    table = pd.concat(frames).query("position >= 0").sort_values(["experiment", "column", "_order"], kind="stable")
+    table = table.drop(columns="_order").reset_index(drop=True)
+    table.insert(0, "row", np.arange(len(table)))
+    return table
+
+
+class ActivationStore:
+    """A finished store: ``acts(layer)`` is a read-only memory map ``[n_rows, d_model]``."""
+
+    def __init__(self, directory) -> None:
+        self.directory = Path(directory)
+        self.meta = read_store_meta(self.directory)
+        self.n_rows, self.d_model = int(self.meta["n_rows"]), int(self.meta["d_model"])
+        self.layers = tuple(int(layer) for layer in self.meta["layers"])
+        self.index = read_index(self.directory, self.n_rows)
+        for layer in self.layers:
+            self._open(layer)  # every layer file is checked before any work starts
+
+    def _open(self, layer: int) -> np.ndarray:
+        path = self.directory / layer_file(layer)
+        if not path.exists():
+            raise ActivationStoreError(f"{path} is missing: store.json lists layer {layer}")
+        try:
+            array = np.load(path, mmap_mode="r")
+        except ValueError as error:
+            raise ActivationStoreError(f"{path} is not a readable .npy array: {error}") from None
+        if array.shape != (self.n_rows, self.d_model):
+            raise ActivationStoreError(f"{path}: shape {array.shape} does not match store.json "
+                                       f"n_rows={self.n_rows}, d_model={self.d_model}")
+        return array
+
+    def acts(self, layer: int, rows=None) -> np.ndarray:
+        """Activations of one layer, all rows or ``rows`` (int indices) [n, d_model] float32."""
+        if int(layer) not in self.layers:
+            raise ValueError(f"layer {layer!r} is not in this store; it holds layers {list(self.layers)}")
+        array = self._open(int(layer))
+        return array if rows is None else np.asarray(array[np.asarray(rows)], dtype=np.float32)
+
+    def rows(self, kind: str) -> np.ndarray:
+        """Row numbers of one position kind, in index order."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown position kind {kind!r}; choose from {', '.join(KINDS)}")
+        return self.index.loc[self.index.kind == kind, "row"].to_numpy()
+
+    def hook_names(self, layer: int) -> tuple[str, str]:
+        """(TransformerLens hook name, HF module path) of a layer, as recorded at harvest time."""
+        return tuple(self.meta["hook_names"][str(int(layer))])
+
+
+def read_store_meta(directory: Path) -> dict:
+    """store.json of a store, checked for the fields every reader relies on."""
+    path = Path(directory) / STORE_FILE
+    if not Path(directory).is_dir():
+        raise ActivationStoreError(f"activation store {str(directory)!r} does not exist")
+    if not path.exists():
+        raise ActivationStoreError(f"{path} is missing: the harvest never finished")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ActivationStoreError(f"{path} is not valid JSON: {error}") from None
+    for key in ("n_rows", "d_model", "layers", "hook_names"):
+        if key not in meta:
+            raise ActivationStoreError(f"{path}: field {key!r} is missing")
+    return meta
+
+
+def read_index(directory: Path, n_rows: int) -> pd.DataFrame:
+    """index.csv of a store; its rows must number 0..n_rows-1 in order."""
+    path = Path(directory) / INDEX_FILE
+    if not path.exists():
+        raise ActivationStoreError(f"{path} is missing")
+    index = pd.read_csv(path)
+    missing = [c for c in INDEX_COLUMNS if c not in index.columns]
+    if missing:
+        raise ActivationStoreError(f"{path}: columns {missing} are missing")
+    if len(index) != n_rows or not np.array_equal(index["row"].to_numpy(), np.arange(n_rows)):
+        raise ActivationStoreError(f"{path}: field 'row' holds {len(index)} rows that do not number "
+                                   f"0..{n_rows - 1} as store.json's n_rows={n_rows} says")
+    return index
+
+
+def batch_experiments(counts: np.ndarray, n_layers: int, d_model: int, buffer_mb: float) -> list[np.ndarray]:
+    """Split experiments into batches whose gathered rows x layers x d_model fit buffer_mb (float32).
+
+    Args: counts: [n_experiments] rows each experiment contributes. Returns: index arrays.
+    """
+    per_row = 4 * (n_layers + 1) * d_model
+    budget = max(1, int(buffer_mb * 2**20 // per_row))
+    batches, current, used = [], [], 0
+    for e, count in enumerate(counts):
+        if current and used + count > budget:
+            batches.append(np.array(current))
+            current, used = [], 0
+        current.append(e)
+        used += int(count)
+    if current:
+        batches.append(np.array(current))
+    return batches
+
+
+def harvest_activations(model: Any, played, directory, layers=None, kinds=KINDS, buffer_mb: float = 256,
+                        progress: bool = True, after_batch=None) -> ActivationStore:
+    """Run the model over what it played and store the residual stream at the chosen tokens.
+
+    Transcript mode (the organism): each experiment's finished transcript is one sequence; the
+    causal mask makes position p see exactly the tokens the model saw when it played that step.
+    Story mode (pretrained LMs): the decision row of a step is the last token of its own prompt,
+    the outcome row the token that reveals its result in the next prompt (play records both).
+
+    Args:
+        model: a tdsae.models.load_model result (an nnsight model).
+        played: the PlayResult of that model (or of any agent rendered the same way).
+        directory: where the store goes; replaced if it exists.
+        layers: residual layers to keep (default all, 0..n_layers).
+        kinds: position kinds to keep; buffer_mb: bound on the gathered rows held in memory.
+        after_batch: called with the batch number after each batch is written (tests use it).
+    Returns: the finished ActivationStore.
+    """
+    import nnsight
+
+    from tdsae.models import check_layer, is_remote, model_dims, residual_sites, site_hook_names, torch_module
+
+    n_layers, d_model = model_dims(model)
+    layers = list(range(n_layers + 1)) if layers is None else sorted({check_layer(model, l) for l in layers})
+    index = rows_of(played, kinds)
+    story = not played.tokens
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
+    try:
+        arrays = {l: np.lib.format.open_memmap(tmp / layer_file(l), mode="w+", dtype=np.float32,
+                                               shape=(len(index), d_model)) for l in layers}
+        batches = _story_batches(index, buffer_mb, n_layers, d_model) if story else \
+            batch_experiments(index.groupby("experiment").size().reindex(
+                np.arange(played.trajectory.n_experiments), fill_value=0).to_numpy(), n_layers, d_model, buffer_mb)
+        from tqdm.auto import tqdm
+
+        sites = residual_sites(model)
+        device = next(torch_module(model).parameters()).device
+        for number, batch in enumerate(tqdm(batches, desc="harvest", unit="batch", disable=not progress)):
+            inputs, picks, rows = (_story_inputs if story else _transcript_inputs)(model, played, index, batch)
+            inputs = {k: v.to(device) for k, v in inputs.items()}
+            b_idx, p_idx = picks[0].to(device), picks[1].to(device)
+            with torch.no_grad(), model.trace(**inputs, remote=is_remote(model)):
+                gathered = nnsight.save([sites[l].output[b_idx, p_idx] for l in layers])
+            for l, values in zip(layers, gathered):
+                arrays[l][rows] = values.float().cpu().numpy()
+            if after_batch is not None:
+                after_batch(number)
+        for array in arrays.values():
+            array.flush()
+        del arrays
+        index.to_csv(tmp / INDEX_FILE, index=False)
+        meta = {"n_rows": len(index), "d_model": d_model, "layers": layers, "dtype": "float32",
+                "model": str(getattr(torch_module(model).config, "_name_or_path", "")),
+                "task": played.trajectory.task, "mode": "story" if story else "transcript",
+                "hook_names": {str(l): list(site_hook_names(model, l)) for l in layers}}
+        (tmp / STORE_FILE).write_text(json.dumps(meta, indent=2))  # written last: marks the store finished
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return ActivationStore(directory)
+
+
+def _transcript_inputs(model, played, index: pd.DataFrame, experiments: np.ndarray):
+    """Right-padded ids of the batch's transcripts and the (sequence, position) of each wanted row."""
+    vocab = model.tokenizer.get_vocab()
+    tokens = [played.tokens[e] for e in experiments]
+    ids = torch.full((len(tokens), max(len(t) for t in tokens)), model.tokenizer.pad_token_id, dtype=torch.long)
+    for i, words in enumerate(tokens):
+        ids[i, : len(words)] = torch.tensor([vocab[w] for w in words])
+    part = index[index.experiment.isin(experiments)]
+    sequence = np.searchsorted(experiments, part.experiment.to_numpy())
+    picks = (torch.tensor(sequence), torch.tensor(part.position.to_numpy()))
+    return {"input_ids": ids}, picks, part.row.to_numpy()
+
+
+def _story_batches(index: pd.DataFrame, buffer_mb: float, n_layers: int, d_model: int) -> list[np.ndarray]:
+    """Batches of index rows for story mode, at most 16 prompts each and within buffer_mb."""
+    limit = max(1, min(16, int(buffer_mb * 2**20 // (4 * (n_layers + 1) * d_model))))
+    rows = index.row.to_numpy()
+    return [rows[i:i + limit] for i in range(0, len(rows), limit)]
+
+
+def _story_inputs(model, played, index: pd.DataFrame, rows: np.ndarray):
+    """Left-padded prompts of a batch of story rows and the (prompt, position) of each row.
+
+    A decision row reads its own prompt; an outcome row reads the next prompt of its experiment,
+    where play_stories recorded the token that reveals the outcome.
+    """
+    part = index.set_index("row").loc[rows]
+    prompts, positions = [], []
+    for row, entry in part.iterrows():
+        prompt_number = _prompt_number(played, int(entry.experiment), int(entry.column))
+        if entry.kind == "outcome":
+            prompt_number += 1
+        prompts.append(played.prompts[int(entry.experiment)][prompt_number])
+        positions.append(int(entry.position))
+    tokenizer = model.tokenizer
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    batch = tokenizer(prompts, return_tensors="pt", padding=True)
+    pads = (1 - batch["attention_mask"]).sum(1)
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
+              "position_ids": (batch["attention_mask"].cumsum(1) - 1).clamp(min=0)}
+    picks = (torch.arange(len(prompts)), pads + torch.tensor(positions))
+    return inputs, picks, rows
+
+
+def _prompt_number(played, experiment: int, column: int) -> int:
+    """Which of an experiment's prompts belongs to the step in ``column`` (its rank among valid steps)."""
+    return int(played.trajectory.valid[experiment, :column].sum())

@@ -1,0 +1,123 @@
+"""Cached artifacts of play and harvest, so that chapters 3 to 9 share one run of each.
+
+``played_episodes(settings, task)`` is what the preset's model did on a task (a PlayResult), and
+``harvested_store(settings, task)`` its residual stream at the decision and outcome tokens (an
+ActivationStore). Both are built once through the artifact cache, keyed by every setting that
+shapes them, and reloaded by later chapters; the same calls with ``model=`` work for any other
+model folder (an untrained organism, a checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from tdsae.play import PlayResult
+from tdsae.tasks import Trajectory, get_task
+
+TRAJECTORY_FIELDS = ("episode", "step", "state", "action", "reward", "next_state", "done", "valid")
+
+
+def task_for(settings, name: str):
+    """The task object a preset plays (Grid World and graph walks take their lengths from settings)."""
+    from tdsae.presets import validate_tasks
+
+    validate_tasks(name)
+    params = {"gridworld": {"max_steps": settings.gridworld_max_steps},
+              "graph": {"max_steps": settings.graph_walk_steps}}.get(name, {})
+    return get_task(name, **params)
+
+
+def save_played(played: PlayResult, directory) -> None:
+    """Write a PlayResult as arrays.npz (numbers) and text.json (tokens, prompts, task)."""
+    directory = Path(directory)
+    traj = played.trajectory
+    arrays = {f"traj_{k}": getattr(traj, k) for k in TRAJECTORY_FIELDS}
+    arrays.update({f"info_{k}": v for k, v in traj.info.items()})
+    arrays.update({f"setup_{k}": v for k, v in traj.experiment_info.items()})
+    arrays.update(choice_logprobs=played.choice_logprobs, decision_pos=played.decision_pos,
+                  outcome_pos=played.outcome_pos)
+    np.savez(directory / "arrays.npz", **arrays)
+    (directory / "text.json").write_text(json.dumps({"task": traj.task, "tokens": played.tokens,
+                                                     "prompts": played.prompts}))
+
+
+def load_played(directory) -> PlayResult:
+    """The PlayResult saved by save_played."""
+    directory = Path(directory)
+    text = json.loads((directory / "text.json").read_text())
+    with np.load(directory / "arrays.npz", allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    traj = Trajectory(task=text["task"], **{k: arrays[f"traj_{k}"] for k in TRAJECTORY_FIELDS},
+                      info={k[5:]: v for k, v in arrays.items() if k.startswith("info_")},
+                      experiment_info={k[6:]: v for k, v in arrays.items() if k.startswith("setup_")})
+    return PlayResult(traj, arrays["choice_logprobs"], arrays["decision_pos"], arrays["outcome_pos"],
+                      text["tokens"], text["prompts"])
+
+
+def play_params(settings, task_name: str, model: str | None = None, seed: int | None = None) -> dict:
+    """Everything that shapes a play run: the model's identity, the task and the episode settings."""
+    task = task_for(settings, task_name)
+    return {"model": str(model if model is not None else model_source(settings)), "task": repr(task),
+            "n_experiments": settings.n_experiments, "n_episodes": settings.n_episodes,
+            "n_random_episodes": settings.n_random_episodes,
+            "seed": settings.seed if seed is None else int(seed), "device": settings.device}
+
+
+def model_source(settings) -> str:
+    """The folder (organism) or hub id the preset's model loads from."""
+    if settings.model == "organism":
+        from tdsae.organism import trained_organism
+
+        return str(trained_organism(settings))
+    return settings.model
+
+
+def played_episodes(settings, task_name: str, model: str | None = None, seed: int | None = None,
+                    store=None) -> PlayResult:
+    """What a model did on a task with the preset's episode settings, played once and cached.
+
+    Args: settings: a resolved Preset; task_name: "twostep", "gridworld" or "graph";
+    model: a folder or hub id (default: the preset's model); seed: default the preset's.
+    """
+    from tdsae.artifacts import ArtifactStore
+    from tdsae.models import load_model
+    from tdsae.play import play_task
+
+    params = play_params(settings, task_name, model, seed)
+    store = ArtifactStore() if store is None else store
+
+    def build(tmp: Path) -> None:
+        lm = load_model(params["model"], device=settings.device)
+        played = play_task(lm, task_for(settings, task_name), settings.n_experiments, settings.n_episodes,
+                           params["seed"], settings.n_random_episodes)
+        save_played(played, tmp)
+
+    return load_played(store.load_or_build("episodes", params, build))
+
+
+def harvested_store(settings, task_name: str, model: str | None = None, played_by: str | None = None,
+                    seed: int | None = None, store=None):
+    """The residual stream of ``model`` at every layer, at the decision and outcome tokens of the
+    episodes ``played_by`` played (default: the model's own), harvested once and cached.
+
+    Reading another model's episodes is how the untrained control sees exactly the transcripts
+    the trained organism produced. Returns: tdsae.activations.ActivationStore.
+    """
+    from tdsae.activations import ActivationStore, harvest_activations
+    from tdsae.artifacts import ArtifactStore
+    from tdsae.models import load_model
+
+    reader = str(model if model is not None else model_source(settings))
+    player = reader if played_by is None else str(played_by)
+    played_params = play_params(settings, task_name, player, seed)
+    params = {"reader": reader, "episodes": played_params}
+    store = ArtifactStore() if store is None else store
+
+    def build(tmp: Path) -> None:
+        played = played_episodes(settings, task_name, player, seed, store)
+        harvest_activations(load_model(reader, device=settings.device), played, tmp / "store")
+
+    return ActivationStore(store.load_or_build("activations", params, build) / "store")

@@ -1,0 +1,24 @@
+"""Shared stand-ins: a word-per-token tokenizer over story prompts, so story-mode code runs offline."""
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+from tdsae.agents import RandomAgent
+from tdsae.tasks import NOUNS, get_task, run_agent
+
+
+def story_tokenizer(drop: str | None = None) -> PreTrainedTokenizerFast:
+    """A word-per-token tokenizer over the words of sampled story prompts (Metaspace: ' X' is one token)."""
+    pre = pre_tokenizers.Metaspace()
+    words = {w for w, _ in pre.pre_tokenize_str(" " + " ".join(NOUNS) + " X Y D F J K up down left right")}
+    for name in ("twostep", "gridworld", "graph"):
+        task = get_task(name)
+        traj = run_agent(task, RandomAgent(), 2, 3, seed=0)
+        for t in range(0, traj.n_steps, 2):
+            if traj.valid[0, t]:
+                words |= {w for w, _ in pre.pre_tokenize_str(task.story_prompt(traj.history_before(t), 0, int(traj.state[0, t])))}
+    words.discard(drop)
+    vocab = {"<unk>": 0, "<pad>": 1, "</s>": 2, **{w: i + 3 for i, w in enumerate(sorted(words))}}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer, backend.decoder = pre, decoders.Metaspace()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>", eos_token="</s>")

@@ -1,0 +1,147 @@
+"""Harvesting: rows equal a plain forward's hidden states; the store is atomic and checked on open."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from tdsae.activations import (ActivationStore, ActivationStoreError, batch_experiments, harvest_activations,
+                               layer_file, rows_of)
+from tdsae.models import load_model, torch_module
+from tdsae.organism import OrganismConfig, build_organism, build_tokenizer
+from tdsae.play import play_transcripts
+from tdsae.tasks import get_task
+
+
+@pytest.fixture(scope="module")
+def micro(tmp_path_factory):
+    """A saved micro organism (untrained), loaded through load_model, and its Two-Step play."""
+    path = tmp_path_factory.mktemp("harvest") / "micro"
+    tokenizer = build_tokenizer()
+    torch.manual_seed(0)
+    build_organism(OrganismConfig(d_model=32, n_layers=3, n_heads=2, d_mlp=64), tokenizer).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    model = load_model(path, device="cpu")
+    played = play_transcripts(torch_module(model), model.tokenizer, get_task("twostep"), 5, 4, seed=1,
+                              n_random_episodes=1)
+    return model, played
+
+
+def test_rows_equal_output_hidden_states_of_a_plain_forward(micro, tmp_path):
+    model, played = micro
+    store = harvest_activations(model, played, tmp_path / "store", buffer_mb=0.01, progress=False)  # many batches
+    assert store.layers == (0, 1, 2, 3) and store.d_model == 32
+    vocab = model.tokenizer.get_vocab()
+    for e in range(5):
+        ids = torch.tensor([[vocab[w] for w in played.tokens[e]]])
+        with torch.no_grad():
+            hidden = torch_module(model)(input_ids=ids, output_hidden_states=True).hidden_states
+        part = store.index[store.index.experiment == e]
+        # hidden_states[l] is layer l for l < n_layers; the last entry has the final norm applied
+        for layer in (0, 1, 2):
+            np.testing.assert_allclose(store.acts(layer, part.row), hidden[layer][0, part.position.to_numpy()].numpy(),
+                                       rtol=1e-5, atol=1e-5)
+
+
+def test_index_aligns_rows_to_steps_and_kinds(micro):
+    _, played = micro
+    index = rows_of(played)
+    traj = played.trajectory
+    assert len(index) == 2 * traj.valid.sum()
+    decisions = index[index.kind == "decision"]
+    np.testing.assert_array_equal(decisions.position, played.decision_pos[traj.valid])
+    tokens = [played.tokens[e][p] for e, p in zip(index.experiment, index.position)]
+    outcome_words = {t for t, k in zip(tokens, index.kind) if k == "outcome"}
+    assert outcome_words <= {"ts:planetX", "ts:planetY"} | {f"ts:{a}{r}" for a in "DFJK" for r in "01"}
+    with pytest.raises(ValueError, match="unknown position kinds"):
+        rows_of(played, ("reward",))
+
+
+def test_layer_out_of_range_is_refused_before_any_work(micro, tmp_path):
+    model, played = micro
+    with pytest.raises(ValueError, match=r"layer 7 is out of range.*0\.\.3"):
+        harvest_activations(model, played, tmp_path / "store", layers=[7], progress=False)
+    assert not (tmp_path / "store").exists()
+
+
+def test_buffer_bounds_the_rows_held_whatever_the_layers():
+    counts = np.full(50, 120)
+    for n_layers in (4, 80):
+        batches = batch_experiments(counts, n_layers, 8192, buffer_mb=256)
+        assert sum(len(b) for b in batches) == 50
+        largest = max(counts[b].sum() for b in batches if len(b) > 1) if any(len(b) > 1 for b in batches) else 0
+        assert largest * 4 * (n_layers + 1) * 8192 <= 256 * 2**20
+
+
+def test_inconsistent_store_is_refused_naming_file_and_field(micro, tmp_path):
+    model, played = micro
+    directory = tmp_path / "store"
+    harvest_activations(model, played, directory, progress=False)
+    lines = (directory / "index.csv").read_text().splitlines()
+    (directory / "index.csv").write_text("\n".join(lines[:-3]) + "\n")
+    with pytest.raises(ActivationStoreError, match=r"index.csv: field 'row'.*n_rows="):
+        ActivationStore(directory)
+    harvest_activations(model, played, directory, progress=False)
+    np.save(directory / layer_file(2), np.zeros((3, 32), np.float32))
+    with pytest.raises(ActivationStoreError, match=r"layer_02.npy: shape \(3, 32\)"):
+        ActivationStore(directory)
+    (directory / "store.json").write_text("{not json")
+    with pytest.raises(ActivationStoreError, match="store.json is not valid JSON"):
+        ActivationStore(directory)
+
+
+def test_a_harvest_killed_mid_write_leaves_no_store_and_the_next_run_completes(micro, tmp_path):
+    model, played = micro
+    folder = torch_module(model).config._name_or_path
+    script = textwrap.dedent(f"""
+        import os, signal, torch
+        from tdsae.activations import harvest_activations
+        from tdsae.models import load_model, torch_module
+        from tdsae.play import play_transcripts
+        from tdsae.tasks import get_task
+        model = load_model({folder!r}, device="cpu")
+        played = play_transcripts(torch_module(model), model.tokenizer, get_task("twostep"), 5, 4, seed=1,
+                                  n_random_episodes=1)
+        harvest_activations(model, played, {str(tmp_path / 'store')!r}, buffer_mb=0.01, progress=False,
+                            after_batch=lambda n: os.kill(os.getpid(), signal.SIGKILL) if n == 1 else None)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == -signal.SIGKILL
+    assert not (tmp_path / "store").exists()  # only a hidden temporary folder is left behind
+    with pytest.raises(ActivationStoreError, match="does not exist"):
+        ActivationStore(tmp_path / "store")
+    store = harvest_activations(model, played, tmp_path / "store", progress=False)
+    assert json.loads((tmp_path / "store" / "store.json").read_text())["n_rows"] == store.n_rows > 0
+
+
+def test_story_mode_rows_equal_single_prompt_forwards(tmp_path):
+    from conftest import story_tokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tdsae.play import play_task
+
+    tokenizer = story_tokenizer()
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096)
+    LlamaForCausalLM(config).save_pretrained(tmp_path / "lm")
+    tokenizer.save_pretrained(tmp_path / "lm")
+    model = load_model(tmp_path / "lm", device="cpu")
+    played = play_task(model, get_task("twostep"), 3, 2, seed=4, n_random_episodes=1)
+    assert played.prompts and not played.tokens
+    store = harvest_activations(model, played, tmp_path / "store", progress=False)
+    assert store.meta["mode"] == "story" and store.n_rows == 2 * 12 - 3  # the last outcome of each has no prompt
+    for _, entry in store.index.iterrows():
+        rank = int(played.trajectory.valid[entry.experiment, :entry.column].sum())
+        prompt = played.prompts[entry.experiment][rank + (entry.kind == "outcome")]
+        ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            hidden = torch_module(model)(input_ids=ids, output_hidden_states=True).hidden_states
+        np.testing.assert_allclose(store.acts(1, [entry.row])[0], hidden[1][0, entry.position].numpy(),
+                                   rtol=1e-4, atol=1e-4)
