@@ -10,7 +10,7 @@ Layout of a store directory (written under a temporary name and renamed, so a ki
 leaves nothing that looks finished)::
 
     store.json          n_rows, d_model, layers, dtype, model, task, hook names
-    index.csv           one line per row: row, experiment, episode, step, column, kind, position
+    index.csv           one line per entry: row, experiment, episode, step, column, kind, prompt, position
     layer_00.npy ...    [n_rows, d_model] memory-mapped arrays, one per layer
 
 Peak memory is one batch of gathered rows for every layer, bounded by ``buffer_mb`` whatever the
@@ -33,7 +33,7 @@ import torch
 STORE_FILE = "store.json"
 INDEX_FILE = "index.csv"
 KINDS = ("decision", "outcome")
-INDEX_COLUMNS = ("row", "experiment", "episode", "step", "column", "kind", "position")
+INDEX_COLUMNS = ("row", "experiment", "episode", "step", "column", "kind", "prompt", "position")
 
 
 class ActivationStoreError(ValueError):
@@ -50,7 +50,10 @@ def rows_of(played, kinds=KINDS) -> pd.DataFrame:
 
     Args: played: a tdsae.play.PlayResult; kinds: subset of ("decision", "outcome").
     Returns: DataFrame with INDEX_COLUMNS; ``position`` is the token index in the experiment's
-    transcript (transcript mode) or in its prompt (story mode: see harvest_activations).
+    transcript (transcript mode, ``prompt`` 0) or in its prompt number ``prompt`` (story mode: see
+    harvest_activations); ``row`` is
+    the stored vector, numbered in order of first appearance and shared by entries that read the
+    same token.
     Steps whose position is unknown (-1, e.g. the last outcome of a story) are left out.
     """
     unknown = [k for k in kinds if k not in KINDS]
@@ -58,27 +61,33 @@ def rows_of(played, kinds=KINDS) -> pd.DataFrame:
         raise ValueError(f"unknown position kinds {unknown or kinds!r}; choose from {', '.join(KINDS)}")
     traj = played.trajectory
     experiment, column = np.nonzero(traj.valid)
+    story = not played.tokens
+    rank = (np.cumsum(traj.valid, axis=1) - 1)[experiment, column]  # a step's prompt in story mode
     frames = []
     for order, kind in enumerate(k for k in KINDS if k in kinds):
         position = (played.decision_pos if kind == "decision" else played.outcome_pos)[experiment, column]
+        prompt = rank + (kind == "outcome") if story else np.zeros_like(rank)
         frames.append(pd.DataFrame({"experiment": experiment, "episode": traj.episode[experiment, column],
                                     "step": traj.step[experiment, column], "column": column, "kind": kind,
-                                    "position": position, "_order": order}))
+                                    "prompt": prompt, "position": position, "_order": order}))
     table = pd.concat(frames).query("position >= 0").sort_values(["experiment", "column", "_order"], kind="stable")
     table = table.drop(columns="_order").reset_index(drop=True)
-    table.insert(0, "row", np.arange(len(table)))
+    # One stored vector per (experiment, token): where an outcome token is also the next decision's
+    # (the planet in Two-Step, the next node of a walk) both entries share a row.
+    table.insert(0, "row", table.groupby(["experiment", "prompt", "position"], sort=False).ngroup().to_numpy())
     return table
 
 
 class ActivationStore:
     """A finished store: ``acts(layer)`` is a read-only memory map ``[n_rows, d_model]``."""
 
-    def __init__(self, directory) -> None:
+    def __init__(self, directory, index: pd.DataFrame | None = None) -> None:
+        """Open and check a store; ``index`` skips re-reading index.csv when the caller just wrote it."""
         self.directory = Path(directory)
         self.meta = read_store_meta(self.directory)
         self.n_rows, self.d_model = int(self.meta["n_rows"]), int(self.meta["d_model"])
         self.layers = tuple(int(layer) for layer in self.meta["layers"])
-        self.index = read_index(self.directory, self.n_rows)
+        self.index = read_index(self.directory, self.n_rows) if index is None else index
         for layer in self.layers:
             self._open(layer)  # every layer file is checked before any work starts
 
@@ -131,7 +140,7 @@ def read_store_meta(directory: Path) -> dict:
 
 
 def read_index(directory: Path, n_rows: int) -> pd.DataFrame:
-    """index.csv of a store; its rows must number 0..n_rows-1 in order."""
+    """index.csv of a store; its rows must be 0..n_rows-1, each used, in order of first appearance."""
     path = Path(directory) / INDEX_FILE
     if not path.exists():
         raise ActivationStoreError(f"{path} is missing")
@@ -139,8 +148,9 @@ def read_index(directory: Path, n_rows: int) -> pd.DataFrame:
     missing = [c for c in INDEX_COLUMNS if c not in index.columns]
     if missing:
         raise ActivationStoreError(f"{path}: columns {missing} are missing")
-    if len(index) != n_rows or not np.array_equal(index["row"].to_numpy(), np.arange(n_rows)):
-        raise ActivationStoreError(f"{path}: field 'row' holds {len(index)} rows that do not number "
+    first_seen = index["row"].drop_duplicates().to_numpy()
+    if not np.array_equal(first_seen, np.arange(n_rows)):
+        raise ActivationStoreError(f"{path}: field 'row' refers to {len(first_seen)} vectors that do not number "
                                    f"0..{n_rows - 1} as store.json's n_rows={n_rows} says")
     return index
 
@@ -148,7 +158,7 @@ def read_index(directory: Path, n_rows: int) -> pd.DataFrame:
 def batch_experiments(counts: np.ndarray, n_layers: int, d_model: int, buffer_mb: float) -> list[np.ndarray]:
     """Split experiments into batches whose gathered rows x layers x d_model fit buffer_mb (float32).
 
-    Args: counts: [n_experiments] rows each experiment contributes. Returns: index arrays.
+    Args: counts: [n_experiments] stored vectors each experiment contributes. Returns: index arrays.
     """
     per_row = 4 * (n_layers + 1) * d_model
     budget = max(1, int(buffer_mb * 2**20 // per_row))
@@ -194,30 +204,33 @@ def harvest_activations(model: Any, played, directory, layers=None, kinds=KINDS,
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
     try:
+        n_rows = int(index.row.max()) + 1 if len(index) else 0
         arrays = {l: np.lib.format.open_memmap(tmp / layer_file(l), mode="w+", dtype=np.float32,
-                                               shape=(len(index), d_model)) for l in layers}
-        batches = _story_batches(index, buffer_mb, n_layers, d_model) if story else \
-            batch_experiments(index.groupby("experiment").size().reindex(
+                                               shape=(n_rows, d_model)) for l in layers}
+        vectors = index.drop_duplicates("row")
+        batches = _story_batches(vectors, buffer_mb, n_layers, d_model) if story else \
+            batch_experiments(vectors.groupby("experiment").size().reindex(
                 np.arange(played.trajectory.n_experiments), fill_value=0).to_numpy(), n_layers, d_model, buffer_mb)
         from tqdm.auto import tqdm
 
         sites = residual_sites(model)
         device = next(torch_module(model).parameters()).device
         for number, batch in enumerate(tqdm(batches, desc="harvest", unit="batch", disable=not progress)):
-            inputs, picks, rows = (_story_inputs if story else _transcript_inputs)(model, played, index, batch)
+            inputs, picks, rows = (_story_inputs if story else _transcript_inputs)(model, played, vectors, batch)
             inputs = {k: v.to(device) for k, v in inputs.items()}
             b_idx, p_idx = picks[0].to(device), picks[1].to(device)
             with torch.no_grad(), model.trace(**inputs, remote=is_remote(model)):
                 gathered = nnsight.save([sites[l].output[b_idx, p_idx] for l in layers])
+            first, last = int(rows[0]), int(rows[-1]) + 1  # a batch's vectors are consecutive rows
             for l, values in zip(layers, gathered):
-                arrays[l][rows] = values.float().cpu().numpy()
+                arrays[l][first:last] = values.float().cpu().numpy()
             if after_batch is not None:
                 after_batch(number)
-        for array in arrays.values():
-            array.flush()
+        # No msync: the page cache outlives a killed process, and the rename below is what marks
+        # the store finished; forcing the write-back would only stall the next harvest.
         del arrays
         index.to_csv(tmp / INDEX_FILE, index=False)
-        meta = {"n_rows": len(index), "d_model": d_model, "layers": layers, "dtype": "float32",
+        meta = {"n_rows": n_rows, "d_model": d_model, "layers": layers, "dtype": "float32",
                 "model": str(getattr(torch_module(model).config, "_name_or_path", "")),
                 "task": played.trajectory.task, "mode": "story" if story else "transcript",
                 "hook_names": {str(l): list(site_hook_names(model, l)) for l in layers}}
@@ -228,43 +241,38 @@ def harvest_activations(model: Any, played, directory, layers=None, kinds=KINDS,
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-    return ActivationStore(directory)
+    return ActivationStore(directory, index=index)
 
 
-def _transcript_inputs(model, played, index: pd.DataFrame, experiments: np.ndarray):
-    """Right-padded ids of the batch's transcripts and the (sequence, position) of each wanted row."""
+def _transcript_inputs(model, played, vectors: pd.DataFrame, experiments: np.ndarray):
+    """Right-padded ids of the batch's transcripts and the (sequence, position) of each stored row."""
     vocab = model.tokenizer.get_vocab()
     tokens = [played.tokens[e] for e in experiments]
     ids = torch.full((len(tokens), max(len(t) for t in tokens)), model.tokenizer.pad_token_id, dtype=torch.long)
     for i, words in enumerate(tokens):
         ids[i, : len(words)] = torch.tensor([vocab[w] for w in words])
-    part = index[index.experiment.isin(experiments)]
+    part = vectors[vectors.experiment.isin(experiments)]
     sequence = np.searchsorted(experiments, part.experiment.to_numpy())
     picks = (torch.tensor(sequence), torch.tensor(part.position.to_numpy()))
     return {"input_ids": ids}, picks, part.row.to_numpy()
 
 
-def _story_batches(index: pd.DataFrame, buffer_mb: float, n_layers: int, d_model: int) -> list[np.ndarray]:
-    """Batches of index rows for story mode, at most 16 prompts each and within buffer_mb."""
+def _story_batches(vectors: pd.DataFrame, buffer_mb: float, n_layers: int, d_model: int) -> list[np.ndarray]:
+    """Batches of stored rows for story mode, at most 16 prompts each and within buffer_mb."""
     limit = max(1, min(16, int(buffer_mb * 2**20 // (4 * (n_layers + 1) * d_model))))
-    rows = index.row.to_numpy()
+    rows = vectors.row.to_numpy()
     return [rows[i:i + limit] for i in range(0, len(rows), limit)]
 
 
-def _story_inputs(model, played, index: pd.DataFrame, rows: np.ndarray):
+def _story_inputs(model, played, vectors: pd.DataFrame, rows: np.ndarray):
     """Left-padded prompts of a batch of story rows and the (prompt, position) of each row.
 
     A decision row reads its own prompt; an outcome row reads the next prompt of its experiment,
     where play_stories recorded the token that reveals the outcome.
     """
-    part = index.set_index("row").loc[rows]
-    prompts, positions = [], []
-    for row, entry in part.iterrows():
-        prompt_number = _prompt_number(played, int(entry.experiment), int(entry.column))
-        if entry.kind == "outcome":
-            prompt_number += 1
-        prompts.append(played.prompts[int(entry.experiment)][prompt_number])
-        positions.append(int(entry.position))
+    part = vectors.set_index("row").loc[rows]
+    prompts = [played.prompts[e][p] for e, p in zip(part.experiment, part.prompt)]
+    positions = part.position.to_numpy()
     tokenizer = model.tokenizer
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
@@ -273,10 +281,6 @@ def _story_inputs(model, played, index: pd.DataFrame, rows: np.ndarray):
     pads = (1 - batch["attention_mask"]).sum(1)
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
               "position_ids": (batch["attention_mask"].cumsum(1) - 1).clamp(min=0)}
-    picks = (torch.arange(len(prompts)), pads + torch.tensor(positions))
+    picks = (torch.arange(len(prompts)), pads + torch.tensor(positions.copy()))
     return inputs, picks, rows
 
-
-def _prompt_number(played, experiment: int, column: int) -> int:
-    """Which of an experiment's prompts belongs to the step in ``column`` (its rank among valid steps)."""
-    return int(played.trajectory.valid[experiment, :column].sum())

@@ -45,7 +45,7 @@ def test_rows_equal_output_hidden_states_of_a_plain_forward(micro, tmp_path):
         part = store.index[store.index.experiment == e]
         # hidden_states[l] is layer l for l < n_layers; the last entry has the final norm applied
         for layer in (0, 1, 2):
-            np.testing.assert_allclose(store.acts(layer, part.row), hidden[layer][0, part.position.to_numpy()].numpy(),
+            np.testing.assert_allclose(store.acts(layer, part.row), hidden[layer][0, part.position.to_numpy().copy()].numpy(),
                                        rtol=1e-5, atol=1e-5)
 
 
@@ -59,6 +59,11 @@ def test_index_aligns_rows_to_steps_and_kinds(micro):
     tokens = [played.tokens[e][p] for e, p in zip(index.experiment, index.position)]
     outcome_words = {t for t, k in zip(tokens, index.kind) if k == "outcome"}
     assert outcome_words <= {"ts:planetX", "ts:planetY"} | {f"ts:{a}{r}" for a in "DFJK" for r in "01"}
+    # the planet token is both the spaceship's outcome and the alien decision: one stored vector
+    first_stage = index[(index.step == 0) & (index.kind == "outcome")].row.to_numpy()
+    second_stage = index[(index.step == 1) & (index.kind == "decision")].row.to_numpy()
+    np.testing.assert_array_equal(first_stage, second_stage)
+    assert index.row.max() + 1 == len(index) - len(first_stage)
     with pytest.raises(ValueError, match="unknown position kinds"):
         rows_of(played, ("reward",))
 
