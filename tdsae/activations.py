@@ -284,3 +284,33 @@ def _story_inputs(model, played, vectors: pd.DataFrame, rows: np.ndarray):
     picks = (torch.arange(len(prompts)), pads + torch.tensor(positions.copy()))
     return inputs, picks, rows
 
+
+
+@torch.no_grad()
+def max_difference_from_forward(model: Any, played, store: ActivationStore, experiments=(0,)) -> float:
+    """Largest |stored - recomputed| over the given experiments' rows, recomputing each sequence alone
+    with a plain forward (``output_hidden_states=True``), outside nnsight.
+
+    Layers 0..n_layers-1 are compared: HF applies the final norm to its last hidden state, which
+    the store (the raw output of the last block) does not.
+    """
+    from tdsae.models import model_dims, torch_module
+
+    hf, (n_layers, _) = torch_module(model), model_dims(model)
+    device = next(hf.parameters()).device
+    layers = [l for l in store.layers if l < n_layers]
+    worst = 0.0
+    for e in experiments:
+        part = store.index[store.index.experiment == e].drop_duplicates("row")
+        for prompt, entries in part.groupby("prompt"):
+            if played.tokens:
+                vocab = model.tokenizer.get_vocab()
+                ids = torch.tensor([[vocab[w] for w in played.tokens[e]]])
+            else:
+                ids = model.tokenizer(played.prompts[e][prompt], return_tensors="pt")["input_ids"]
+            hidden = hf(input_ids=ids.to(device), output_hidden_states=True).hidden_states
+            positions = torch.tensor(entries.position.to_numpy().copy(), device=device)
+            for layer in layers:
+                recomputed = hidden[layer][0, positions].float().cpu().numpy()
+                worst = max(worst, float(np.abs(store.acts(layer, entries.row) - recomputed).max()))
+    return worst

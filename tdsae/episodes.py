@@ -17,6 +17,7 @@ import numpy as np
 from tdsae.play import PlayResult
 from tdsae.tasks import Trajectory, get_task
 
+STORE_LAYOUT = 2  # bump when the files of an activation store change, so old caches are rebuilt
 TRAJECTORY_FIELDS = ("episode", "step", "state", "action", "reward", "next_state", "done", "valid")
 
 
@@ -113,7 +114,7 @@ def harvested_store(settings, task_name: str, model: str | None = None, played_b
     reader = str(model if model is not None else model_source(settings))
     player = reader if played_by is None else str(played_by)
     played_params = play_params(settings, task_name, player, seed)
-    params = {"reader": reader, "episodes": played_params}
+    params = {"reader": reader, "episodes": played_params, "layout": STORE_LAYOUT}
     store = ArtifactStore() if store is None else store
 
     def build(tmp: Path) -> None:

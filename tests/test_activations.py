@@ -150,3 +150,15 @@ def test_story_mode_rows_equal_single_prompt_forwards(tmp_path):
             hidden = torch_module(model)(input_ids=ids, output_hidden_states=True).hidden_states
         np.testing.assert_allclose(store.acts(1, [entry.row])[0], hidden[1][0, entry.position].numpy(),
                                    rtol=1e-4, atol=1e-4)
+
+
+def test_difference_from_forward_is_zero_for_a_true_store_and_not_for_a_tampered_one(micro, tmp_path):
+    from tdsae.activations import max_difference_from_forward
+
+    model, played = micro
+    store = harvest_activations(model, played, tmp_path / "store", progress=False)
+    assert max_difference_from_forward(model, played, store, experiments=(0, 3)) < 1e-5
+    values = np.load(tmp_path / "store" / layer_file(1), mmap_mode="r+")
+    values[store.index[store.index.experiment == 3].row.iloc[2]] += 0.5
+    values.flush()
+    assert max_difference_from_forward(model, played, ActivationStore(tmp_path / "store"), experiments=(3,)) >= 0.5

@@ -1,0 +1,19 @@
+"""Figure helpers: each takes data and returns a matplotlib Figure.
+
+Call :func:`apply_style` once per chapter; nothing here changes global state at import or calls
+``plt.show()``. One module per part of the book; every helper is importable from ``tdsae.plots``.
+"""
+
+from tdsae.plots.behaviour import (plot_bic_differences, plot_choice_agreement, plot_model_recovery, plot_recovery,
+                                   plot_stay_probabilities, plot_training_loss)
+from tdsae.plots.core import PALETTE, apply_style, new_figure
+from tdsae.plots.residual import plot_norms_by_layer, plot_projection
+from tdsae.plots.tasks import (plot_activation_footprint, plot_curves_with_ci, plot_graph, plot_gridworld, plot_matrix,
+                               plot_twostep_schematic)
+
+__all__ = [
+    "PALETTE", "apply_style", "new_figure", "plot_activation_footprint", "plot_bic_differences",
+    "plot_choice_agreement", "plot_curves_with_ci", "plot_graph", "plot_gridworld", "plot_matrix",
+    "plot_model_recovery", "plot_norms_by_layer", "plot_projection", "plot_recovery", "plot_stay_probabilities", "plot_training_loss",
+    "plot_twostep_schematic",
+]

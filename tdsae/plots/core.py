@@ -1,0 +1,50 @@
+"""The book's figure style and the Figure factory every helper uses (no pyplot global state)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib
+
+PALETTE = {"lm": "#0b6e99", "qlearner": "#d1495b", "random": "#8d8d8d", "model_based": "#edae49",
+           "wsls": "#66a182", "copy_best": "#7b5ea7", "hybrid": "#00798c"}
+
+
+def apply_style() -> None:
+    """Set the book's rcParams explicitly (seaborn whitegrid, readable sizes)."""
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook")
+    matplotlib.rcParams.update({
+        "figure.dpi": 100,
+        "savefig.dpi": 100,
+        "figure.figsize": (6.4, 3.6),
+        "axes.titlesize": 11,
+        "axes.labelsize": 10,
+        "legend.fontsize": 9,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+    })
+    _show_figures_inline()
+
+
+def _show_figures_inline() -> None:
+    """Let a returned Figure display as a PNG in Jupyter (figures here bypass pyplot)."""
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import select_figure_formats
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        select_figure_formats(shell, {"png"}, bbox_inches="tight")
+
+
+def new_figure(ncols: int = 1, nrows: int = 1, width: float = 6.4, height: float = 3.6,
+               **kwargs: Any) -> tuple[Any, Any]:
+    """A Figure and its axes, built without pyplot's global figure manager."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    axes = fig.subplots(nrows, ncols, **kwargs)
+    return fig, axes
