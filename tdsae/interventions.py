@@ -1,0 +1,156 @@
+"""Edit SAE latents inside the forward pass, through nnsight: lesions, negative scaling, splicing.
+
+An edit at residual layer ``l`` (0 = embeddings, l >= 1 = output of block l - 1) replaces that
+layer's output h, at every token, by
+
+    decode(edit(encode(h))) + (h - decode(encode(h)))        (keep_error=True)
+
+so only the edited latents change: the SAE's reconstruction error is added back and the model
+sees exactly its own activation wherever the edit does nothing (``factor=1`` is the identity to
+float precision). ``keep_error=False`` with no latents edited splices in the plain reconstruction,
+which is how ``ce_loss_score`` measures what an SAE loses.
+
+This module and tdsae.activations are the only ones that open nnsight traces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class LatentEdit:
+    """Scale chosen latents of one layer's SAE: 0 lesions them, -c scales them negatively."""
+
+    layer: int  # residual layer whose output is edited (see module docstring)
+    sae: Any  # a tdsae.sae.SAE trained on that layer
+    latents: list = field(default_factory=list)  # latent indices to scale
+    factor: float = 0.0  # multiplier of the chosen latents: 0 lesion, 1 identity, -c negative scaling
+    keep_error: bool = True  # add back the SAE's reconstruction error (False: splice in the reconstruction)
+
+    def __post_init__(self):
+        bad = [i for i in self.latents if not 0 <= int(i) < self.sae.cfg.d_sae]
+        if bad:
+            raise ValueError(f"latents {bad} are out of range for an SAE with d_sae={self.sae.cfg.d_sae}")
+        self.latents = [int(i) for i in self.latents]
+
+    def apply(self, h: torch.Tensor) -> torch.Tensor:
+        """The edited layer output. Args: h [batch, seq, d_model]. Returns: same shape and dtype."""
+        acts = h.to(self.sae.W_enc.dtype)
+        latents = self.sae.encode(acts)
+        error = acts - self.sae.decode(latents)
+        if self.latents:
+            latents = latents.clone()
+            latents[..., self.latents] = latents[..., self.latents] * self.factor
+        edited = self.sae.decode(latents)
+        return (edited + error if self.keep_error else edited).to(h.dtype)
+
+
+def check_edits(model, edits) -> list:
+    """The edits as a list, each checked against the model: layer in range, SAE width = d_model."""
+    from tdsae.models import check_layer, model_dims
+
+    edits = [] if edits is None else list(edits)
+    _, d_model = model_dims(model)
+    for edit in edits:
+        check_layer(model, edit.layer)
+        if edit.sae.cfg.d_in != d_model:
+            raise ValueError(f"the SAE for layer {edit.layer} reads d_in={edit.sae.cfg.d_in}, but the model's "
+                             f"residual stream has d_model={d_model}")
+    return edits
+
+
+def traced_output(model, edits, **inputs):
+    """One forward pass with the edits applied, as the model's own output object (logits, cache).
+
+    Args: model: a tdsae.models.load_model result; edits: LatentEdits (layers in any order);
+    inputs: keyword arguments of the model's forward (input_ids, attention_mask, past_key_values, ...).
+    """
+    import nnsight
+
+    from tdsae.models import is_remote, residual_sites
+
+    sites = residual_sites(model)
+    with torch.no_grad(), model.trace(**inputs, remote=is_remote(model)):
+        for edit in sorted(edits, key=lambda e: e.layer):  # nnsight needs modules in forward order
+            sites[edit.layer].output = edit.apply(sites[edit.layer].output)
+        output = nnsight.save(model.output)
+    return output
+
+
+class EditedModel:
+    """A callable that looks to tdsae.play like a Hugging Face model, but runs every forward pass
+    through nnsight with the edits applied (so the KV-cached lockstep play works unchanged)."""
+
+    def __init__(self, model, edits):
+        from tdsae.models import torch_module
+
+        self.model, self.edits = model, check_edits(model, edits)
+        self.module = torch_module(model)
+        self.config = self.module.config
+
+    def parameters(self):
+        """The wrapped model's parameters (play reads their device)."""
+        return self.module.parameters()
+
+    def __call__(self, **inputs):
+        return traced_output(self.model, self.edits, **inputs)
+
+
+def play_with_edits(model, task, n_experiments: int, n_episodes: int, seed: int, n_random_episodes: int = 0,
+                    edits=None):
+    """play_task with latents edited in every forward pass (transcript mode: the organism).
+
+    Returns: tdsae.play.PlayResult. With no edits it equals play_task's result.
+    """
+    from tdsae.play import play_transcripts, reads_transcripts
+    from tdsae.story import play_stories
+
+    edited = EditedModel(model, edits)
+    player = play_transcripts if reads_transcripts(model.tokenizer, task) else play_stories
+    return player(edited, model.tokenizer, task, n_experiments, n_episodes, seed, n_random_episodes)
+
+
+@torch.no_grad()
+def ce_loss_score(model, sae, layer: int, input_ids: torch.Tensor, pad_id: int | None = None) -> dict:
+    """Fraction of next-token loss recovered when the SAE's reconstruction replaces layer ``layer``.
+
+    ce_loss_score = (CE_zero - CE_sae) / (CE_zero - CE_clean), SAELens's definition: 1 means the
+    splice costs nothing, 0 means it is as bad as zeroing the layer's output.
+    Args: input_ids [batch, seq] right-padded with pad_id (padding is not scored).
+    Returns: {"ce_loss_score", "ce_clean", "ce_with_sae", "ce_zero_ablation"}.
+    """
+    from tdsae.models import torch_module
+
+    device = next(torch_module(model).parameters()).device
+    ids = input_ids.to(device)
+    splice = LatentEdit(layer, sae, [], 1.0, keep_error=False)
+    zero = _ZeroEdit(layer)
+    losses = {}
+    for name, edits in (("ce_clean", []), ("ce_with_sae", [splice]), ("ce_zero_ablation", [zero])):
+        logits = traced_output(model, edits, input_ids=ids).logits.float()
+        losses[name] = _next_token_loss(logits, ids, pad_id)
+    spread = losses["ce_zero_ablation"] - losses["ce_clean"]
+    score = (losses["ce_zero_ablation"] - losses["ce_with_sae"]) / spread if spread > 0 else float("nan")
+    return {"ce_loss_score": score, **losses}
+
+
+@dataclass
+class _ZeroEdit:
+    """Zero a layer's output (the ablation baseline of ce_loss_score)."""
+
+    layer: int
+
+    def apply(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(h)
+
+
+def _next_token_loss(logits: torch.Tensor, ids: torch.Tensor, pad_id: int | None) -> float:
+    """Mean cross-entropy of predicting ids[:, 1:], padding targets ignored."""
+    targets = ids[:, 1:]
+    losses = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), targets.flatten(), reduction="none")
+    keep = torch.ones_like(losses) if pad_id is None else (targets.flatten() != pad_id).float()
+    return float((losses * keep).sum() / keep.sum())
