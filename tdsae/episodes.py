@@ -99,10 +99,40 @@ def played_episodes(settings, task_name: str, model: str | None = None, seed: in
     return load_played(store.load_or_build("episodes", params, build))
 
 
+AGENTS = "agents"  # played_by value: held-out Q-learners with known parameters, not a model
+
+
+def agent_trajectories(settings, task_name: str):
+    """Held-out Q-learners (random walks on the graph) of the organism's training distribution,
+    each with its own alpha and beta, on the preset's experiments: the ground truth for chapter 7.
+
+    Returns: (Trajectory, alpha [n_experiments], beta [n_experiments]); NaN parameters for walks.
+    Drawn from a seed stream that neither the organism's training data nor chapter 2 used.
+    """
+    from tdsae.organism import configs_from_settings
+    from tdsae.organism.corpus import EVAL_STREAM, seed_for, simulate_transcripts
+
+    recipe = configs_from_settings(settings)[1]
+    sims = simulate_transcripts(task_name, settings.n_experiments, seed_for(settings.seed, EVAL_STREAM, 2), recipe)
+    return sims.traj, sims.alpha, sims.beta
+
+
+def episodes_for(settings, task_name: str, reader, played_by: str, seed: int | None = None, store=None) -> PlayResult:
+    """The episodes a model reads: those ``played_by`` played (a model folder or hub id), or the
+    held-out agents' (``played_by=AGENTS``) rendered for the reader's tokenizer."""
+    if played_by == AGENTS:
+        from tdsae.play import render_episodes
+
+        traj, _, _ = agent_trajectories(settings, task_name)
+        return render_episodes(reader.tokenizer, task_for(settings, task_name), traj)
+    return played_episodes(settings, task_name, played_by, seed, store)
+
+
 def harvested_store(settings, task_name: str, model: str | None = None, played_by: str | None = None,
                     seed: int | None = None, store=None):
     """The residual stream of ``model`` at every layer, at the decision and outcome tokens of the
-    episodes ``played_by`` played (default: the model's own), harvested once and cached.
+    episodes ``played_by`` played (default: the model's own; AGENTS: held-out Q-learners),
+    harvested once and cached.
 
     Reading another model's episodes is how the untrained control sees exactly the transcripts
     the trained organism produced. Returns: tdsae.activations.ActivationStore.
@@ -118,7 +148,7 @@ def harvested_store(settings, task_name: str, model: str | None = None, played_b
     store = ArtifactStore() if store is None else store
 
     def build(tmp: Path) -> None:
-        played = played_episodes(settings, task_name, player, seed, store)
-        harvest_activations(load_model(reader, device=settings.device), played, tmp / "store")
+        lm = load_model(reader, device=settings.device)
+        harvest_activations(lm, episodes_for(settings, task_name, lm, player, seed, store), tmp / "store")
 
     return ActivationStore(store.load_or_build("activations", params, build) / "store")

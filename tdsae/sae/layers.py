@@ -1,0 +1,98 @@
+"""One SAE per layer of a harvested store, trained once and kept in the artifact cache.
+
+    saes = layer_saes(settings, "twostep")               # {layer: LayerSAE}, layers 1..n_layers
+    saes[2].sae.encode(acts); saes[2].metrics["l0"]; saes[2].folder   # a SAELens folder
+
+Each SAE is trained on at most ``settings.sae_vectors`` rows of its layer, drawn with the seed;
+its metrics are measured on the store's other rows when there are enough of them (held out),
+else on every row. The cache key holds the store it was trained on and every training setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+METRICS_FILE = "metrics.json"
+LOG_FILE = "log.csv"
+MIN_HELD_OUT = 1000  # fewer held-out rows than this: metrics are measured on every row
+
+
+@dataclass
+class LayerSAE:
+    """An SAE of one layer and how it was trained."""
+
+    layer: int  # residual layer (0 = embeddings)
+    sae: object  # tdsae.sae.SAE, folded: reads raw activations
+    metrics: dict  # mse, explained_variance, l0, frac_alive, seconds, rows_trained, metrics_on
+    log: pd.DataFrame  # the training log (loss, mse_loss, l1_loss or auxk_loss, l0 by step)
+    folder: Path  # the SAELens-format folder
+
+
+def training_rows(n_rows: int, limit: int, seed: int) -> np.ndarray:
+    """Sorted rows an SAE trains on: all of them, or ``limit`` drawn without replacement with the seed."""
+    if n_rows <= limit:
+        return np.arange(n_rows)
+    rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(11,)))
+    return np.sort(rng.choice(n_rows, size=limit, replace=False))
+
+
+def layer_saes(settings, task_name: str, model: str | None = None, played_by: str | None = None, layers=None,
+               architecture: str = "standard", l1: float | None = None, k: int | None = None,
+               bf16: bool = True, store=None) -> dict:
+    """The SAEs of every layer (default 1..n_layers) of the store harvested_store returns for these arguments.
+
+    Args: settings: a resolved Preset (sae_* knobs: expansion, l1, lr, batch, epochs, vectors);
+    architecture: "standard" (ReLU + L1, the paper's) or "topk" (with k); l1: overrides
+    settings.sae_l1; bf16: bf16 encoder matmul (fp32 master weights).
+    Returns: {layer: LayerSAE}.
+    """
+    from tdsae.artifacts import ArtifactStore
+    from tdsae.episodes import harvested_store
+
+    acts_store = harvested_store(settings, task_name, model, played_by, store=store)
+    layers = [l for l in acts_store.layers if l > 0] if layers is None else list(layers)
+    missing = [l for l in layers if l not in acts_store.layers]
+    if missing:
+        raise ValueError(f"layers {missing} are not in the store; it holds layers {list(acts_store.layers)}")
+    artifacts = ArtifactStore() if store is None else store
+    return {layer: _layer_sae(settings, acts_store, layer, architecture, settings.sae_l1 if l1 is None else l1, k,
+                              bf16, artifacts) for layer in layers}
+
+
+def _layer_sae(settings, acts_store, layer: int, architecture: str, l1: float, k, bf16: bool, artifacts) -> LayerSAE:
+    from tdsae.sae.metrics import reconstruction_metrics
+    from tdsae.sae.model import SAEConfig
+    from tdsae.sae.saelens_format import load_sae, save_sae
+    from tdsae.sae.training import SAETrainingConfig, train_sae
+
+    d_in = acts_store.d_model
+    hook_name, hf_hook_name = acts_store.hook_names(layer)
+    config = SAEConfig(d_in=d_in, d_sae=settings.sae_expansion * d_in, architecture=architecture, k=k,
+                       hook_name=hook_name, hf_hook_name=hf_hook_name, model_name=acts_store.meta.get("model") or None)
+    training = SAETrainingConfig(l1_coefficient=float(l1), lr=settings.sae_lr, batch_size=settings.sae_batch,
+                                 epochs=settings.sae_epochs, seed=settings.seed, bf16=bf16)
+    rows = training_rows(acts_store.n_rows, settings.sae_vectors, settings.seed)
+    params = {"activations": acts_store.directory.parent.name, "layer": int(layer), "rows": len(rows),
+              "sae": dataclasses.asdict(config), "training": dataclasses.asdict(training), "device": settings.device}
+
+    def build(tmp: Path) -> None:
+        acts = acts_store.acts(layer)
+        trained = train_sae(np.asarray(acts[rows]), config, training, device=settings.device)
+        held_out = np.setdiff1d(np.arange(acts_store.n_rows), rows)
+        on = held_out if len(held_out) >= MIN_HELD_OUT else np.arange(acts_store.n_rows)
+        metrics = reconstruction_metrics(trained.sae, np.asarray(acts[on]))
+        metrics.update(seconds=trained.seconds, rows_trained=len(rows),
+                       metrics_on="held-out rows" if len(on) < acts_store.n_rows else "all rows")
+        save_sae(trained.sae, tmp / "sae")
+        (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+        trained.log.to_csv(tmp / LOG_FILE, index=False)
+
+    folder = artifacts.load_or_build("sae", params, build)
+    return LayerSAE(int(layer), load_sae(folder / "sae", device="cpu", expected_d_in=d_in),
+                    json.loads((folder / METRICS_FILE).read_text()), pd.read_csv(folder / LOG_FILE), folder / "sae")
