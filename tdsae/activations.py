@@ -215,7 +215,8 @@ def harvest_activations(model: Any, played, directory, layers=None, kinds=KINDS,
 
         sites = residual_sites(model)
         device = next(torch_module(model).parameters()).device
-        for number, batch in enumerate(tqdm(batches, desc="harvest", unit="batch", disable=not progress)):
+        quiet = {} if progress else {"disable": True}  # passing disable=False would override TQDM_DISABLE
+        for number, batch in enumerate(tqdm(batches, desc="harvest", unit="batch", **quiet)):
             inputs, picks, rows = (_story_inputs if story else _transcript_inputs)(model, played, vectors, batch)
             inputs = {k: v.to(device) for k, v in inputs.items()}
             b_idx, p_idx = picks[0].to(device), picks[1].to(device)
