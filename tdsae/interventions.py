@@ -38,15 +38,22 @@ class LatentEdit:
         self.latents = [int(i) for i in self.latents]
 
     def apply(self, h: torch.Tensor) -> torch.Tensor:
-        """The edited layer output. Args: h [batch, seq, d_model]. Returns: same shape and dtype."""
+        """The edited layer output. Args: h [batch, seq, d_model]. Returns: same shape and dtype.
+
+        With keep_error, decode(z') + (h - decode(z)) is computed as h + (z' - z) W_dec over the
+        edited latents only: the same number, but exactly h wherever those latents are silent.
+        """
         acts = h.to(self.sae.W_enc.dtype)
         latents = self.sae.encode(acts)
-        error = acts - self.sae.decode(latents)
+        if self.keep_error:
+            if not self.latents:
+                return h
+            chosen = latents[..., self.latents]  # [batch, seq, n_edited]
+            return (acts + ((self.factor - 1.0) * chosen) @ self.sae.W_dec[self.latents]).to(h.dtype)
         if self.latents:
             latents = latents.clone()
             latents[..., self.latents] = latents[..., self.latents] * self.factor
-        edited = self.sae.decode(latents)
-        return (edited + error if self.keep_error else edited).to(h.dtype)
+        return self.sae.decode(latents).to(h.dtype)
 
 
 def check_edits(model, edits) -> list:

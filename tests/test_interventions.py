@@ -1,0 +1,92 @@
+"""Latent edits inside the forward pass: identity at factor 1, no effect for a silent latent, real effects otherwise."""
+
+import numpy as np
+import pytest
+import torch
+
+from tdsae.interventions import LatentEdit, ce_loss_score, play_with_edits, traced_output
+from tdsae.models import load_model, torch_module
+from tdsae.organism import OrganismConfig, build_organism, build_tokenizer
+from tdsae.play import play_task
+from tdsae.sae import SAE, SAEConfig
+from tdsae.tasks import get_task
+
+
+@pytest.fixture(scope="module")
+def micro(tmp_path_factory):
+    path = tmp_path_factory.mktemp("edits") / "micro"
+    tokenizer = build_tokenizer()
+    torch.manual_seed(0)
+    build_organism(OrganismConfig(d_model=32, n_layers=2, n_heads=2, d_mlp=64), tokenizer).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    model = load_model(path, device="cpu")
+    sae = SAE(SAEConfig(d_in=32, d_sae=64), seed=1)
+    ids = torch.tensor([[model.tokenizer.get_vocab()[w] for w in
+                         "<bos> ts:start ts:X ts:planetX ts:D ts:D1 ts:start ts:Y ts:planetY ts:J ts:J0".split()]])
+    return model, sae, ids
+
+
+def _logits(model, edits, ids):
+    return traced_output(model, edits, input_ids=ids).logits
+
+
+def test_factor_one_changes_the_logits_by_less_than_1e_5(micro):
+    model, sae, ids = micro
+    clean = torch_module(model)(input_ids=ids).logits.detach()
+    edited = _logits(model, [LatentEdit(1, sae, list(range(64)), factor=1.0)], ids)
+    assert (edited - clean).abs().max() < 1e-5
+
+
+def test_lesioning_a_latent_that_never_fires_changes_nothing(micro):
+    model, sae, ids = micro
+    silent = SAE(SAEConfig(d_in=32, d_sae=64), seed=1)
+    with torch.no_grad():
+        silent.b_enc[5] = -1e6  # latent 5 can never be positive
+    clean = torch_module(model)(input_ids=ids).logits.detach()
+    assert (_logits(model, [LatentEdit(1, silent, [5], factor=0.0)], ids) - clean).abs().max() == 0
+    assert (_logits(model, [LatentEdit(1, silent, [6], factor=-5.0)], ids) - clean).abs().max() > 1e-4
+
+
+def test_an_edit_changes_exactly_the_edited_amount_at_its_layer(micro):
+    import nnsight
+
+    from tdsae.models import residual_sites
+
+    model, sae, ids = micro
+    edit = LatentEdit(1, sae, [3, 9], factor=-2.0)
+    with torch.no_grad():
+        with model.trace(input_ids=ids):
+            before = nnsight.save(residual_sites(model)[1].output)
+        latents = sae.encode(before)
+        expected = before + (latents[..., [3, 9]] * -3.0) @ sae.W_dec[[3, 9]]  # (factor - 1) * z * W_dec
+        with model.trace(input_ids=ids):
+            residual_sites(model)[1].output = edit.apply(residual_sites(model)[1].output)
+            after = nnsight.save(residual_sites(model)[1].output)
+    torch.testing.assert_close(after, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_edited_play_without_edits_equals_play_and_bad_edits_are_refused(micro):
+    model, sae, _ = micro
+    task = get_task("twostep")
+    plain = play_task(model, task, 4, 3, seed=2, n_random_episodes=1)
+    same = play_with_edits(model, task, 4, 3, seed=2, n_random_episodes=1, edits=[])
+    np.testing.assert_allclose(same.choice_logprobs, plain.choice_logprobs, atol=1e-6)
+    with pytest.raises(ValueError, match=r"layer 9 is out of range"):
+        play_with_edits(model, task, 2, 1, seed=0, edits=[LatentEdit(9, sae, [0])])
+    wide = SAE(SAEConfig(d_in=48, d_sae=96), seed=0)
+    with pytest.raises(ValueError, match=r"d_in=48.*d_model=32"):
+        play_with_edits(model, task, 2, 1, seed=0, edits=[LatentEdit(1, wide, [0])])
+    with pytest.raises(ValueError, match=r"latents \[64\] are out of range"):
+        LatentEdit(1, sae, [64])
+
+
+def test_ce_loss_score_is_one_for_a_perfect_reconstruction(micro):
+    model, _, ids = micro
+    identity = SAE(SAEConfig(d_in=32, d_sae=64, apply_b_dec_to_input=False), seed=0)
+    with torch.no_grad():  # latents = ReLU(x) and ReLU(-x); decoder adds them back: an exact reconstruction
+        identity.W_enc.zero_(); identity.W_dec.zero_(); identity.b_enc.zero_(); identity.b_dec.zero_()
+        eye = torch.eye(32)
+        identity.W_enc[:, :32], identity.W_enc[:, 32:] = eye, -eye
+        identity.W_dec[:32], identity.W_dec[32:] = eye, -eye
+    scores = ce_loss_score(model, identity, 1, ids.repeat(3, 1))
+    assert abs(scores["ce_with_sae"] - scores["ce_clean"]) < 1e-5
