@@ -50,6 +50,7 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w") as handle:
         json.dump(payload, handle, indent=2)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; the result should read like any file
     os.replace(tmp, path)
 
 
