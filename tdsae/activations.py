@@ -175,7 +175,7 @@ def batch_experiments(counts: np.ndarray, n_layers: int, d_model: int, buffer_mb
 
 
 def harvest_activations(model: Any, played, directory, layers=None, kinds=KINDS, buffer_mb: float = 256,
-                        progress: bool = True, after_batch=None) -> ActivationStore:
+                        progress: bool = True, after_batch=None, edits=None) -> ActivationStore:
     """Run the model over what it played and store the residual stream at the chosen tokens.
 
     Transcript mode (the organism): each experiment's finished transcript is one sequence; the
@@ -190,14 +190,18 @@ def harvest_activations(model: Any, played, directory, layers=None, kinds=KINDS,
         layers: residual layers to keep (default all, 0..n_layers).
         kinds: position kinds to keep; buffer_mb: bound on the gathered rows held in memory.
         after_batch: called with the batch number after each batch is written (tests use it).
+        edits: tdsae.interventions.LatentEdits applied in the same forward pass (later layers then
+            show their effect; the edited layer itself is stored after its edit).
     Returns: the finished ActivationStore.
     """
     import nnsight
 
+    from tdsae.interventions import check_edits
     from tdsae.models import check_layer, is_remote, model_dims, residual_sites, site_hook_names, torch_module
 
     n_layers, d_model = model_dims(model)
     layers = list(range(n_layers + 1)) if layers is None else sorted({check_layer(model, l) for l in layers})
+    edits = check_edits(model, edits)
     index = rows_of(played, kinds)
     story = not played.tokens
     directory = Path(directory)
@@ -221,7 +225,13 @@ def harvest_activations(model: Any, played, directory, layers=None, kinds=KINDS,
             inputs = {k: v.to(device) for k, v in inputs.items()}
             b_idx, p_idx = picks[0].to(device), picks[1].to(device)
             with torch.no_grad(), model.trace(**inputs, remote=is_remote(model)):
-                gathered = nnsight.save([sites[l].output[b_idx, p_idx] for l in layers])
+                gathered = []
+                for layer in range(max(layers + [e.layer for e in edits]) + 1):  # forward order, as nnsight needs
+                    for edit in (e for e in edits if e.layer == layer):
+                        sites[layer].output = edit.apply(sites[layer].output)
+                    if layer in layers:
+                        gathered.append(sites[layer].output[b_idx, p_idx])
+                gathered = nnsight.save(gathered)
             first, last = int(rows[0]), int(rows[-1]) + 1  # a batch's vectors are consecutive rows
             for l, values in zip(layers, gathered):
                 arrays[l][first:last] = values.float().cpu().numpy()

@@ -90,3 +90,18 @@ def test_ce_loss_score_is_one_for_a_perfect_reconstruction(micro):
         identity.W_dec[:32], identity.W_dec[32:] = eye, -eye
     scores = ce_loss_score(model, identity, 1, ids.repeat(3, 1))
     assert abs(scores["ce_with_sae"] - scores["ce_clean"]) < 1e-5
+
+
+def test_a_harvest_with_an_edit_moves_later_layers_only(micro, tmp_path):
+    from tdsae.activations import harvest_activations
+
+    model, sae, _ = micro
+    played = play_task(model, get_task("twostep"), 3, 2, seed=0, n_random_episodes=1)
+    clean = harvest_activations(model, played, tmp_path / "clean", progress=False)
+    edit = LatentEdit(1, sae, list(range(64)), factor=-3.0)
+    edited = harvest_activations(model, played, tmp_path / "edited", progress=False, edits=[edit])
+    np.testing.assert_array_equal(edited.acts(0), clean.acts(0))
+    assert np.abs(edited.acts(1) - clean.acts(1)).max() > 1e-3 and np.abs(edited.acts(2) - clean.acts(2)).max() > 1e-3
+    identity = harvest_activations(model, played, tmp_path / "same", progress=False,
+                                   edits=[LatentEdit(1, sae, list(range(64)), factor=1.0)])
+    np.testing.assert_allclose(identity.acts(2), clean.acts(2), atol=1e-5)
