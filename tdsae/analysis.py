@@ -179,3 +179,37 @@ def alpha_sweep(task, traj, targets: pd.DataFrame, units: np.ndarray, selection:
         best = best_unit(units, swept[target].to_numpy(float), swept.experiment.to_numpy(), selection, covariates)
         rows.append({"alpha": float(alpha), "r_report": best.r_report, "low": best.low, "high": best.high})
     return pd.DataFrame(rows)
+
+
+def units_at(store, layer: int, rows, sae=None) -> np.ndarray:
+    """The units of one layer at the given store rows: raw residual dimensions [n, d_model], or the
+    latents of ``sae`` (a tdsae.sae.SAE) [n, d_sae]."""
+    import torch
+
+    acts = store.acts(layer, rows)
+    if sae is None:
+        return acts
+    with torch.no_grad():
+        return sae.encode(torch.as_tensor(acts, dtype=sae.W_enc.dtype, device=sae.device)).float().cpu().numpy()
+
+
+def profile(stores: dict, saes: dict, targets: pd.DataFrame, target: str, selection: np.ndarray,
+            partial: bool = False, n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
+    """Best SAE latent and best residual dimension per layer, for every model, on one target.
+
+    Args: stores: {model label: ActivationStore} (the same episodes, so the same index);
+    saes: {model label: {layer: LayerSAE}}; targets: reference_targets rows of the target's kind.
+    Returns: rows of model, units ("SAE latent" or "residual dimension"), layer, unit, r_select,
+    r_report, low, high, n_report.
+    """
+    frames = []
+    rows = targets.row.to_numpy()
+    for label, store in stores.items():
+        for kind, by_layer in (("SAE latent", saes.get(label, {})),
+                               ("residual dimension", {layer: None for layer in store.layers})):
+            units = {layer: units_at(store, layer, rows, None if entry is None else entry.sae)
+                     for layer, entry in sorted(by_layer.items())}
+            table = unit_profile(units, targets, selection, target, partial, n_boot, seed)
+            frames.append(table.assign(model=label, units=kind))
+    columns = ["model", "units", "layer", "unit", "r_select", "r_report", "low", "high", "n_report"]
+    return pd.concat(frames, ignore_index=True)[columns]
