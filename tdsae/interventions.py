@@ -30,6 +30,7 @@ class LatentEdit:
     latents: list = field(default_factory=list)  # latent indices to scale
     factor: float = 0.0  # multiplier of the chosen latents: 0 lesion, 1 identity, -c negative scaling
     keep_error: bool = True  # add back the SAE's reconstruction error (False: splice in the reconstruction)
+    positions: torch.Tensor | None = None  # [batch, seq] bool: edit only these tokens (None: every token)
 
     def __post_init__(self):
         bad = [i for i in self.latents if not 0 <= int(i) < self.sae.cfg.d_sae]
@@ -49,11 +50,18 @@ class LatentEdit:
             if not self.latents:
                 return h
             chosen = latents[..., self.latents]  # [batch, seq, n_edited]
-            return (acts + ((self.factor - 1.0) * chosen) @ self.sae.W_dec[self.latents]).to(h.dtype)
+            delta = ((self.factor - 1.0) * chosen) @ self.sae.W_dec[self.latents]
+            return (acts + delta * _mask(self.positions, h)).to(h.dtype)
         if self.latents:
             latents = latents.clone()
             latents[..., self.latents] = latents[..., self.latents] * self.factor
-        return self.sae.decode(latents).to(h.dtype)
+        spliced = self.sae.decode(latents)
+        return (spliced if self.positions is None else torch.where(_mask(self.positions, h) > 0, spliced, acts)).to(h.dtype)
+
+
+def _mask(positions: torch.Tensor | None, h: torch.Tensor):
+    """positions [batch, seq] bool as a [batch, seq, 1] float multiplier on h's device (1.0 when None)."""
+    return 1.0 if positions is None else positions[..., None].to(h.device, h.dtype if h.is_floating_point() else None)
 
 
 def check_edits(model, edits) -> list:
@@ -122,24 +130,28 @@ def play_with_edits(model, task, n_experiments: int, n_episodes: int, seed: int,
 
 
 @torch.no_grad()
-def ce_loss_score(model, sae, layer: int, input_ids: torch.Tensor, pad_id: int | None = None) -> dict:
+def ce_loss_score(model, sae, layer: int, input_ids: torch.Tensor, pad_id: int | None = None,
+                  positions: torch.Tensor | None = None) -> dict:
     """Fraction of next-token loss recovered when the SAE's reconstruction replaces layer ``layer``.
 
     ce_loss_score = (CE_zero - CE_sae) / (CE_zero - CE_clean), SAELens's definition: 1 means the
     splice costs nothing, 0 means it is as bad as zeroing the layer's output.
-    Args: input_ids [batch, seq] right-padded with pad_id (padding is not scored).
+    Args: input_ids [batch, seq] right-padded with pad_id (padding is not scored); positions
+    [batch, seq] bool: splice (and zero) only these tokens and score only the predictions made
+    there, for an SAE trained on those tokens alone (None: every token).
     Returns: {"ce_loss_score", "ce_clean", "ce_with_sae", "ce_zero_ablation"}.
     """
     from tdsae.models import torch_module
 
     device = next(torch_module(model).parameters()).device
     ids = input_ids.to(device)
-    splice = LatentEdit(layer, sae, [], 1.0, keep_error=False)
-    zero = _ZeroEdit(layer)
+    positions = None if positions is None else positions.to(device)
+    splice = LatentEdit(layer, sae, [], 1.0, keep_error=False, positions=positions)
+    zero = _ZeroEdit(layer, positions)
     losses = {}
     for name, edits in (("ce_clean", []), ("ce_with_sae", [splice]), ("ce_zero_ablation", [zero])):
         logits = traced_output(model, edits, input_ids=ids).logits.float()
-        losses[name] = _next_token_loss(logits, ids, pad_id)
+        losses[name] = _next_token_loss(logits, ids, pad_id, positions)
     spread = losses["ce_zero_ablation"] - losses["ce_clean"]
     score = (losses["ce_zero_ablation"] - losses["ce_with_sae"]) / spread if spread > 0 else float("nan")
     return {"ce_loss_score": score, **losses}
@@ -150,14 +162,19 @@ class _ZeroEdit:
     """Zero a layer's output (the ablation baseline of ce_loss_score)."""
 
     layer: int
+    positions: torch.Tensor | None = None  # [batch, seq] bool; None: every token
 
     def apply(self, h: torch.Tensor) -> torch.Tensor:
-        return torch.zeros_like(h)
+        return h * (1.0 - _mask(self.positions, h))
 
 
-def _next_token_loss(logits: torch.Tensor, ids: torch.Tensor, pad_id: int | None) -> float:
-    """Mean cross-entropy of predicting ids[:, 1:], padding targets ignored."""
+def _next_token_loss(logits: torch.Tensor, ids: torch.Tensor, pad_id: int | None,
+                     positions: torch.Tensor | None = None) -> float:
+    """Mean cross-entropy of predicting ids[:, 1:], padding targets ignored; only predictions made
+    at ``positions`` [batch, seq] (bool) count when given."""
     targets = ids[:, 1:]
     losses = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), targets.flatten(), reduction="none")
     keep = torch.ones_like(losses) if pad_id is None else (targets.flatten() != pad_id).float()
+    if positions is not None:
+        keep = keep * positions[:, :-1].flatten().float()
     return float((losses * keep).sum() / keep.sum())

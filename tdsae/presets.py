@@ -45,6 +45,8 @@ class Preset:
     sae_batch: int = _knob("SAE batch size (paper: 256)", "pos_int")
     sae_epochs: int = _knob("SAE training epochs (paper: 30)", "pos_int")
     sae_vectors: int = _knob("residual-stream vectors per SAE (paper: 18,000)", "pos_int")
+    sae_min_explained_variance: float = _knob("held-out explained variance the analysed SAEs must keep; the largest "
+                                              "L1 coefficient of chapter 6's sweep that keeps it is used", "unit_closed")
 
 
 _TINY = Preset(
@@ -70,6 +72,7 @@ _TINY = Preset(
     sae_batch=256,
     sae_epochs=30,
     sae_vectors=6000,
+    sae_min_explained_variance=0.9,
 )
 
 # The larger presets differ from tiny only where a pretrained model changes what is sensible.

@@ -105,3 +105,15 @@ def test_a_harvest_with_an_edit_moves_later_layers_only(micro, tmp_path):
     identity = harvest_activations(model, played, tmp_path / "same", progress=False,
                                    edits=[LatentEdit(1, sae, list(range(64)), factor=1.0)])
     np.testing.assert_allclose(identity.acts(2), clean.acts(2), atol=1e-5)
+
+
+def test_an_edit_restricted_to_positions_leaves_earlier_tokens_alone(micro):
+    model, sae, ids = micro
+    clean = torch_module(model)(input_ids=ids).logits.detach()
+    positions = torch.zeros(ids.shape, dtype=torch.bool)
+    positions[0, 6:] = True
+    edited = _logits(model, [LatentEdit(1, sae, list(range(64)), factor=-3.0, positions=positions)], ids)
+    assert (edited[0, :6] - clean[0, :6]).abs().max() == 0  # a causal model: tokens before 6 cannot see the edit
+    assert (edited[0, 6:] - clean[0, 6:]).abs().max() > 1e-4
+    spliced = _logits(model, [LatentEdit(1, sae, [], 1.0, keep_error=False, positions=positions)], ids)
+    assert (spliced[0, :6] - clean[0, :6]).abs().max() == 0

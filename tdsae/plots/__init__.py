@@ -8,12 +8,13 @@ from tdsae.plots.behaviour import (plot_bic_differences, plot_choice_agreement, 
                                    plot_stay_probabilities, plot_training_loss)
 from tdsae.plots.core import PALETTE, apply_style, new_figure
 from tdsae.plots.residual import plot_norms_by_layer, plot_projection
+from tdsae.plots.sae import plot_metrics_by_layer, plot_sparsity_frontier, plot_training_logs
 from tdsae.plots.tasks import (plot_activation_footprint, plot_curves_with_ci, plot_graph, plot_gridworld, plot_matrix,
                                plot_twostep_schematic)
 
 __all__ = [
     "PALETTE", "apply_style", "new_figure", "plot_activation_footprint", "plot_bic_differences",
     "plot_choice_agreement", "plot_curves_with_ci", "plot_graph", "plot_gridworld", "plot_matrix",
-    "plot_model_recovery", "plot_norms_by_layer", "plot_projection", "plot_recovery", "plot_stay_probabilities", "plot_training_loss",
+    "plot_metrics_by_layer", "plot_model_recovery", "plot_norms_by_layer", "plot_projection", "plot_recovery", "plot_sparsity_frontier", "plot_stay_probabilities", "plot_training_logs", "plot_training_loss",
     "plot_twostep_schematic",
 ]

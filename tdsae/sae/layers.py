@@ -96,3 +96,42 @@ def _layer_sae(settings, acts_store, layer: int, architecture: str, l1: float, k
     folder = artifacts.load_or_build("sae", params, build)
     return LayerSAE(int(layer), load_sae(folder / "sae", device="cpu", expected_d_in=d_in),
                     json.loads((folder / METRICS_FILE).read_text()), pd.read_csv(folder / LOG_FILE), folder / "sae")
+
+
+# L1 coefficients swept by chapter 6, in normalised units (so the same grid serves every model): the
+# paper's 1e-5, then the range where codes go from dense to sparse on the organism.
+L1_GRID = (1e-5, 0.3, 1.0, 2.0, 3.0, 5.0, 7.0, 10.0)
+
+
+def l1_sweep(settings, task_name: str, model: str | None = None, played_by: str | None = None,
+             grid=L1_GRID, store=None) -> pd.DataFrame:
+    """Metrics of every layer's standard SAE at each L1 coefficient of the grid.
+
+    Returns: rows of l1, layer, mse, explained_variance, l0, frac_alive, seconds, rows_trained.
+    """
+    rows = []
+    for l1 in grid:
+        for layer, entry in layer_saes(settings, task_name, model, played_by, l1=l1, store=store).items():
+            rows.append({"l1": float(l1), "layer": layer, **{k: v for k, v in entry.metrics.items() if k != "metrics_on"}})
+    return pd.DataFrame(rows)
+
+
+def choose_l1(sweep: pd.DataFrame, min_explained_variance: float) -> float:
+    """The sparsest setting that still reconstructs: the largest L1 coefficient whose held-out explained
+    variance, averaged over layers, is at least min_explained_variance (the smallest in the grid if none is)."""
+    mean = sweep.groupby("l1").explained_variance.mean()
+    good = mean[mean >= min_explained_variance]
+    return float(good.index.max() if len(good) else mean.index.min())
+
+
+def analysis_saes(settings, task_name: str, model: str | None = None, played_by: str | None = None,
+                  store=None) -> tuple[float, dict]:
+    """The SAEs chapters 7 to 9 analyse: standard SAEs at the L1 coefficient choose_l1 picks on the
+    preset model's own sweep for this task (the same coefficient for any other reader, e.g. the
+    untrained control, so that both are decomposed alike).
+
+    Returns: (l1, {layer: LayerSAE}).
+    """
+    sweep = l1_sweep(settings, task_name, store=store)
+    l1 = choose_l1(sweep, settings.sae_min_explained_variance)
+    return l1, layer_saes(settings, task_name, model, played_by, l1=l1, store=store)
