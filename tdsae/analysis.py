@@ -30,9 +30,12 @@ def reference_targets(task, traj, index: pd.DataFrame, alpha=0.1, gamma: float =
 
     Args: task, traj: what was played; index: ActivationStore.index; alpha: learning rate, a scalar
     or [n_experiments] (true agents); gamma: discount. The inverse temperature plays no part.
-    Returns: the index with reward, td_error (the step's TD error), q_chosen (Q of the action
-    taken), q_diff (Q of action 0 minus action 1 with two actions; chosen minus the mean of the
-    others with more), each NaN where it is not defined.
+    Returns: the index with
+      - reward: the step's reward; last_reward: the latest reward the token has revealed (the step's
+        own at an outcome token, the previous step's at a decision token, 0 before any);
+      - td_error: the step's TD error, at outcome entries only (NaN at decisions);
+      - q_chosen, q_diff: Q of the action taken, and Q of action 0 minus action 1 (with more than two
+        actions, chosen minus the mean of the others), at decision entries only (NaN at outcomes).
     """
     from tdsae.agents import QLearner
 
@@ -43,15 +46,25 @@ def reference_targets(task, traj, index: pd.DataFrame, alpha=0.1, gamma: float =
     chosen = np.take_along_axis(q, np.clip(action, 0, None)[:, None], 1)[:, 0]
     others = (q.sum(1) - chosen) / max(1, q.shape[1] - 1)
     q_diff = q[:, 0] - q[:, 1] if q.shape[1] == 2 else chosen - others
-    return index.assign(reward=traj.reward[e, c], td_error=evaluation.td_error[e, c],
-                        q_chosen=np.where(action >= 0, chosen, np.nan), q_diff=np.where(action >= 0, q_diff, np.nan))
+    decision, outcome = (index.kind == "decision").to_numpy(), (index.kind == "outcome").to_numpy()
+    return index.assign(reward=traj.reward[e, c], last_reward=_last_reward(traj, e, c, outcome),
+                        td_error=np.where(outcome, evaluation.td_error[e, c], np.nan),
+                        q_chosen=np.where(decision & (action >= 0), chosen, np.nan),
+                        q_diff=np.where(decision & (action >= 0), q_diff, np.nan))
+
+
+def _last_reward(traj, experiments: np.ndarray, columns: np.ndarray, revealed: np.ndarray) -> np.ndarray:
+    """The latest reward known at a token: the step's own where revealed, else the previous valid step's."""
+    rewards = np.where(traj.valid, traj.reward, np.nan)
+    previous = pd.DataFrame(rewards).T.shift(1).ffill().fillna(0.0).T.to_numpy()  # previous valid step, per row
+    return np.where(revealed, traj.reward[experiments, columns], previous[experiments, columns])
 
 
 def covariates_of(targets: pd.DataFrame) -> np.ndarray:
-    """What a partial correlation controls for: the reward and the step within the episode (one-hot).
-    Returns: [n, k] without a constant column (residualize adds the intercept)."""
+    """What a partial correlation controls for: the latest reward the token has revealed and the step
+    within the episode (one-hot). Returns: [n, k] without a constant column (residualize adds it)."""
     steps = pd.get_dummies(targets.step, prefix="step", drop_first=True).to_numpy(float)
-    return np.column_stack([targets.reward.to_numpy(float), steps])
+    return np.column_stack([targets.last_reward.to_numpy(float), steps])
 
 
 def residualize(values: np.ndarray, covariates: np.ndarray | None) -> np.ndarray:
@@ -90,6 +103,14 @@ class BestUnit:
     low: float  # 95% bootstrap interval of r_report, resampling report experiments
     high: float
     n_report: int  # rows in the report half
+    partner: int = -1  # latent pairs only: the negatively tracking latent subtracted from unit
+    scales: tuple = (1.0, 1.0)  # latent pairs only: s.d. of unit and partner on the selection half
+
+    def column(self, units: np.ndarray) -> np.ndarray:
+        """The chosen unit's values in units [n, k] (for a pair, unit / s.d. - partner / s.d.)."""
+        if self.partner < 0:
+            return np.asarray(units, float)[:, self.unit]
+        return units[:, self.unit] / self.scales[0] - units[:, self.partner] / self.scales[1]
 
 
 def best_unit(units: np.ndarray, target: np.ndarray, experiments: np.ndarray, selection: np.ndarray,
@@ -120,6 +141,29 @@ def best_unit(units: np.ndarray, target: np.ndarray, experiments: np.ndarray, se
     return BestUnit(unit, float(r_sel[unit]), r_rep, low, high, len(y_rep))
 
 
+def best_pair(latents: np.ndarray, target: np.ndarray, experiments: np.ndarray, selection: np.ndarray,
+              covariates: np.ndarray | None = None, n_boot: int = 200, seed: int = 0) -> BestUnit:
+    """A signed target read by two ReLU latents: the most positively tracking one minus the most
+    negatively tracking one (each scaled to unit s.d. on the selection half), both chosen on the
+    selection half and reported on the other. A ReLU latent can fire on one side of zero only,
+    so this is the fair SAE counterpart of a single signed residual dimension.
+    """
+    keep = np.isfinite(target)
+    latents, target, experiments = np.asarray(latents, float)[keep], np.asarray(target, float)[keep], experiments[keep]
+    covariates = None if covariates is None else np.asarray(covariates, float)[keep]
+    chosen = selection[experiments]
+    cov_sel = None if covariates is None else covariates[chosen]
+    r_sel = correlations(residualize(latents[chosen], cov_sel), residualize(target[chosen], cov_sel))
+    if np.isfinite(r_sel).sum() < 2 or np.nanmax(r_sel) <= 0 or np.nanmin(r_sel) >= 0:
+        return best_unit(latents, target, experiments, selection, covariates, n_boot, seed)
+    up, down = int(np.nanargmax(r_sel)), int(np.nanargmin(r_sel))
+    scale = latents[chosen][:, [up, down]].std(0)
+    pair = latents[:, up] / scale[0] - latents[:, down] / scale[1]
+    best = best_unit(pair[:, None], target, experiments, selection, covariates, n_boot, seed)
+    return BestUnit(up, best.r_select, best.r_report, best.low, best.high, best.n_report, partner=down,
+                    scales=(float(scale[0]), float(scale[1])))
+
+
 def _bootstrap_interval(x: np.ndarray, y: np.ndarray, experiments: np.ndarray, n_boot: int, seed: int):
     """95% percentile interval of r(x, y), resampling whole experiments with replacement."""
     if n_boot <= 0:
@@ -135,81 +179,24 @@ def _bootstrap_interval(x: np.ndarray, y: np.ndarray, experiments: np.ndarray, n
     return float(low), float(high)
 
 
-def shuffled_target(target: np.ndarray, experiments: np.ndarray, seed: int) -> np.ndarray:
-    """The target with whole experiments' sequences exchanged: each row keeps its position in the
-    run but takes another experiment's value there (experiments of equal length exchange whole;
-    rows without a partner are permuted among themselves)."""
+def shuffled_target(target: np.ndarray, experiments: np.ndarray, seed: int, mode: str = "rows") -> np.ndarray:
+    """A null version of the target.
+
+    mode "rows": every value permuted across all rows, breaking every association (the null for
+    the search's own inflation). mode "experiments": each row takes another experiment's value at
+    the same position in the run (its k-th row), so the task's structure (which step, how far into
+    the run) is kept and only this experiment's history is lost: what a unit gains from that
+    shared structure alone.
+    """
     rng = np.random.default_rng(seed)
     target, experiments = np.asarray(target, float), np.asarray(experiments)
+    if mode == "rows":
+        return target[rng.permutation(len(target))]
+    if mode != "experiments":
+        raise ValueError(f"unknown shuffle mode {mode!r}; choose 'rows' or 'experiments'")
     shuffled = target.copy()
     ranks = pd.Series(experiments).groupby(experiments).cumcount().to_numpy()
     for rank in np.unique(ranks):
         rows = np.nonzero(ranks == rank)[0]
         shuffled[rows] = target[rows[rng.permutation(len(rows))]]
     return shuffled
-
-
-def unit_profile(units_by_layer: dict, targets: pd.DataFrame, selection: np.ndarray, target: str,
-                 partial: bool = False, n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
-    """Best unit per layer for one target.
-
-    Args: units_by_layer: {layer: [n_entries, k] values of the units at every index entry of the
-    target's kind (rows of ``targets``)}; targets: reference_targets rows of that kind.
-    Returns: one row per layer: layer, unit, r_select, r_report, low, high, n_report.
-    """
-    covariates = covariates_of(targets) if partial else None
-    rows = []
-    for layer, units in units_by_layer.items():
-        best = best_unit(units, targets[target].to_numpy(float), targets.experiment.to_numpy(), selection,
-                         covariates, n_boot, seed)
-        rows.append({"layer": layer, **best.__dict__})
-    return pd.DataFrame(rows)
-
-
-def alpha_sweep(task, traj, targets: pd.DataFrame, units: np.ndarray, selection: np.ndarray, alphas, gamma: float,
-                target: str = "td_error", partial: bool = True) -> pd.DataFrame:
-    """How well the best unit tracks the target of reference Q-learners with other learning rates.
-
-    The unit is chosen afresh for each alpha on the selection half. Returns: alpha, r_report, low, high.
-    """
-    rows = []
-    for alpha in alphas:
-        swept = reference_targets(task, traj, targets, alpha, gamma)
-        covariates = covariates_of(swept) if partial else None
-        best = best_unit(units, swept[target].to_numpy(float), swept.experiment.to_numpy(), selection, covariates)
-        rows.append({"alpha": float(alpha), "r_report": best.r_report, "low": best.low, "high": best.high})
-    return pd.DataFrame(rows)
-
-
-def units_at(store, layer: int, rows, sae=None) -> np.ndarray:
-    """The units of one layer at the given store rows: raw residual dimensions [n, d_model], or the
-    latents of ``sae`` (a tdsae.sae.SAE) [n, d_sae]."""
-    import torch
-
-    acts = store.acts(layer, rows)
-    if sae is None:
-        return acts
-    with torch.no_grad():
-        return sae.encode(torch.as_tensor(acts, dtype=sae.W_enc.dtype, device=sae.device)).float().cpu().numpy()
-
-
-def profile(stores: dict, saes: dict, targets: pd.DataFrame, target: str, selection: np.ndarray,
-            partial: bool = False, n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
-    """Best SAE latent and best residual dimension per layer, for every model, on one target.
-
-    Args: stores: {model label: ActivationStore} (the same episodes, so the same index);
-    saes: {model label: {layer: LayerSAE}}; targets: reference_targets rows of the target's kind.
-    Returns: rows of model, units ("SAE latent" or "residual dimension"), layer, unit, r_select,
-    r_report, low, high, n_report.
-    """
-    frames = []
-    rows = targets.row.to_numpy()
-    for label, store in stores.items():
-        for kind, by_layer in (("SAE latent", saes.get(label, {})),
-                               ("residual dimension", {layer: None for layer in store.layers})):
-            units = {layer: units_at(store, layer, rows, None if entry is None else entry.sae)
-                     for layer, entry in sorted(by_layer.items())}
-            table = unit_profile(units, targets, selection, target, partial, n_boot, seed)
-            frames.append(table.assign(model=label, units=kind))
-    columns = ["model", "units", "layer", "unit", "r_select", "r_report", "low", "high", "n_report"]
-    return pd.concat(frames, ignore_index=True)[columns]

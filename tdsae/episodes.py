@@ -152,3 +152,32 @@ def harvested_store(settings, task_name: str, model: str | None = None, played_b
         harvest_activations(lm, episodes_for(settings, task_name, lm, player, seed, store), tmp / "store")
 
     return ActivationStore(store.load_or_build("activations", params, build) / "store")
+
+
+def untrained_source(settings, store=None) -> str:
+    """The untrained control: the same architecture with random weights, as a loadable folder.
+
+    For the organism, its step-0 checkpoint (the very initialisation training started from); for a
+    pretrained model, a fresh initialisation of its config saved once in the artifact cache next to
+    its tokenizer (at 70B that is 140 GB of random weights: run the control on the small preset).
+    """
+    if settings.model == "organism":
+        from tdsae.organism import list_checkpoints
+
+        return str(list_checkpoints(model_source(settings))[0])
+    from tdsae.artifacts import ArtifactStore
+
+    def build(tmp: Path) -> None:
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+        from tdsae.organism.corpus import seed_for
+
+        config = AutoConfig.from_pretrained(settings.model)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed_for(settings.seed, 5).generate_state(1)[0]))
+            AutoModelForCausalLM.from_config(config).save_pretrained(tmp)
+        AutoTokenizer.from_pretrained(settings.model).save_pretrained(tmp)
+
+    store = ArtifactStore() if store is None else store
+    return str(store.load_or_build("untrained", {"model": settings.model, "seed": settings.seed}, build))

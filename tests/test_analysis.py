@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from tdsae.agents import QLearner
-from tdsae.analysis import (best_unit, correlations, covariates_of, reference_targets, residualize, shuffled_target,
+from tdsae.analysis import (best_pair, best_unit, correlations, covariates_of, reference_targets, residualize, shuffled_target,
                             split_experiments)
 from tdsae.tasks import get_task, run_agent
 
@@ -38,8 +38,21 @@ def test_the_planted_unit_is_found_and_reported_on_the_other_half():
 def test_shuffled_targets_find_nothing_on_the_report_half():
     units, target, _, experiments = _planted()
     selection = split_experiments(60, seed=1)
-    null = best_unit(units, shuffled_target(target, experiments, seed=2), experiments, selection)
-    assert abs(null.r_report) < 0.1 and abs(null.r_select) > abs(null.r_report)  # the search inflates the selection half
+    for seed in range(5):
+        null = best_unit(units, shuffled_target(target, experiments, seed=seed), experiments, selection)
+        assert abs(null.r_report) < 4 / np.sqrt(null.n_report)  # four standard errors of a null r
+        assert abs(null.r_select) > 1.5 / np.sqrt(null.n_report)  # the max over 50 units is inflated
+    with pytest.raises(ValueError, match="unknown shuffle mode"):
+        shuffled_target(target, experiments, 0, mode="columns")
+
+
+def test_exchanging_experiments_keeps_the_structure_shared_by_all_runs():
+    experiments = np.repeat(np.arange(40), 10)
+    position = np.tile(np.arange(10), 40).astype(float)  # a target that only depends on the position in the run
+    target = position + np.random.default_rng(0).normal(0, 0.1, len(position))
+    exchanged = shuffled_target(target, experiments, seed=1, mode="experiments")
+    assert np.corrcoef(exchanged, position)[0, 1] > 0.99  # the structure survives
+    assert np.corrcoef(shuffled_target(target, experiments, seed=1), position)[0, 1] < 0.2  # row shuffling kills it
 
 
 def test_dead_units_never_win_and_all_dead_gives_no_unit():
@@ -58,26 +71,55 @@ def test_selection_and_report_halves_never_share_an_experiment():
     np.testing.assert_array_equal(split_experiments(100, 3), split_experiments(100, 3))
 
 
+def _entries(traj):
+    """An index like a store's: a decision and an outcome entry per valid step."""
+    e, c = np.nonzero(traj.valid)
+    one = pd.DataFrame({"experiment": e, "column": c, "step": traj.step[e, c]})
+    return pd.concat([one.assign(kind="decision"), one.assign(kind="outcome")]).sort_values(
+        ["experiment", "column"], kind="stable").reset_index(drop=True)
+
+
 def test_reference_targets_match_the_q_learner_at_each_entry():
     task = get_task("twostep")
     traj = run_agent(task, QLearner(alpha=0.3, beta=3.0), 4, 6, seed=0)
-    e, c = np.nonzero(traj.valid)
-    index = pd.DataFrame({"experiment": e, "column": c, "step": traj.step[e, c], "kind": "outcome"})
+    index = _entries(traj)
     targets = reference_targets(task, traj, index, alpha=0.1, gamma=0.99)
     evaluation = QLearner(alpha=0.1, beta=1.0, gamma=0.99).evaluate(task, traj)
-    np.testing.assert_allclose(targets.td_error, evaluation.td_error[e, c])
-    q = evaluation.q_values[e, c]
-    np.testing.assert_allclose(targets.q_diff, q[:, 0] - q[:, 1])
-    second = targets.step == 1  # at the alien the TD error is the reward minus the chosen alien's value
-    np.testing.assert_allclose(targets.td_error[second], (targets.reward - targets.q_chosen)[second])
+    out, dec = targets[targets.kind == "outcome"], targets[targets.kind == "decision"]
+    np.testing.assert_allclose(out.td_error, evaluation.td_error[out.experiment, out.column])
+    q = evaluation.q_values[dec.experiment, dec.column]
+    np.testing.assert_allclose(dec.q_diff, q[:, 0] - q[:, 1])
+    assert out.q_diff.isna().all() and dec.td_error.isna().all()  # each quantity only where it can be read
+    second = (out.step == 1).to_numpy()  # at the alien the TD error is the reward minus the chosen alien's value
+    q_alien = np.take_along_axis(evaluation.q_values[out.experiment, out.column],
+                                 traj.action[out.experiment, out.column][:, None], 1)[:, 0]
+    np.testing.assert_allclose(out.td_error[second], (out.reward - q_alien)[second])
+    np.testing.assert_array_equal(out.last_reward, out.reward)  # an outcome token reveals its own reward
+    first_decisions = dec[(dec.step == 0)]
+    previous = traj.reward[first_decisions.experiment, first_decisions.column - 1]
+    np.testing.assert_array_equal(first_decisions.last_reward[first_decisions.column > 0],
+                                  previous[first_decisions.column > 0])  # a decision knows only the last outcome
+    assert (first_decisions.last_reward[first_decisions.column == 0] == 0).all()
     assert covariates_of(targets).shape == (len(targets), 2)
+
+
+def test_a_signed_target_split_over_two_relu_latents_is_read_by_their_pair():
+    rng = np.random.default_rng(0)
+    experiments = np.repeat(np.arange(60), 30)
+    target = rng.normal(size=len(experiments))
+    latents = rng.exponential(0.3, size=(len(experiments), 20))
+    latents[:, 4] = np.maximum(0, target) + 0.1 * rng.random(len(target))
+    latents[:, 9] = np.maximum(0, -target) + 0.1 * rng.random(len(target))
+    selection = split_experiments(60, 0)
+    single = best_unit(latents, target, experiments, selection)
+    pair = best_pair(latents, target, experiments, selection)
+    assert {pair.unit, pair.partner} == {4, 9} and pair.r_report > 0.95 > abs(single.r_report)
 
 
 def test_per_experiment_learning_rates_are_used():
     task = get_task("twostep")
     traj = run_agent(task, QLearner(alpha=0.3, beta=3.0), 3, 5, seed=0)
-    e, c = np.nonzero(traj.valid)
-    index = pd.DataFrame({"experiment": e, "column": c, "step": traj.step[e, c], "kind": "outcome"})
+    index = _entries(traj)
     alphas = np.array([0.1, 0.5, 0.9])
     mixed = reference_targets(task, traj, index, alpha=alphas)
     for i, alpha in enumerate(alphas):
