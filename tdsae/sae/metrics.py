@@ -16,7 +16,7 @@ def _batches(acts, batch_size: int, device: torch.device):
         raise ValueError("activations have no rows")
     for start in range(0, acts.shape[0], batch_size):
         block = acts[start:start + batch_size]
-        block = block if isinstance(block, torch.Tensor) else torch.from_numpy(np.asarray(block, dtype=np.float32))
+        block = block if isinstance(block, torch.Tensor) else torch.from_numpy(np.array(block, dtype=np.float32))
         yield block.to(device, torch.float32)
 
 

@@ -1,0 +1,168 @@
+"""Causal tests of latents: play with them edited, and read later layers with them edited.
+
+Two experiments, the paper's panels E-F and G-H (PAPERS.md §1.8):
+
+- behaviour: the model plays the task again, on the same experiments and seeds, with chosen
+  latents lesioned (scaled by 0), scaled negatively, or with controls (a frequency-matched random
+  latent, the SAE's reconstruction spliced in); reward, fitted learning rate and inverse
+  temperature, and how closely choices follow a reference Q-learner's values are compared with
+  unedited play, experiment by experiment;
+- representation: the unedited transcripts are read again with the edit applied, and the units
+  that tracked Q-values and TD errors at later layers (chosen without any edit) are correlated
+  with the unedited targets once more.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def matched_latents(frequency: np.ndarray, chosen, seed: int) -> list[int]:
+    """For each chosen latent, another latent whose firing frequency is closest (ties broken at
+    random, never a chosen one, never the same twice): the control for 'any latent this active'.
+
+    Args: frequency [d_sae] fraction of rows on which each latent fires; chosen: latent indices.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(13,)))
+    frequency = np.asarray(frequency, float)
+    taken = set(int(c) for c in chosen)
+    picks = []
+    for latent in chosen:
+        gap = np.abs(frequency - frequency[int(latent)]) + rng.random(len(frequency)) * 1e-9
+        gap[list(taken)] = np.inf
+        pick = int(np.argmin(gap))
+        taken.add(pick)
+        picks.append(pick)
+    return picks
+
+
+def behaviour_of(task, played, n_random_episodes: int, alpha: float, gamma: float, seed: int) -> pd.DataFrame:
+    """Per experiment: mean reward per episode after the random ones, fitted Q-learning alpha and
+    beta, and the correlation of the model's choice log-odds with a reference Q-learner's value
+    difference (decisions after the random episodes; two-action tasks only).
+    """
+    from tdsae.analysis import reference_targets
+    from tdsae.fitting import fit_model
+
+    traj = played.trajectory
+    rewards = traj.episode_rewards()[:, n_random_episodes:].mean(1)
+    fit = fit_model(task, traj, "qlearning", n_random_episodes=n_random_episodes, seed=seed)
+    frame = pd.DataFrame({"experiment": np.arange(traj.n_experiments), "reward": rewards,
+                          "alpha": fit.params["alpha"], "beta": fit.params["beta"]})
+    if task.n_actions == 2:
+        e, c = np.nonzero(traj.valid & (traj.episode >= n_random_episodes))
+        index = pd.DataFrame({"experiment": e, "column": c, "step": traj.step[e, c], "kind": "decision"})
+        q_diff = reference_targets(task, traj, index, alpha, gamma).q_diff.to_numpy()
+        log_odds = played.choice_logprobs[e, c, 0] - played.choice_logprobs[e, c, 1]
+        coupling = pd.DataFrame({"experiment": e, "q": q_diff, "odds": log_odds}).groupby("experiment").apply(
+            lambda g: np.corrcoef(g.q, g.odds)[0, 1] if g.q.std() > 0 and g.odds.std() > 0 else np.nan,
+            include_groups=False)
+        frame["value_coupling"] = frame.experiment.map(coupling)
+    return frame
+
+
+def play_conditions(model, task, conditions: dict, n_experiments: int, n_episodes: int, seeds,
+                    n_random_episodes: int, alpha: float, gamma: float, progress: bool = True) -> pd.DataFrame:
+    """Play every condition (a name -> list of LatentEdits; [] is unedited play) on every seed.
+
+    Returns: behaviour_of rows with condition and seed columns, one per experiment and seed.
+    """
+    from tqdm.auto import tqdm
+
+    from tdsae.interventions import play_with_edits
+
+    quiet = {} if progress else {"disable": True}
+    frames = []
+    for name, edits in tqdm(list(conditions.items()), desc="conditions", unit="condition", **quiet):
+        for seed in seeds:
+            played = play_with_edits(model, task, n_experiments, n_episodes, int(seed), n_random_episodes, edits)
+            frames.append(behaviour_of(task, played, n_random_episodes, alpha, gamma, int(seed))
+                          .assign(condition=name, seed=int(seed)))
+    return pd.concat(frames, ignore_index=True)
+
+
+def effects_against(table: pd.DataFrame, baseline: str, measures=("reward", "alpha", "beta", "value_coupling"),
+                    n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Each condition minus the baseline condition, paired by (seed, experiment): mean and 95%
+    bootstrap interval over the pairs (medians for alpha and beta, which run to their bounds).
+
+    Returns: rows of condition, measure, effect, low, high.
+    """
+    rng = np.random.default_rng(seed)
+    base = table[table.condition == baseline].set_index(["seed", "experiment"])
+    rows = []
+    for condition, part in table[table.condition != baseline].groupby("condition", sort=False):
+        part = part.set_index(["seed", "experiment"])
+        for measure in measures:
+            if measure not in part:
+                continue
+            diff = (part[measure] - base[measure]).dropna().to_numpy()
+            statistic = np.median if measure in ("alpha", "beta") else np.mean
+            draws = [statistic(diff[rng.integers(0, len(diff), len(diff))]) for _ in range(n_boot)]
+            low, high = np.percentile(draws, [2.5, 97.5])
+            rows.append({"condition": condition, "measure": measure, "effect": float(statistic(diff)),
+                         "low": float(low), "high": float(high)})
+    return pd.DataFrame(rows)
+
+
+def later_layer_tracking(model, played, saes: dict, edits_by_condition: dict, targets: pd.DataFrame,
+                         selection: np.ndarray, choices: dict, tmp_dir) -> tuple[pd.DataFrame, dict]:
+    """How well fixed units at later layers still track the unedited targets once an edit is applied.
+
+    Args: played: the unedited episodes, read again with each condition's edits; saes: {layer:
+    LayerSAE}; edits_by_condition: condition -> LatentEdits; targets: reference_targets of the
+    unedited episodes (entries of both kinds); selection: split_experiments' mask; choices:
+    {(target, layer, partial): BestUnit chosen on the unedited selection half}.
+    Returns: (rows of condition, target, layer, partial, r on the report half;
+    {(condition, target, layer): (unit values, target values, experiments)} after the partial's
+    regression, for drop_difference's bootstrap).
+    """
+    from tdsae.activations import harvest_activations
+    from tdsae.analysis import correlations, covariates_of, residualize
+    from tdsae.profiles import units_at
+
+    layers = sorted({layer for _, layer, _ in choices})
+    report = ~selection[targets.experiment.to_numpy()]
+    rows, samples = [], {}
+    for number, (name, edits) in enumerate(edits_by_condition.items()):
+        edited = harvest_activations(model, played, f"{tmp_dir}/edited-{number}", layers=layers, edits=edits,
+                                     progress=False)
+        for (target, layer, partial), best in choices.items():
+            kind_rows = targets[targets[target].notna().to_numpy() & report]
+            covariates = covariates_of(kind_rows) if partial else None
+            x = residualize(best.column(units_at(edited, layer, kind_rows.row.to_numpy(), saes[layer].sae)), covariates)
+            y = residualize(kind_rows[target].to_numpy(float), covariates)
+            samples[(name, target, layer)] = (x, y, kind_rows.experiment.to_numpy())
+            rows.append({"condition": name, "target": target, "layer": layer, "partial": partial,
+                         "r": float(correlations(x[:, None], y)[0])})
+    return pd.DataFrame(rows), samples
+
+
+def drop_difference(samples: dict, target: str, layers, edited: tuple, controlled: tuple, n_boot: int = 500,
+                    seed: int = 0) -> dict:
+    """(|r| lost by the edited latents) - (|r| lost by their controls), averaged over later layers.
+
+    Args: samples: later_layer_tracking's; edited, controlled: (condition at factor 1, condition at
+    the strong factor) for the target latents and for their matched controls. Resamples report-half
+    experiments (the same for all four conditions). Returns: {"difference", "low", "high"}.
+    """
+    conditions = [*edited, *controlled]
+
+    def statistic(pick):
+        strength = {c: np.mean([abs(np.corrcoef(samples[(c, target, l)][0][pick[l]],
+                                                samples[(c, target, l)][1][pick[l]])[0, 1]) for l in layers])
+                    for c in conditions}
+        return (strength[edited[0]] - strength[edited[1]]) - (strength[controlled[0]] - strength[controlled[1]])
+
+    experiments = {l: samples[(conditions[0], target, l)][2] for l in layers}
+    labels = np.unique(np.concatenate(list(experiments.values())))
+    everything = {l: np.arange(len(experiments[l])) for l in layers}
+    rng = np.random.default_rng(seed)
+    members = {l: {e: np.nonzero(experiments[l] == e)[0] for e in labels} for l in layers}
+    draws = []
+    for _ in range(n_boot):
+        chosen = rng.choice(labels, len(labels))
+        draws.append(statistic({l: np.concatenate([members[l][e] for e in chosen]) for l in layers}))
+    low, high = np.nanpercentile(draws, [2.5, 97.5])
+    return {"difference": float(statistic(everything)), "low": float(low), "high": float(high)}
