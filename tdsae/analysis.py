@@ -200,3 +200,23 @@ def shuffled_target(target: np.ndarray, experiments: np.ndarray, seed: int, mode
         rows = np.nonzero(ranks == rank)[0]
         shuffled[rows] = target[rows[rng.permutation(len(rows))]]
     return shuffled
+
+
+def sr_targets(task, traj, index: pd.DataFrame, alpha: float = 0.05, gamma: float = 0.99) -> pd.DataFrame:
+    """The successor-representation learner's quantities, aligned with a store's index entries.
+
+    At outcome entries (the token of the node the walk reached): sr_td_error, the SR TD error at
+    the observed next node (tdsae.agents.SRLearner's scalar), and sr_td_norm, the L2 norm of the
+    whole TD-error vector; at decision entries (the current node): sr_surprise, 1 minus the SR's
+    predicted probability of the node that came next. ``node`` is the node the entry's token names.
+    """
+    from tdsae.agents import SRLearner
+
+    evaluation = SRLearner(alpha=alpha, gamma=gamma).evaluate(task, traj)
+    e, c = index.experiment.to_numpy(), index.column.to_numpy()
+    decision, outcome = (index.kind == "decision").to_numpy(), (index.kind == "outcome").to_numpy()
+    predicted = np.take_along_axis(evaluation.probs[e, c], traj.next_state[e, c][:, None], 1)[:, 0]
+    return index.assign(node=np.where(outcome, traj.next_state[e, c], traj.state[e, c]),
+                        sr_td_error=np.where(outcome, evaluation.td_error[e, c], np.nan),
+                        sr_td_norm=np.where(outcome, evaluation.extras["td_error_norm"][e, c], np.nan),
+                        sr_surprise=np.where(decision, 1.0 - predicted, np.nan))

@@ -248,3 +248,16 @@ def test_metrics_match_their_definitions():
     assert metrics["frac_alive"] == pytest.approx((latents != 0).any(0).mean())
     frequency = latent_frequency(random, x, batch_size=64)
     assert frequency.shape == (20,) and float(frequency.sum()) == pytest.approx(metrics["l0"], rel=1e-6)
+
+
+def test_centering_recovers_the_dictionary_under_a_large_constant_offset(planted):
+    train, held_out, atoms = planted
+    offset = 40 * torch.randn(D_IN, generator=torch.Generator().manual_seed(5))  # like a residual stream's massive mean
+    plain = train_sae(train + offset, SAEConfig(d_in=D_IN, d_sae=D_SAE), PLANTED, progress=False)
+    centred = train_sae(train + offset, SAEConfig(d_in=D_IN, d_sae=D_SAE), dataclasses.replace(PLANTED, center=True),
+                        progress=False)
+    quality = {name: reconstruction_metrics(run.sae, held_out + offset)["explained_variance"]
+               for name, run in (("plain", plain), ("centred", centred))}
+    assert quality["centred"] > 0.9 > quality["plain"]  # the raw-norm scale drowns the signal in the offset
+    assert (best_cosines(centred.sae.W_dec, atoms) > 0.9).float().mean() >= 0.9
+    torch.testing.assert_close(centred.sae.b_dec.detach() - offset, torch.zeros(D_IN), atol=2.0, rtol=0)

@@ -39,12 +39,13 @@ def plot_projection(coords: Any, colour: Any, title: str, colour_label: str, ax:
     else:
         fig = ax.figure
     colour = np.asarray(colour)
+    size = 8 if len(coords) > 200 else 60  # a handful of points (nodes) should be seen
     numeric = np.issubdtype(colour.dtype, np.number) and len(np.unique(colour)) > 8
     if numeric:
-        points = ax.scatter(coords[:, 0], coords[:, 1], c=colour, s=6, cmap="coolwarm", alpha=0.7, linewidths=0)
+        points = ax.scatter(coords[:, 0], coords[:, 1], c=colour, s=size, cmap="coolwarm", alpha=0.7, linewidths=0)
         fig.colorbar(points, ax=ax, label=colour_label, shrink=0.8)
     else:
-        sns.scatterplot(x=coords[:, 0], y=coords[:, 1], hue=colour.astype(str), s=10, alpha=0.7, linewidth=0,
+        sns.scatterplot(x=coords[:, 0], y=coords[:, 1], hue=colour.astype(str), s=size, alpha=0.7, linewidth=0,
                         ax=ax, palette="deep")
         ax.legend(title=colour_label, frameon=False, fontsize=8, markerscale=2)
     ax.set(title=title, xlabel="component 1", ylabel="component 2")

@@ -75,8 +75,10 @@ def _layer_sae(settings, acts_store, layer: int, architecture: str, l1: float, k
     hook_name, hf_hook_name = acts_store.hook_names(layer)
     config = SAEConfig(d_in=d_in, d_sae=settings.sae_expansion * d_in, architecture=architecture, k=k,
                        hook_name=hook_name, hf_hook_name=hf_hook_name, model_name=acts_store.meta.get("model") or None)
+    # center: residual streams carry a large constant offset (the graph walks' is 20-30x their spread), which
+    # b_dec should carry from the start instead of the latents paying L1 for it
     training = SAETrainingConfig(l1_coefficient=float(l1), lr=settings.sae_lr, batch_size=settings.sae_batch,
-                                 epochs=settings.sae_epochs, seed=settings.seed, bf16=bf16)
+                                 epochs=settings.sae_epochs, seed=settings.seed, bf16=bf16, center=True)
     rows = training_rows(acts_store.n_rows, settings.sae_vectors, settings.seed)
     params = {"activations": acts_store.directory.parent.name, "layer": int(layer), "rows": len(rows),
               "sae": dataclasses.asdict(config), "training": dataclasses.asdict(training), "device": settings.device}

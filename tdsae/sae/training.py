@@ -40,6 +40,9 @@ class SAETrainingConfig:
     bf16: bool = True  # encoder matmul in bf16 with fp32 master weights and fp32 everywhere else; False: all fp32
     normalize: bool = True  # train on acts * c with E||x c|| = sqrt(d_in) (SAELens "expected_average_only_in"); c is
     #   estimated from all of acts and folded into the weights at the end, so the SAE reads raw activations
+    center: bool = False  # start b_dec at the mean activation and set the normalisation scale from the spread of
+    #   acts around that mean (not from their raw norm): for residual streams with a large constant offset, which
+    #   b_dec then carries for free (SAELens starts b_dec at 0 and scales by raw norms, as center=False does)
     aux_k_coefficient: float = 1.0  # topk: weight of the AuxK loss (SAELens TopKTrainingSAEConfig.aux_loss_coefficient)
     dead_steps: int = 1000  # topk: steps without firing after which AuxK treats a latent as dead (SAELens
     #   SAETrainerConfig.dead_feature_window); also the window of the logged dead_latents count
@@ -84,17 +87,30 @@ def _as_source(acts, d_in: int):
     return acts
 
 
-def _measure_mean_norm(acts, chunk: int = 65536) -> float:
-    """Mean row norm of acts [n, d_in], read in chunks; raises ValueError on NaN or inf."""
-    total = 0.0
+def _blocks(acts, chunk: int = 65536):
+    """acts [n, d_in] as float32 CPU tensors of at most chunk rows, with their first row's index."""
     for start in range(0, acts.shape[0], chunk):
         block = acts[start:start + chunk]
-        block = block.float() if isinstance(block, torch.Tensor) else torch.from_numpy(np.array(block, np.float32))
+        yield start, block.float().cpu() if isinstance(block, torch.Tensor) else torch.from_numpy(np.array(block, np.float32))
+
+
+def _measure_mean(acts) -> torch.Tensor:
+    """Mean row of acts [n, d_in] -> [d_in] float32 (summed in float64)."""
+    total = torch.zeros(acts.shape[1], dtype=torch.float64)
+    for _, block in _blocks(acts):
+        total += block.double().sum(0)
+    return (total / acts.shape[0]).float()
+
+
+def _measure_mean_norm(acts, offset: torch.Tensor | None = None) -> float:
+    """Mean norm of the rows of acts [n, d_in] (minus offset [d_in]); raises ValueError on NaN or inf."""
+    total = 0.0
+    for start, block in _blocks(acts):
         finite = torch.isfinite(block).all(dim=-1)
         if not bool(finite.all()):
             row = start + int((~finite).nonzero()[0, 0])
             raise ValueError(f"activations contain NaN or inf (first at row {row})")
-        total += float(block.norm(dim=-1).double().sum())
+        total += float((block if offset is None else block - offset).norm(dim=-1).double().sum())
     return total / acts.shape[0]
 
 
@@ -117,11 +133,15 @@ def train_sae(acts, sae_config: SAEConfig, train_config: SAETrainingConfig | Non
     config = train_config or SAETrainingConfig()
     device = pick_device(device)
     acts = _as_source(acts, sae_config.d_in)
-    mean_norm = _measure_mean_norm(acts)
+    mean = _measure_mean(acts) if config.center else None
+    mean_norm = _measure_mean_norm(acts, mean)
     if config.normalize and mean_norm == 0:
-        raise ValueError("activations are all zero: there is no scale to normalise")
+        raise ValueError("activations are all zero (or all equal, with center): there is no scale to normalise")
     scale = math.sqrt(sae_config.d_in) / mean_norm if config.normalize else 1.0
     sae = SAE(dataclasses.replace(sae_config), seed=config.seed, decoder_init_norm=config.decoder_init_norm)
+    if mean is not None:
+        with torch.no_grad():
+            sae.b_dec.copy_(mean * scale)  # in the normalised units the trainer works in
     state = _State(sae, config, device)
     n, batch = acts.shape[0], config.batch_size
     steps_per_epoch = math.ceil(n / batch)
