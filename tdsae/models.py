@@ -138,30 +138,26 @@ def model_dims(model) -> tuple[int, int]:
     return int(n_layers), int(d_model)
 
 
+def _submodule(model, llama: str, gpt2: str, what: str):
+    """model.model.<llama> (Llama-like) or model.transformer.<gpt2> (GPT-2), else ValueError naming both."""
+    for parent, child in (("model", llama), ("transformer", gpt2)):
+        owner = getattr(model, parent, None)
+        if owner is not None and hasattr(owner, child):
+            return getattr(owner, child)
+    raise ValueError(f"no {what} found on {type(torch_module(model)).__name__}; "
+                     f"expected model.model.{llama} or model.transformer.{gpt2}")
+
+
 def residual_layers(model):
     """The decoder blocks whose outputs are the residual stream: ``model.model.layers`` (Llama-like)
     or ``model.transformer.h`` (GPT-2). Inside a trace, ``layers[i].output`` is [batch, seq, d_model]."""
-    inner = getattr(model, "model", None)
-    if inner is not None and hasattr(inner, "layers"):
-        return inner.layers
-    transformer = getattr(model, "transformer", None)
-    if transformer is not None and hasattr(transformer, "h"):
-        return transformer.h
-    raise ValueError(f"no decoder layer list found on {type(torch_module(model)).__name__}; "
-                     "expected model.model.layers or model.transformer.h")
+    return _submodule(model, "layers", "h", "decoder layer list")
 
 
 def embedding_output(model):
     """The module whose output is the residual stream before the first block (layer 0):
     ``model.model.embed_tokens`` (Llama-like) or ``model.transformer.drop`` (GPT-2, after wte + wpe)."""
-    inner = getattr(model, "model", None)
-    if inner is not None and hasattr(inner, "embed_tokens"):
-        return inner.embed_tokens
-    transformer = getattr(model, "transformer", None)
-    if transformer is not None and hasattr(transformer, "drop"):
-        return transformer.drop
-    raise ValueError(f"no embedding module found on {type(torch_module(model)).__name__}; "
-                     "expected model.model.embed_tokens or model.transformer.drop")
+    return _submodule(model, "embed_tokens", "drop", "embedding module")
 
 
 def residual_sites(model) -> list:

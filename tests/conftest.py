@@ -22,3 +22,17 @@ def story_tokenizer(drop: str | None = None) -> PreTrainedTokenizerFast:
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer, backend.decoder = pre, decoders.Metaspace()
     return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>", eos_token="</s>")
+
+
+def saved_micro_organism(path, n_layers: int = 2, seed: int = 0):
+    """An untrained micro organism (d_model 32) saved with its tokenizer at path, loaded through load_model."""
+    import torch
+
+    from tdsae.models import load_model
+    from tdsae.organism import OrganismConfig, build_organism, build_tokenizer
+
+    tokenizer = build_tokenizer()
+    torch.manual_seed(seed)
+    build_organism(OrganismConfig(d_model=32, n_layers=n_layers, n_heads=2, d_mlp=64), tokenizer).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return load_model(path, device="cpu")

@@ -10,11 +10,11 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from conftest import saved_micro_organism
 
 from tdsae.activations import (ActivationStore, ActivationStoreError, batch_experiments, harvest_activations,
                                layer_file, rows_of)
 from tdsae.models import load_model, torch_module
-from tdsae.organism import OrganismConfig, build_organism, build_tokenizer
 from tdsae.play import play_transcripts
 from tdsae.tasks import get_task
 
@@ -22,12 +22,7 @@ from tdsae.tasks import get_task
 @pytest.fixture(scope="module")
 def micro(tmp_path_factory):
     """A saved micro organism (untrained), loaded through load_model, and its Two-Step play."""
-    path = tmp_path_factory.mktemp("harvest") / "micro"
-    tokenizer = build_tokenizer()
-    torch.manual_seed(0)
-    build_organism(OrganismConfig(d_model=32, n_layers=3, n_heads=2, d_mlp=64), tokenizer).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    model = load_model(path, device="cpu")
+    model = saved_micro_organism(tmp_path_factory.mktemp("harvest") / "micro", n_layers=3)
     played = play_transcripts(torch_module(model), model.tokenizer, get_task("twostep"), 5, 4, seed=1,
                               n_random_episodes=1)
     return model, played

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
+from conftest import saved_micro_organism
 
 from tdsae.interventions import LatentEdit, ce_loss_score, play_with_edits, traced_output
-from tdsae.models import load_model, torch_module
-from tdsae.organism import OrganismConfig, build_organism, build_tokenizer
+from tdsae.models import torch_module
 from tdsae.play import play_task
 from tdsae.sae import SAE, SAEConfig
 from tdsae.tasks import get_task
@@ -14,12 +14,7 @@ from tdsae.tasks import get_task
 
 @pytest.fixture(scope="module")
 def micro(tmp_path_factory):
-    path = tmp_path_factory.mktemp("edits") / "micro"
-    tokenizer = build_tokenizer()
-    torch.manual_seed(0)
-    build_organism(OrganismConfig(d_model=32, n_layers=2, n_heads=2, d_mlp=64), tokenizer).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    model = load_model(path, device="cpu")
+    model = saved_micro_organism(tmp_path_factory.mktemp("edits") / "micro", n_layers=2)
     sae = SAE(SAEConfig(d_in=32, d_sae=64), seed=1)
     ids = torch.tensor([[model.tokenizer.get_vocab()[w] for w in
                          "<bos> ts:start ts:X ts:planetX ts:D ts:D1 ts:start ts:Y ts:planetY ts:J ts:J0".split()]])
