@@ -25,7 +25,7 @@ from tdsae.tasks import get_task
 
 OUT = Path(__file__).parent / "results" / "harvest.json"
 TASKS = ("twostep", "gridworld", "graph")
-REPEATS = 3
+REPEATS = 7
 
 
 def bare_forward_seconds(model, played, buffer_mb: float = 256) -> float:

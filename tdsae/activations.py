@@ -10,8 +10,12 @@ Layout of a store directory (written under a temporary name and renamed, so a ki
 leaves nothing that looks finished)::
 
     store.json          n_rows, d_model, layers, dtype, model, task, hook names
-    index.csv           one line per entry: row, experiment, episode, step, column, kind, prompt, position
-    layer_00.npy ...    [n_rows, d_model] memory-mapped arrays, one per layer
+    index.npz           one array per column, one entry per line: row, experiment, episode, step, column,
+                        kind, prompt, position (``store.index`` reads it as a DataFrame)
+    layer_00.npy ...    [n_rows, d_model] float32 arrays, one per layer, opened memory-mapped
+
+Both are binary because harvesting must cost little more than the forward pass itself: a CSV index
+of the graph task's 120,000 entries took longer to write than its five layers of activations.
 
 Peak memory is one batch of gathered rows for every layer, bounded by ``buffer_mb`` whatever the
 number of layers, so 80 layers x 18,000 x 8,192 values stream to disk without ever being in RAM.
@@ -19,10 +23,12 @@ number of layers, so 80 layers x 18,000 x 8,192 values stream to disk without ev
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +37,7 @@ import pandas as pd
 import torch
 
 STORE_FILE = "store.json"
-INDEX_FILE = "index.csv"
+INDEX_FILE = "index.npz"
 KINDS = ("decision", "outcome")
 INDEX_COLUMNS = ("row", "experiment", "episode", "step", "column", "kind", "prompt", "position")
 
@@ -82,7 +88,7 @@ class ActivationStore:
     """A finished store: ``acts(layer)`` is a read-only memory map ``[n_rows, d_model]``."""
 
     def __init__(self, directory, index: pd.DataFrame | None = None) -> None:
-        """Open and check a store; ``index`` skips re-reading index.csv when the caller just wrote it."""
+        """Open and check a store; ``index`` skips re-reading the index when the caller just wrote it."""
         self.directory = Path(directory)
         self.meta = read_store_meta(self.directory)
         self.n_rows, self.d_model = int(self.meta["n_rows"]), int(self.meta["d_model"])
@@ -140,19 +146,35 @@ def read_store_meta(directory: Path) -> dict:
 
 
 def read_index(directory: Path, n_rows: int) -> pd.DataFrame:
-    """index.csv of a store; its rows must be 0..n_rows-1, each used, in order of first appearance."""
+    """index.npz of a store; its rows must be 0..n_rows-1, each used, in order of first appearance."""
     path = Path(directory) / INDEX_FILE
     if not path.exists():
         raise ActivationStoreError(f"{path} is missing")
-    index = pd.read_csv(path)
-    missing = [c for c in INDEX_COLUMNS if c not in index.columns]
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            columns = {name: data[name] for name in data.files}
+    except (ValueError, OSError, zipfile.BadZipFile) as error:
+        raise ActivationStoreError(f"{path} is not a readable .npz index: {error}") from None
+    missing = [c for c in INDEX_COLUMNS if c not in columns]
     if missing:
         raise ActivationStoreError(f"{path}: columns {missing} are missing")
+    if len({len(values) for values in columns.values()}) > 1:
+        raise ActivationStoreError(f"{path}: columns have different lengths "
+                                   f"{ {name: len(values) for name, values in columns.items()} }")
+    index = pd.DataFrame({c: columns[c] for c in INDEX_COLUMNS})
+    index["kind"] = index["kind"].astype(str).astype(object)
     first_seen = index["row"].drop_duplicates().to_numpy()
     if not np.array_equal(first_seen, np.arange(n_rows)):
         raise ActivationStoreError(f"{path}: field 'row' refers to {len(first_seen)} vectors that do not number "
                                    f"0..{n_rows - 1} as store.json's n_rows={n_rows} says")
     return index
+
+
+def write_index(index: pd.DataFrame, path: Path) -> None:
+    """Write an index as read_index reads it: one array per column, ``kind`` as fixed-width text."""
+    columns = {c: index[c].to_numpy() for c in INDEX_COLUMNS}
+    columns["kind"] = columns["kind"].astype(str)
+    np.savez(path, **columns)
 
 
 def batch_experiments(counts: np.ndarray, n_layers: int, d_model: int, buffer_mb: float) -> list[np.ndarray]:
@@ -172,6 +194,32 @@ def batch_experiments(counts: np.ndarray, n_layers: int, d_model: int, buffer_mb
     if current:
         batches.append(np.array(current))
     return batches
+
+
+class _ArrayWriter:
+    """Writes a [n_rows, d_model] float32 .npy file front to back, one block of consecutive rows at a time."""
+
+    def __init__(self, path: Path, n_rows: int, d_model: int) -> None:
+        self.path, self.n_rows, self.written = path, n_rows, 0
+        self.file = open(path, "wb")
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
+                  "shape": (n_rows, d_model)}
+        np.lib.format.write_array_header_1_0(self.file, header)
+
+    def write(self, first_row: int, values: np.ndarray) -> None:
+        """Append rows first_row .. first_row + len(values) - 1, which must follow those already written."""
+        if first_row != self.written:
+            raise RuntimeError(f"{self.path}: rows must arrive in order; got row {first_row} after {self.written}")
+        self.file.write(np.ascontiguousarray(values, dtype=np.float32).data)
+        self.written += len(values)
+
+    def __enter__(self) -> "_ArrayWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()
+        if exc[0] is None and self.written != self.n_rows:
+            raise RuntimeError(f"{self.path}: {self.written} rows written, {self.n_rows} expected")
 
 
 def harvest_activations(model: Any, played, directory, layers=None, kinds=KINDS, buffer_mb: float = 256,
@@ -209,8 +257,6 @@ def harvest_activations(model: Any, played, directory, layers=None, kinds=KINDS,
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
     try:
         n_rows = int(index.row.max()) + 1 if len(index) else 0
-        arrays = {l: np.lib.format.open_memmap(tmp / layer_file(l), mode="w+", dtype=np.float32,
-                                               shape=(n_rows, d_model)) for l in layers}
         vectors = index.drop_duplicates("row")
         batches = _story_batches(vectors, buffer_mb, n_layers, d_model) if story else \
             batch_experiments(vectors.groupby("experiment").size().reindex(
@@ -219,28 +265,32 @@ def harvest_activations(model: Any, played, directory, layers=None, kinds=KINDS,
 
         sites = residual_sites(model)
         device = next(torch_module(model).parameters()).device
+        last = max(layers + [e.layer for e in edits])
         quiet = {} if progress else {"disable": True}  # passing disable=False would override TQDM_DISABLE
-        for number, batch in enumerate(tqdm(batches, desc="harvest", unit="batch", **quiet)):
-            inputs, picks, rows = (_story_inputs if story else _transcript_inputs)(model, played, vectors, batch)
-            inputs = {k: v.to(device) for k, v in inputs.items()}
-            b_idx, p_idx = picks[0].to(device), picks[1].to(device)
-            with torch.no_grad(), model.trace(**inputs, remote=is_remote(model)):
-                gathered = []
-                for layer in range(max(layers + [e.layer for e in edits]) + 1):  # forward order, as nnsight needs
-                    for edit in (e for e in edits if e.layer == layer):
-                        sites[layer].output = edit.apply(sites[layer].output)
-                    if layer in layers:
-                        gathered.append(sites[layer].output[b_idx, p_idx])
-                gathered = nnsight.save(gathered)
-            first, last = int(rows[0]), int(rows[-1]) + 1  # a batch's vectors are consecutive rows
-            for l, values in zip(layers, gathered):
-                arrays[l][first:last] = values.float().cpu().numpy()
-            if after_batch is not None:
-                after_batch(number)
-        # No msync: the page cache outlives a killed process, and the rename below is what marks
+        with contextlib.ExitStack() as files:
+            # Plain sequential writes, not a writable memory map: batches hold consecutive rows in order,
+            # and first-touch page faults made a memory map several times slower to fill.
+            writers = {l: files.enter_context(_ArrayWriter(tmp / layer_file(l), n_rows, d_model)) for l in layers}
+            for number, batch in enumerate(tqdm(batches, desc="harvest", unit="batch", **quiet)):
+                inputs, picks, rows = (_story_inputs if story else _transcript_inputs)(model, played, vectors, batch)
+                inputs = {k: v.to(device) for k, v in inputs.items()}
+                b_idx, p_idx = picks[0].to(device), picks[1].to(device)
+                with torch.no_grad(), model.trace(**inputs, remote=is_remote(model)) as tracer:
+                    gathered = []
+                    for layer in range(last + 1):  # forward order, as nnsight needs
+                        for edit in (e for e in edits if e.layer == layer):
+                            sites[layer].output = edit.apply(sites[layer].output)
+                        if layer in layers:
+                            gathered.append(sites[layer].output[b_idx, p_idx])
+                    gathered = nnsight.save(gathered)
+                    tracer.stop()  # the final norm and the unembedding are not needed (at 128k words, costly)
+                for l, values in zip(layers, gathered):
+                    writers[l].write(int(rows[0]), values.float().cpu().numpy())
+                if after_batch is not None:
+                    after_batch(number)
+        # No fsync: the page cache outlives a killed process, and the rename below is what marks
         # the store finished; forcing the write-back would only stall the next harvest.
-        del arrays
-        index.to_csv(tmp / INDEX_FILE, index=False)
+        write_index(index, tmp / INDEX_FILE)
         meta = {"n_rows": n_rows, "d_model": d_model, "layers": layers, "dtype": "float32",
                 "model": str(getattr(torch_module(model).config, "_name_or_path", "")),
                 "task": played.trajectory.task, "mode": "story" if story else "transcript",

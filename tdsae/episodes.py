@@ -17,7 +17,7 @@ import numpy as np
 from tdsae.play import PlayResult
 from tdsae.tasks import Trajectory, get_task
 
-STORE_LAYOUT = 2  # bump when the files of an activation store change, so old caches are rebuilt
+STORE_LAYOUT = 3  # bump when the files of an activation store change, so old caches are rebuilt
 TRAJECTORY_FIELDS = ("episode", "step", "state", "action", "reward", "next_state", "done", "valid")
 
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 from conftest import saved_micro_organism
 
-from tdsae.activations import (ActivationStore, ActivationStoreError, batch_experiments, harvest_activations,
-                               layer_file, rows_of)
+from tdsae.activations import (INDEX_FILE, ActivationStore, ActivationStoreError, batch_experiments,
+                               harvest_activations, layer_file, rows_of, write_index)
 from tdsae.models import load_model, torch_module
 from tdsae.play import play_transcripts
 from tdsae.tasks import get_task
@@ -83,9 +83,12 @@ def test_inconsistent_store_is_refused_naming_file_and_field(micro, tmp_path):
     model, played = micro
     directory = tmp_path / "store"
     harvest_activations(model, played, directory, progress=False)
-    lines = (directory / "index.csv").read_text().splitlines()
-    (directory / "index.csv").write_text("\n".join(lines[:-3]) + "\n")
-    with pytest.raises(ActivationStoreError, match=r"index.csv: field 'row'.*n_rows="):
+    index = ActivationStore(directory).index
+    write_index(index.iloc[:-3], directory / INDEX_FILE)
+    with pytest.raises(ActivationStoreError, match=r"index.npz: field 'row'.*n_rows="):
+        ActivationStore(directory)
+    (directory / INDEX_FILE).write_bytes(b"not a zip file")
+    with pytest.raises(ActivationStoreError, match=r"index.npz is not a readable .npz index"):
         ActivationStore(directory)
     harvest_activations(model, played, directory, progress=False)
     np.save(directory / layer_file(2), np.zeros((3, 32), np.float32))
