@@ -61,18 +61,24 @@ def load_played(directory) -> PlayResult:
 def play_params(settings, task_name: str, model: str | None = None, seed: int | None = None) -> dict:
     """Everything that shapes a play run: the model's identity, the task and the episode settings."""
     task = task_for(settings, task_name)
-    return {"model": str(model if model is not None else model_source(settings)), "task": repr(task),
+    return {"model": str(model if model is not None else model_source(settings, task_name)), "task": repr(task),
             "n_experiments": settings.n_experiments, "n_episodes": settings.n_episodes,
             "n_random_episodes": settings.n_random_episodes,
             "seed": settings.seed if seed is None else int(seed), "device": settings.device}
 
 
-def model_source(settings) -> str:
-    """The folder (organism) or hub id the preset's model loads from."""
-    if settings.model == "organism":
-        from tdsae.organism import trained_organism
+def model_source(settings, task_name: str | None = None) -> str:
+    """The folder (organism) or hub id the preset's model loads from, for a task.
 
-        return str(trained_organism(settings))
+    A pretrained model reads every task. The organism reads graph walks through the *walker*: the
+    same architecture, seed and budget trained on walks alone (WALKER_MIX), because the all-task
+    organism sees too few walks to learn them in context (tdsae.organism.WALKER_MIX says what was
+    measured).
+    """
+    if settings.model == "organism":
+        from tdsae.organism import WALKER_MIX, trained_organism
+
+        return str(trained_organism(settings, task_mix=WALKER_MIX if task_name == "graph" else None))
     return settings.model
 
 
@@ -141,7 +147,7 @@ def harvested_store(settings, task_name: str, model: str | None = None, played_b
     from tdsae.artifacts import ArtifactStore
     from tdsae.models import load_model
 
-    reader = str(model if model is not None else model_source(settings))
+    reader = str(model if model is not None else model_source(settings, task_name))
     player = reader if played_by is None else str(played_by)
     played_params = play_params(settings, task_name, player, seed)
     params = {"reader": reader, "episodes": played_params, "layout": STORE_LAYOUT}
@@ -154,17 +160,18 @@ def harvested_store(settings, task_name: str, model: str | None = None, played_b
     return ActivationStore(store.load_or_build("activations", params, build) / "store")
 
 
-def untrained_source(settings, store=None) -> str:
+def untrained_source(settings, store=None, task_name: str | None = None) -> str:
     """The untrained control: the same architecture with random weights, as a loadable folder.
 
-    For the organism, its step-0 checkpoint (the very initialisation training started from); for a
+    For the organism, the step-0 checkpoint (the very initialisation training started from) of the
+    organism that reads ``task_name`` (model_source; the walker's for "graph"); for a
     pretrained model, a fresh initialisation of its config saved once in the artifact cache next to
     its tokenizer (at 70B that is 140 GB of random weights: run the control on the small preset).
     """
     if settings.model == "organism":
         from tdsae.organism import list_checkpoints
 
-        return str(list_checkpoints(model_source(settings))[0])
+        return str(list_checkpoints(model_source(settings, task_name))[0])
     from tdsae.artifacts import ArtifactStore
 
     def build(tmp: Path) -> None:

@@ -169,8 +169,12 @@ def test_trained_organism_is_cached_by_its_settings(tmp_path, monkeypatch):
     first = organism.trained_organism(resolve_settings("tiny", **micro), store)
     again = organism.trained_organism(resolve_settings("tiny", **micro), store)
     other = organism.trained_organism(resolve_settings("tiny", **{**micro, "seed": 1}), store)
-    assert first == again != other and len(calls) == 2
+    walker = organism.trained_organism(resolve_settings("tiny", **micro), store, task_mix=organism.WALKER_MIX)
+    assert first == again != other != walker and first != walker and len(calls) == 3
     assert load_model(str(first)).config.hidden_size == 16
+    record = organism.read_training_record(walker)
+    assert record["recipe"]["task_mix"] == {"graph": 1.0} and set(record["tasks"]) == {"graph"}
+    assert set(organism.read_training_record(first)["tasks"]) < {"twostep", "gridworld", "graph"}
 
 
 def test_action_weight_one_is_the_plain_loss_and_other_weights_reweight_actions():
