@@ -10,8 +10,8 @@ Layout of a store directory (written under a temporary name and renamed, so a ki
 leaves nothing that looks finished)::
 
     store.json          n_rows, d_model, layers, dtype, model, task, hook names
-    index.npz           one array per column, one entry per line: row, experiment, episode, step, column,
-                        kind, prompt, position (``store.index`` reads it as a DataFrame)
+    index.npz           one array per column, one element per entry: row, experiment, episode, step,
+                        column, kind, prompt, position (``store.index`` reads it as a DataFrame)
     layer_00.npy ...    [n_rows, d_model] float32 arrays, one per layer, opened memory-mapped
 
 Both are binary because harvesting must cost little more than the forward pass itself: a CSV index

@@ -18,8 +18,8 @@ __all__ = [
     "LONGEST_TRANSCRIPT", "ChoiceComparison", "OrganismConfig", "TrainingConfig", "TrainingResult",
     "TranscriptRecipe", "TranscriptSet", "build_batches", "build_organism", "build_tokenizer",
     "compare_choices", "configs_from_settings", "encode_transcripts", "evaluate_choice_correlation",
-    "WALKER_MIX", "list_checkpoints", "next_token_loss", "read_training_record", "simulate_transcripts", "train_organism",
-    "trained_organism",
+    "WALKER_MIX", "list_checkpoints", "next_token_loss", "read_training_record", "simulate_transcripts",
+    "train_organism", "trained_organism",
 ]
 
 
