@@ -4,7 +4,9 @@ A **check** must hold if the code is right (the Q-learner beats random); under
 the ``tiny`` preset a failed check raises :class:`ClaimFailed`, so the chapter,
 and with it the book build, fails. A **finding** is one of the papers' claims
 tested on this run: it is recorded as holding or not and never raises; the
-chapter's prose reports which.
+chapter's prose reports which. A finding that this machine cannot measure in
+useful time (bf16 on a CPU without native bf16) is recorded as *not measured*,
+with the reason, rather than skipped in silence.
 
 Each claim is displayed in the notebook as a small table row and carries a
 machine-readable copy under the MIME type :data:`CLAIM_MIME`; the book build
@@ -45,6 +47,8 @@ class Claim:
     holds: bool  # outcome of value <comparison> threshold (False for NaN)
     preset: str  # preset the run used
     seed: int  # master seed of the run
+    measured: bool = True  # False: not measured on this machine (value NaN, holds False); reason says why
+    reason: str = ""  # why a claim was not measured
 
     def to_record(self) -> dict[str, Any]:
         """A JSON-safe dict (NaN becomes None)."""
@@ -62,9 +66,13 @@ class Claim:
         }
 
     def _verdict(self) -> str:
+        if not self.measured:
+            return "not measured"
         return "holds" if self.holds else ("FAILED" if self.kind == "check" else "does not hold")
 
     def _text(self) -> str:
+        if not self.measured:
+            return f"[{self.kind}] {self.name}: not measured on this machine: {self.reason}"
         control = f"; control: {self.control}"
         if self.control_value is not None:
             control += f" = {self.control_value:.4g}"
@@ -78,6 +86,13 @@ class Claim:
         control = html.escape(self.control)
         if self.control_value is not None:
             control += f" = {self.control_value:.4g}"
+        if not self.measured:
+            return (
+                f'<div class="tdsae-claim" style="border-left:4px solid #6e7781;padding:0.3em 0.8em;margin:0.4em 0">'
+                f'<b style="color:#6e7781">{self.kind} not measured</b> &nbsp;<code>{html.escape(self.name)}</code><br>'
+                f"{html.escape(self.statement)}<br><small>not measured on this machine: {html.escape(self.reason)}"
+                f"</small></div>"
+            )
         return (
             f'<div class="tdsae-claim" style="border-left:4px solid {colour};padding:0.3em 0.8em;margin:0.4em 0">'
             f'<b style="color:{colour}">{self.kind} {self._verdict()}</b> &nbsp;<code>{html.escape(self.name)}</code><br>'
@@ -117,8 +132,16 @@ class ClaimBook:
         """Record and show a finding; return whether it holds (never raises)."""
         return self._record("finding", name, statement, value, comparison, threshold, control, control_value).holds
 
+    def not_measured(self, name: str, statement: str, comparison: str, threshold: float, control: str,
+                     reason: str) -> bool:
+        """Record and show a finding this machine cannot measure in useful time, with the reason; return False."""
+        if not reason.strip():
+            raise ValueError(f"finding {name!r} is recorded as not measured, so it needs a reason")
+        return self._record("finding", name, statement, math.nan, comparison, threshold, control, None,
+                            reason=reason).holds
+
     def _record(self, kind: str, name: str, statement: str, value: float, comparison: str,
-                threshold: float, control: str, control_value: float | None) -> Claim:
+                threshold: float, control: str, control_value: float | None, reason: str = "") -> Claim:
         if comparison not in _COMPARISONS:
             raise ValueError(f"unknown comparison {comparison!r}; choose one of: {', '.join(_COMPARISONS)}")
         if any(c.name == name for c in self.claims):
@@ -130,15 +153,18 @@ class ClaimBook:
             chapter=self.chapter, name=name, kind=kind, statement=statement, value=value,
             comparison=comparison, threshold=threshold, control=control,
             control_value=None if control_value is None else float(control_value),
-            holds=holds, preset=self.preset, seed=self.seed,
+            holds=holds, preset=self.preset, seed=self.seed, measured=not reason, reason=reason,
         )
         self.claims.append(claim)
         _display(claim)
         return claim
 
     def table(self) -> "Any":
-        """The claims recorded so far, one row each: name, kind, value, bar, control, outcome."""
+        """The claims recorded so far, one row each: name, kind, value, bar, control, outcome (and
+        whether it was measured, when one was not)."""
         import pandas as pd
 
         columns = ["name", "kind", "value", "comparison", "threshold", "control_value", "holds"]
+        if not all(c.measured for c in self.claims):
+            columns.append("measured")
         return pd.DataFrame([c.to_record() for c in self.claims], columns=columns).set_index("name")

@@ -59,12 +59,18 @@ def load_played(directory) -> PlayResult:
 
 
 def play_params(settings, task_name: str, model: str | None = None, seed: int | None = None) -> dict:
-    """Everything that shapes a play run: the model's identity, the task and the episode settings."""
+    """Everything that shapes a play run: the model's identity, the task, the episode settings, and
+    where and in which dtype the forward passes run (the same device reads them at harvest)."""
+    from tdsae.models import pick_dtype
+    from tdsae.runtime import pick_device
+
     task = task_for(settings, task_name)
+    device = pick_device(settings.device)
     return {"model": str(model if model is not None else model_source(settings, task_name)), "task": repr(task),
             "n_experiments": settings.n_experiments, "n_episodes": settings.n_episodes,
             "n_random_episodes": settings.n_random_episodes,
-            "seed": settings.seed if seed is None else int(seed), "device": settings.device}
+            "seed": settings.seed if seed is None else int(seed), "device": device,
+            "dtype": str(pick_dtype(device)).removeprefix("torch.")}
 
 
 def model_source(settings, task_name: str | None = None) -> str:

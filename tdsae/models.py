@@ -28,10 +28,14 @@ class ModelNotFoundError(OSError):
 
 
 def pick_dtype(device: str):
-    """bf16 on CUDA (half the memory, native speed), fp32 on CPU (exact, and the organism's dtype)."""
+    """The weights' dtype on a device: on CUDA the fast matmul dtype (bf16 where the GPU has it natively,
+    tdsae.runtime.matmul_precision, which TDSAE_PRECISION overrides); fp32 on the CPU, where the models
+    are small enough for exact activations (the harvest is checked against a plain fp32 forward)."""
     import torch
 
-    return torch.bfloat16 if device == "cuda" else torch.float32
+    from tdsae.runtime import matmul_precision
+
+    return matmul_precision("cuda").torch_dtype if device == "cuda" else torch.float32
 
 
 def looks_local(name_or_path: str) -> bool:
@@ -70,7 +74,7 @@ def load_model(name_or_path, device: str = "auto", dtype=None, remote: bool = Fa
         name_or_path: hub id ("meta-llama/Llama-3.2-1B") or local directory (the organism).
         device: "auto" (CUDA if available, else CPU), "cpu" or "cuda"; CUDA spreads a large model
             over every visible GPU (device_map="auto").
-        dtype: torch dtype; None picks bf16 on CUDA and fp32 on CPU.
+        dtype: torch dtype; None: pick_dtype (bf16 on a GPU with native bf16, else fp32).
         remote: run traces on NDIF (see module docstring): builds a meta model, loads no weights.
         **kwargs: passed on to TransformersModel / from_pretrained (e.g. revision).
     Returns: nnsight TransformersModel; ``.tokenizer`` is the model's tokenizer.
@@ -109,8 +113,13 @@ def _load_remote(name: str, source: str, dtype, **kwargs: Any):
     if not (os.environ.get("NDIF_API_KEY") or CONFIG.API.APIKEY):
         raise RuntimeError("remote=True needs an NDIF API key: set NDIF_API_KEY or call "
                            "nnsight.CONFIG.set_default_api_key(key) (get one at https://login.ndif.us)")
-    options = {"dtype": pick_dtype("cuda") if dtype is None else dtype, **kwargs}
-    model = TransformersModel(name, task="text-generation", dispatch=False, **options)
+    if dtype is None:  # NDIF serves from GPUs with native bf16; TDSAE_PRECISION may still force fp32
+        import torch
+
+        from tdsae.runtime import forced_precision
+
+        dtype = getattr(torch, forced_precision() or "bfloat16")
+    model = TransformersModel(name, task="text-generation", dispatch=False, dtype=dtype, **kwargs)
     model._tdsae_remote = True  # read by is_remote; a plain attribute of the wrapper
     return model
 

@@ -54,13 +54,27 @@ def test_load_model_wraps_in_nnsight_with_cpu_fp32(saved):
     loaded = load_model(path, device="cpu")
     assert isinstance(loaded, TransformersModel) and not is_remote(loaded)
     assert next(torch_module(loaded).parameters()).dtype == torch.float32 == pick_dtype("cpu")
-    assert pick_dtype("cuda") == torch.bfloat16
     assert model_dims(loaded) == (2, 32)
     assert len(residual_layers(loaded)) == 2
     ids = torch.tensor([[0, 105, 99, 103]])
     with torch.no_grad():
         torch.testing.assert_close(torch_module(loaded)(input_ids=ids).logits, model(input_ids=ids).logits,
                                    rtol=0, atol=0)
+
+
+def test_weights_on_cuda_take_the_hardware_precision(monkeypatch):
+    from tdsae import runtime
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.delenv(runtime.PRECISION_ENV, raising=False)
+    for native, dtype in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(runtime, "cuda_facts", lambda native=native: ("a GPU", native))
+        runtime._decide.cache_clear()
+        assert pick_dtype("cuda") == dtype
+    monkeypatch.setenv(runtime.PRECISION_ENV, "fp32")
+    runtime._decide.cache_clear()
+    assert pick_dtype("cuda") == torch.float32
+    runtime._decide.cache_clear()
 
 
 def test_residual_stream_is_a_plain_tensor_inside_a_trace(saved):

@@ -177,6 +177,37 @@ def test_trained_organism_is_cached_by_its_settings(tmp_path, monkeypatch):
     assert set(organism.read_training_record(first)["tasks"]) < {"twostep", "gridworld", "graph"}
 
 
+def test_precision_comes_from_the_hardware_and_keys_the_organism(tmp_path, monkeypatch):
+    """fp32 where bf16 is not native; the precision is in the cache key and the record, so the same seed
+    trained at two precisions gives two organisms."""
+    import tdsae.organism as organism
+    from tdsae import runtime
+    from tdsae.artifacts import ArtifactStore
+    from tdsae.presets import resolve_settings
+
+    monkeypatch.setattr(runtime, "cpu_facts", lambda: {"capability": "AVX2", "bf16_flags": [], "features_known": True,
+                                                       "onednn_bf16": False, "machine": "x86_64"})
+    monkeypatch.delenv(runtime.PRECISION_ENV, raising=False)
+    runtime._decide.cache_clear()
+    micro = resolve_settings("tiny", organism_d_model=16, organism_layers=1, organism_steps=2, n_episodes=8,
+                             device="cpu")
+    try:
+        assert configs_from_settings(micro)[2].precision == "float32"
+        store = ArtifactStore(tmp_path)
+        fp32 = organism.trained_organism(micro, store)
+        monkeypatch.setenv(runtime.PRECISION_ENV, "bf16")
+        runtime._decide.cache_clear()
+        bf16 = organism.trained_organism(micro, store)
+    finally:
+        runtime._decide.cache_clear()
+    assert fp32 != bf16
+    records = [read_training_record(path) for path in (fp32, bf16)]
+    assert [r["training"]["precision"] for r in records] == ["float32", "bfloat16"]
+    assert records[0]["losses"] != records[1]["losses"]  # the forward pass really ran in another dtype
+    with pytest.raises(ValueError, match="training precision 'float16' is not one of"):
+        train_organism(tmp_path / "half", MICRO, RECIPE, TrainingConfig(steps=1, precision="float16"))
+
+
 def test_action_weight_one_is_the_plain_loss_and_other_weights_reweight_actions():
     from tdsae.organism.tokenizer import action_token_ids
     from tdsae.organism.trainer import next_token_loss

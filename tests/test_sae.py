@@ -124,14 +124,40 @@ def test_memmap_input_trains_like_a_tensor(planted, tmp_path):
     assert torch.equal(from_file.sae.W_dec, from_tensor.sae.W_dec)
 
 
-def test_bf16_training_reaches_fp32_quality(planted, standard):
-    """PLANTED trains in bf16 (the default); the same run in fp32 ends at the same MSE and L0."""
+def test_bf16_training_reaches_fp32_quality(planted):
+    """The same run with a bf16 encoder and in fp32 ends at the same MSE and L0 (bf16 forced: at these
+    widths even an emulated bf16 matmul takes seconds, not minutes)."""
     train, held_out, atoms = planted
-    fp32 = train_sae(train, SAEConfig(d_in=D_IN, d_sae=D_SAE), dataclasses.replace(PLANTED, bf16=False), progress=False)
-    bf16, fp32 = reconstruction_metrics(standard.sae, held_out), reconstruction_metrics(fp32.sae, held_out)
+    runs = {bf16: train_sae(train, SAEConfig(d_in=D_IN, d_sae=D_SAE), dataclasses.replace(PLANTED, bf16=bf16),
+                            progress=False) for bf16 in (True, False)}
+    bf16, fp32 = (reconstruction_metrics(runs[key].sae, held_out) for key in (True, False))
+    assert not torch.equal(runs[True].sae.W_dec, runs[False].sae.W_dec)  # the two runs did differ in precision
     assert bf16["mse"] == pytest.approx(fp32["mse"], rel=0.05)
     assert bf16["l0"] == pytest.approx(fp32["l0"], rel=0.05)
-    assert (best_cosines(standard.sae.W_dec.detach(), atoms) > 0.9).float().mean() >= 0.9
+    assert (best_cosines(runs[True].sae.W_dec.detach(), atoms) > 0.9).float().mean() >= 0.9
+
+
+def test_trainer_takes_the_hardware_precision(planted, monkeypatch):
+    """bf16=None asks tdsae.runtime: fp32 where bf16 is not native (the encoder then never sees bf16), and
+    TDSAE_PRECISION forces either way."""
+    from tdsae import runtime
+    from tdsae.sae.gradients import _State
+
+    sae = SAE(SAEConfig(d_in=D_IN, d_sae=D_SAE), seed=0)
+    for native, env, expected in ((False, None, torch.float32), (True, None, torch.bfloat16),
+                                  (True, "fp32", torch.float32), (False, "bf16", torch.bfloat16)):
+        monkeypatch.setattr(runtime, "cpu_facts", lambda native=native: {
+            "capability": "AVX512" if native else "AVX2", "bf16_flags": ["avx512_bf16"] if native else [],
+            "features_known": True, "onednn_bf16": native, "machine": "x86_64"})
+        if env is None:
+            monkeypatch.delenv(runtime.PRECISION_ENV, raising=False)
+        else:
+            monkeypatch.setenv(runtime.PRECISION_ENV, env)
+        runtime._decide.cache_clear()
+        state = _State(sae, dataclasses.replace(PLANTED, epochs=1), "cpu")
+        assert state.compute_dtype == expected, (native, env)
+        assert state.sparse_below == {torch.float32: 0.15, torch.bfloat16: 0.05}[expected]
+    runtime._decide.cache_clear()
 
 
 @pytest.mark.parametrize("architecture,k,sparse_below,n_dead,apply_b_dec", [

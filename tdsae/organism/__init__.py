@@ -43,7 +43,11 @@ def configs_from_settings(settings, task_mix: dict | None = None) -> tuple[Organ
                               gamma=settings.gamma, gridworld_max_steps=settings.gridworld_max_steps,
                               graph_walk_steps=settings.graph_walk_steps,
                               **({"task_mix": dict(task_mix)} if task_mix is not None else {}))
-    training = TrainingConfig(steps=settings.organism_steps, seed=settings.seed)
+    from tdsae.runtime import matmul_precision
+
+    # the precision is resolved here, not at train time, so that it is part of the organism's cache key
+    training = TrainingConfig(steps=settings.organism_steps, seed=settings.seed,
+                              precision=matmul_precision(settings.device).dtype)
     return config, recipe, training
 
 
@@ -52,8 +56,9 @@ def trained_organism(settings, store=None, task_mix: dict | None = None):
 
     Args: settings: a resolved Preset; store: a tdsae.artifacts.ArtifactStore (default: the cache home);
     task_mix: what it reads (default the all-task mix; WALKER_MIX trains the walker chapter 9 studies).
-    Returns: Path loadable by tdsae.models.load_model. The cache key holds every config field and the
-    device, so changing any knob (or training on CUDA instead of the CPU) trains a new organism.
+    Returns: Path loadable by tdsae.models.load_model. The cache key holds every config field (the
+    precision included) and the device, so changing any knob, the precision, or training on CUDA
+    instead of the CPU, trains a new organism.
     """
     import dataclasses
 

@@ -9,6 +9,7 @@ fraction the sparse path is used; denser batches (early training, weak sparsity)
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from typing import TYPE_CHECKING
@@ -85,6 +86,11 @@ class _State:
         for tensor in self.params.values():
             tensor.requires_grad_(True)
             tensor.grad = torch.zeros_like(tensor)  # reused every step: no fresh [d_sae, d_in] pages per step
+        if config.bf16 is None:  # train_sae resolves it; this path serves compute_gradients
+            from tdsae.runtime import matmul_precision
+
+            config = dataclasses.replace(config, bf16=matmul_precision(torch.device(device).type).bf16)
+            self.config = config
         self.compute_dtype = torch.bfloat16 if config.bf16 else torch.float32
         self.low, self.product = {}, None  # bf16 copies of weights (refreshed each step) and a product buffer
         if config.sparse_below is not None:

@@ -44,12 +44,13 @@ def training_rows(n_rows: int, limit: int, seed: int) -> np.ndarray:
 
 def layer_saes(settings, task_name: str, model: str | None = None, played_by: str | None = None, layers=None,
                architecture: str = "standard", l1: float | None = None, k: int | None = None,
-               bf16: bool = True, store=None) -> dict:
+               bf16: bool | None = None, store=None) -> dict:
     """The SAEs of every layer (default 1..n_layers) of the store harvested_store returns for these arguments.
 
     Args: settings: a resolved Preset (sae_* knobs: expansion, l1, lr, batch, epochs, vectors);
     architecture: "standard" (ReLU + L1, the paper's) or "topk" (with k); l1: overrides
-    settings.sae_l1; bf16: bf16 encoder matmul (fp32 master weights).
+    settings.sae_l1; bf16: bf16 encoder matmul (fp32 master weights); None: where the device runs bf16
+    natively (tdsae.runtime.matmul_precision; resolved before the cache key, so it is part of it).
     Returns: {layer: LayerSAE}.
     """
     from tdsae.artifacts import ArtifactStore
@@ -65,7 +66,9 @@ def layer_saes(settings, task_name: str, model: str | None = None, played_by: st
                               bf16, artifacts) for layer in layers}
 
 
-def _layer_sae(settings, acts_store, layer: int, architecture: str, l1: float, k, bf16: bool, artifacts) -> LayerSAE:
+def _layer_sae(settings, acts_store, layer: int, architecture: str, l1: float, k, bf16: bool | None,
+               artifacts) -> LayerSAE:
+    from tdsae.runtime import matmul_precision, pick_device
     from tdsae.sae.metrics import reconstruction_metrics
     from tdsae.sae.model import SAEConfig
     from tdsae.sae.saelens_format import load_sae, save_sae
@@ -77,15 +80,17 @@ def _layer_sae(settings, acts_store, layer: int, architecture: str, l1: float, k
                        hook_name=hook_name, hf_hook_name=hf_hook_name, model_name=acts_store.meta.get("model") or None)
     # center: residual streams carry a large constant offset (the graph walks' is 20-30x their spread), which
     # b_dec should carry from the start instead of the latents paying L1 for it
+    device = pick_device(settings.device)
     training = SAETrainingConfig(l1_coefficient=float(l1), lr=settings.sae_lr, batch_size=settings.sae_batch,
-                                 epochs=settings.sae_epochs, seed=settings.seed, bf16=bf16, center=True)
+                                 epochs=settings.sae_epochs, seed=settings.seed, center=True,
+                                 bf16=matmul_precision(device).bf16 if bf16 is None else bool(bf16))
     rows = training_rows(acts_store.n_rows, settings.sae_vectors, settings.seed)
     params = {"activations": acts_store.directory.parent.name, "layer": int(layer), "rows": len(rows),
-              "sae": dataclasses.asdict(config), "training": dataclasses.asdict(training), "device": settings.device}
+              "sae": dataclasses.asdict(config), "training": dataclasses.asdict(training), "device": device}
 
     def build(tmp: Path) -> None:
         acts = acts_store.acts(layer)
-        trained = train_sae(np.asarray(acts[rows]), config, training, device=settings.device)
+        trained = train_sae(np.asarray(acts[rows]), config, training, device=device)
         held_out = np.setdiff1d(np.arange(acts_store.n_rows), rows)
         on = held_out if len(held_out) >= MIN_HELD_OUT else np.arange(acts_store.n_rows)
         metrics = reconstruction_metrics(trained.sae, np.asarray(acts[on]))

@@ -1,4 +1,4 @@
-"""Train an SAE on cached activations, fast: bf16 encoder, sparse decoder, fused Adam.
+"""Train an SAE on cached activations, fast: bf16 encoder where bf16 is native, sparse decoder, fused Adam.
 
     trained = train_sae(acts, SAEConfig(d_in=128, d_sae=512), SAETrainingConfig(l1_coefficient=1.0))
     trained.sae          # folded: unit-norm W_dec rows, acts on raw (unnormalised) activations
@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from tdsae.runtime import pick_device
+from tdsae.runtime import matmul_precision, pick_device
 from tdsae.sae.gradients import _compute_gradients, _State, _write_back
 from tdsae.sae.model import SAE, SAEConfig
 
@@ -37,7 +37,8 @@ class SAETrainingConfig:
     epochs: int = 30  # passes over the activations, each in a fresh seeded order (paper: 30)
     adam_betas: tuple = (0.9, 0.999)  # Adam moment decays (torch and SAELens defaults, as the paper)
     seed: int = 0  # initial weights and batch order
-    bf16: bool = True  # encoder matmul in bf16 with fp32 master weights and fp32 everywhere else; False: all fp32
+    bf16: bool | None = None  # True: encoder matmul in bf16 with fp32 master weights, fp32 everywhere else; False:
+    #   all fp32; None: bf16 where the device runs it natively (tdsae.runtime.matmul_precision), else fp32
     normalize: bool = True  # train on acts * c with E||x c|| = sqrt(d_in) (SAELens "expected_average_only_in"); c is
     #   estimated from all of acts and folded into the weights at the end, so the SAE reads raw activations
     center: bool = False  # start b_dec at the mean activation and set the normalisation scale from the spread of
@@ -58,6 +59,8 @@ class SAETrainingConfig:
             value, least = getattr(self, name), 0 if name == "dead_steps" else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
+        if self.bf16 not in (None, True, False):
+            raise ValueError(f"bf16 must be True, False or None (decided by the hardware), got {self.bf16!r}")
         if not self.lr > 0 or self.l1_coefficient < 0 or self.aux_k_coefficient < 0:
             raise ValueError(f"need lr > 0 and non-negative coefficients, got lr={self.lr}, "
                              f"l1_coefficient={self.l1_coefficient}, aux_k_coefficient={self.aux_k_coefficient}")
@@ -127,11 +130,13 @@ def train_sae(acts, sae_config: SAEConfig, train_config: SAETrainingConfig | Non
               progress: bool = True) -> TrainedSAE:
     """Train an SAE on acts [n, d_in] (float32 torch tensor or numpy array, np.memmap included).
 
-    Same seed, data and device -> identical weights. Raises ValueError for a width other than
+    Same seed, data, device and precision -> identical weights. Raises ValueError for a width other than
     sae_config.d_in, an empty or non-finite acts. Returns TrainedSAE (see its fields).
     """
     config = train_config or SAETrainingConfig()
     device = pick_device(device)
+    if config.bf16 is None:
+        config = dataclasses.replace(config, bf16=matmul_precision(device).bf16)
     acts = _as_source(acts, sae_config.d_in)
     mean = _measure_mean(acts) if config.center else None
     mean_norm = _measure_mean_norm(acts, mean)
