@@ -5,14 +5,12 @@ subjects in <= 2 s; recovery r >= 0.9 for alpha and beta over the ranges used.
 """
 
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 
-from tdsae.artifacts import write_json_atomic
+from tdsae.artifacts import write_result_by_machine
 from tdsae.fitting import draw_params, fit_model, recover_parameters, simulate_subjects
 from tdsae.tasks import get_task
 
@@ -39,11 +37,9 @@ def measure(task_name: str) -> dict:
 
 
 def main() -> None:
-    results = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-               "ranges": RANGES, "subjects": 100, "episodes": 30,
+    results = {"ranges": RANGES, "subjects": 100, "episodes": 30,
                "tasks": {name: measure(name) for name in ("twostep", "gridworld")}}
-    write_json_atomic(OUT, results)
-    print(json.dumps(results, indent=2))
+    print(json.dumps(write_result_by_machine(OUT, results), indent=2))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ through tdsae.models.load_model exactly as the trained one is.
 """
 
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 
 from tdsae.activations import batch_experiments, harvest_activations, rows_of
-from tdsae.artifacts import write_json_atomic
+from tdsae.artifacts import write_result_by_machine
 from tdsae.models import load_model, model_dims, torch_module
 from tdsae.organism import OrganismConfig, build_organism, build_tokenizer
 from tdsae.play import play_transcripts
@@ -67,8 +66,8 @@ def main() -> None:
                    "bare_forward_s": min(bare), "harvest_s": min(harvest), "ratio": min(harvest) / min(bare)}
             rows.append(row)
             print(json.dumps(row))
-    write_json_atomic(OUT, {"threads": torch.get_num_threads(), "cpus": os.cpu_count(), "target_ratio": 1.10,
-                            "runs": rows, "worst_ratio": float(np.max([r["ratio"] for r in rows]))})
+    write_result_by_machine(OUT, {"target_ratio": 1.10, "runs": rows,
+                                  "worst_ratio": float(np.max([r["ratio"] for r in rows]))})
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tdsae.artifacts import write_json_atomic
+from tdsae.artifacts import write_result_by_machine
 from tdsae.models import load_model
 from tdsae.agents import RandomAgent
 from tdsae.organism import (compare_choices, configs_from_settings, list_checkpoints, read_training_record,
@@ -57,8 +57,8 @@ def main() -> None:
     record = read_training_record(out_dir)
     losses, tasks = np.array(record["losses"]), np.array(record["tasks"])
     results["final_loss_by_task"] = {t: float(losses[-50:][tasks[-50:] == t].mean()) for t in set(tasks[-50:])}
-    write_json_atomic(OUT, results)
-    print(json.dumps(results, indent=2))
+    results["precision"] = training.precision
+    print(json.dumps(write_result_by_machine(OUT, results), indent=2))
 
 
 if __name__ == "__main__":

@@ -6,14 +6,13 @@ weights, so an untrained organism of the tiny size is timed.
 """
 
 import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from tdsae.artifacts import write_json_atomic
+from tdsae.artifacts import write_result_by_machine
 from tdsae.organism import OrganismConfig, build_organism, build_tokenizer
 from tdsae.play import play_transcripts
 from tdsae.tasks import get_task
@@ -46,7 +45,7 @@ def main() -> None:
                        max_abs_logprob_diff=float(np.nanmax(np.abs(cached.choice_logprobs - naive.choice_logprobs))))
         rows.append(row)
         print(json.dumps(row))
-    write_json_atomic(OUT, {"threads": torch.get_num_threads(), "cpus": os.cpu_count(), "runs": rows})
+    write_result_by_machine(OUT, {"runs": rows})
 
 
 if __name__ == "__main__":

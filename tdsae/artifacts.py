@@ -54,6 +54,27 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     os.replace(tmp, path)
 
 
+def write_result_by_machine(path: Path, result: dict[str, Any], device: str = "cpu") -> dict[str, Any]:
+    """Store a benchmark result under its machine's label in the JSON at path, keeping other machines' results.
+
+    Returns the whole file's content: {"by_machine": {label: result with its "machine" record}}.
+    """
+    from .runtime import machine_label, machine_record
+
+    machine = machine_record(device)
+    content: dict[str, Any] = {"by_machine": {}}
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            old = {}
+        # a file from before results were kept per machine: kept, under a label that says so
+        content = old if "by_machine" in old else {"by_machine": {"earlier run, machine not recorded": old} if old else {}}
+    content["by_machine"][machine_label(machine)] = {"machine": machine, **result}
+    write_json_atomic(path, content)
+    return content
+
+
 def file_sha256(path: Path) -> str:
     """sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()

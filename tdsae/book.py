@@ -146,6 +146,29 @@ def verify_executed(path: Path) -> None:
         )
 
 
+CHECKED_TAG = "nbval-check-output"
+
+
+def notebooks_with_checked_cells(root: Path) -> list[Path]:
+    """The executed chapters holding a cell tagged nbval-check-output, in reading order.
+
+    These are the chapters whose determinism nbval tests, by executing them again and comparing
+    those cells. A chapter with no such cell would only be executed a second time for nothing:
+    that it runs without error is what papermill has just shown, and its reuse of cached artifacts
+    is exercised by the chapters after it.
+    """
+    import nbformat
+
+    paths = []
+    for slug in chapter_slugs(root):
+        path = root / EXECUTED_DIR / f"{slug}.ipynb"
+        verify_executed(path)
+        cells = nbformat.read(path, as_version=4).cells
+        if any(CHECKED_TAG in c.get("metadata", {}).get("tags", []) for c in cells):
+            paths.append(path)
+    return paths
+
+
 def collect_claims(paths: list[Path]) -> list[dict[str, Any]]:
     """Every claim record displayed in the executed notebooks ``paths``, in order."""
     import nbformat

@@ -19,6 +19,8 @@ def _parser() -> argparse.ArgumentParser:
     book.add_argument("--chapters", nargs="*", help="execute only chapters whose slug starts with these")
     book.add_argument("--no-execute", action="store_true", help="build from the notebooks already executed")
     book.add_argument("--root", type=Path, default=Path("."), help="directory holding _toc.yml")
+    checked = sub.add_parser("checked-notebooks", help="list the executed chapters whose outputs nbval compares")
+    checked.add_argument("--root", type=Path, default=Path("."), help="directory holding _toc.yml")
     sub.add_parser("presets", help="print the preset table")
     claims = sub.add_parser("claims", help="summarise _build/claims.json")
     claims.add_argument("--root", type=Path, default=Path("."))
@@ -38,6 +40,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"tdsae book: {err}", file=sys.stderr)
             return 1
         print(f"built {index}")
+        return 0
+    if args.command == "checked-notebooks":
+        from .book import NotExecuted, notebooks_with_checked_cells
+
+        try:
+            paths = notebooks_with_checked_cells(args.root.resolve())
+        except (NotExecuted, FileNotFoundError) as err:
+            print(f"tdsae checked-notebooks: {err}", file=sys.stderr)
+            return 1
+        print("\n".join(str(p.relative_to(args.root.resolve())) for p in paths))
         return 0
     if args.command == "presets":
         from .presets import preset_table

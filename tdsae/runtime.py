@@ -184,6 +184,31 @@ def measure_bf16_speedup(budget_s: float = 0.05) -> float:
     return rate(torch.bfloat16) / rate(torch.float32)
 
 
+EMULATION_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")  # cap the ISA torch and oneDNN use: an AVX2 run on
+#   a newer CPU (ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 reproduces the AVX2 machines' bf16 slowdown)
+
+
+def machine_record(device: str = "cpu") -> dict[str, Any]:
+    """What a benchmark ran on: CPU name, cores, torch threads, ISA, precision chosen, ISA caps in force."""
+    import torch
+
+    choice = matmul_precision(device)
+    features = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
+    emulated = {name: os.environ[name] for name in EMULATION_ENV if os.environ.get(name)}
+    return {"cpu": features.get("cpu_name") or platform.processor() or platform.machine(),
+            "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": choice.device,
+            "hardware": choice.hardware, "precision": choice.dtype, "precision_reason": choice.reason,
+            "isa_capped_by": emulated, "torch": torch.__version__}
+
+
+def machine_label(record: dict[str, Any]) -> str:
+    """A short name for the kind of machine a record describes, e.g. "AMD EPYC: AVX2 (no bf16 instructions),
+    float32", with the ISA caps in force when there are any."""
+    capped = ", ISA capped by " + " ".join(f"{k}={v}" for k, v in record["isa_capped_by"].items())
+    return (f"{record['cpu']}: {record['hardware']}, {record['precision']}"
+            f"{capped if record['isa_capped_by'] else ''}")
+
+
 def describe_precision(device: str = "cpu") -> dict[str, str]:
     """The rows describe_run shows about precision: hardware, dtype chosen, and why."""
     choice = matmul_precision(device)

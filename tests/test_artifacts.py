@@ -77,3 +77,22 @@ def test_claims_json_written_atomically(tmp_path):
     write_json_atomic(target, [{"a": 1}])
     assert json.loads(target.read_text()) == [{"a": 1}]
     assert [p.name for p in target.parent.iterdir()] == ["claims.json"]
+
+
+def test_benchmark_results_are_kept_per_machine(tmp_path, monkeypatch):
+    """A result lands under its machine's label; another machine's results, and a file written before
+    results were kept per machine, survive."""
+    from tdsae import artifacts, runtime
+
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps({"speedup": 4.3}))
+    machines = iter([{"cpu": "Xeon", "hardware": "AVX512 (amx_bf16)", "precision": "bfloat16", "isa_capped_by": {}},
+                     {"cpu": "EPYC", "hardware": "AVX2 (no bf16 instructions)", "precision": "float32",
+                      "isa_capped_by": {"ATEN_CPU_CAPABILITY": "avx2"}}])
+    monkeypatch.setattr(runtime, "machine_record", lambda device="cpu": next(machines))
+    artifacts.write_result_by_machine(path, {"speedup": 6.1})
+    content = artifacts.write_result_by_machine(path, {"speedup": 4.2})
+    assert json.loads(path.read_text()) == content
+    assert {label: entry["speedup"] for label, entry in content["by_machine"].items()} == {
+        "earlier run, machine not recorded": 4.3, "Xeon: AVX512 (amx_bf16), bfloat16": 6.1,
+        "EPYC: AVX2 (no bf16 instructions), float32, ISA capped by ATEN_CPU_CAPABILITY=avx2": 4.2}

@@ -123,3 +123,24 @@ def test_cli_rejects_unknown_preset_before_work(fake_book, capsys):
     assert main(["book", "--preset", "huge", "--root", str(fake_book)]) == 1
     assert "unknown preset 'huge'" in capsys.readouterr().err
     assert not (fake_book / "book").exists()
+
+
+def test_nbval_reruns_only_chapters_with_checked_cells(fake_book, capsys):
+    """The second (nbval) execution is kept for chapters whose outputs it compares; an unexecuted
+    chapter is refused rather than silently left out."""
+    from tdsae.cli import main
+
+    good = fake_book / "chapters" / "00_good.md"
+    checked = GOOD.replace("```{code-cell} ipython3\nfrom tdsae", "```{code-cell} ipython3\n:tags: [nbval-check-output]\n\nfrom tdsae")
+    assert checked != GOOD
+    (fake_book / "chapters" / "01_bad.md").write_text(GOOD.replace("00_good", "01_bad"))
+    book.execute_chapter(fake_book, "01_bad", preset="tiny", seed=0)
+    assert main(["checked-notebooks", "--root", str(fake_book)]) == 1  # 00_good not executed yet
+    assert "00_good.ipynb does not exist" in capsys.readouterr().err
+    book.execute_chapter(fake_book, "00_good", preset="tiny", seed=0)
+    assert book.notebooks_with_checked_cells(fake_book) == []
+    good.write_text(checked)
+    book.execute_chapter(fake_book, "00_good", preset="tiny", seed=0)
+    assert book.notebooks_with_checked_cells(fake_book) == [fake_book / "book" / "chapters" / "00_good.ipynb"]
+    assert main(["checked-notebooks", "--root", str(fake_book)]) == 0
+    assert capsys.readouterr().out.strip() == "book/chapters/00_good.ipynb"
