@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     records = json.loads((args.root / "_build" / "claims.json").read_text())
     for r in records:
-        verdict = "holds" if r["holds"] else "does not hold"
+        verdict = "not measured" if not r.get("measured", True) else "holds" if r["holds"] else "does not hold"
         print(f"{r['chapter']:<32} {r['kind']:<8} {r['name']:<36} {verdict}")
     return 0
 

@@ -53,3 +53,20 @@ def test_table_has_one_row_per_claim_with_outcome():
     book.check("b", "s", value=0.0, comparison=">", threshold=1, control="ctl")
     table = book.table()
     assert list(table.index) == ["a", "b"] and list(table["holds"]) == [True, False]
+
+
+def test_a_finding_not_measured_says_why_and_never_holds():
+    book = ClaimBook("06_x", "tiny", 0)
+    assert book.not_measured("bf16_matches_fp32", "bf16 matches fp32", "<=", 0.05, "fp32 SAEs",
+                             reason="this CPU has no native bf16") is False
+    claim = book.claims[0]
+    record = claim.to_record()
+    assert (record["kind"], record["holds"], record["measured"], record["value"]) == ("finding", False, False, None)
+    assert "not measured on this machine: this CPU has no native bf16" in claim._text()
+    assert "not measured" in claim._html() and "does not hold" not in claim._html()
+    assert list(book.table()["measured"]) == [False]
+    with pytest.raises(ValueError, match="'other' is recorded as not measured, so it needs a reason"):
+        book.not_measured("other", "s", "<=", 0.05, "c", reason=" ")
+    measured = ClaimBook("06_x", "tiny", 0)
+    measured.finding("a", "s", value=1.0, comparison=">", threshold=0, control="c")
+    assert "measured" not in measured.table().columns  # the column appears only when a claim was not measured

@@ -75,11 +75,14 @@ def test_a_forced_precision_is_honoured(cpu_as, monkeypatch, value, dtype):
     assert ("forced by TDSAE_PRECISION" in choice.reason) == (value != "auto")
 
 
-def test_unknown_forced_precision_names_value_and_choices(cpu_as, monkeypatch):
+def test_bad_precision_or_device_names_value_and_choices(cpu_as, monkeypatch):
     cpu_as(AMX)
     monkeypatch.setenv(PRECISION_ENV, "half")
     with pytest.raises(ValueError, match="TDSAE_PRECISION='half' is not a precision; choose one of: auto, fp32"):
         matmul_precision("cpu")
+    monkeypatch.delenv(PRECISION_ENV)
+    with pytest.raises(ValueError, match="unknown device 'tpu'; choose one of: auto, cpu, cuda"):
+        matmul_precision("tpu")
 
 
 def test_cuda_without_native_bf16_gets_fp32(monkeypatch):
