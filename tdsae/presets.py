@@ -38,7 +38,8 @@ class Preset:
     agent_beta: float = _knob("softmax inverse temperature of simulated reference agents (decisive enough to learn visibly in 100 experiments)", "pos_float")
     organism_d_model: int = _knob("organism width (trained at every preset; the studied model at tiny)", "pos_int")
     organism_layers: int = _knob("organism decoder layers (trained at every preset)", "pos_int")
-    organism_steps: int = _knob("organism training steps (trained at every preset)", "pos_int")
+    organism_steps: int = _knob("organism training steps (trained at every preset; the walker takes half as many, "
+                                "of 4x the tokens)", "pos_int")
     sae_expansion: int = _knob("SAE latents per residual dimension (d_sae = expansion x d_model)", "pos_int")
     sae_l1: float = _knob("L1 coefficient beta of the ReLU SAE (paper: 1e-5)", "nonneg_float")
     sae_lr: float = _knob("Adam learning rate of the SAE (paper: 1e-4)", "pos_float")
@@ -65,7 +66,7 @@ _TINY = Preset(
     agent_beta=10.0,
     organism_d_model=128,
     organism_layers=4,
-    organism_steps=750,
+    organism_steps=1500,
     sae_expansion=4,
     sae_l1=1e-5,
     sae_lr=1e-4,

@@ -34,8 +34,9 @@ INIT_STREAM = 3  # spawn key of the weight initialisation
 class TrainingConfig:
     """How the organism is optimised."""
 
-    steps: int = 600  # optimizer steps (one single-task batch each)
-    batch_tokens: int = 4096  # most padded words per batch (rows x longest transcript); smaller = more updates
+    steps: int = 1500  # optimizer steps (one single-task batch each)
+    batch_tokens: int = 1024  # most padded words per batch (rows x longest transcript); smaller = more updates
+    #   (1,500 steps of 1,024 reach the held-out loss of 750 of 4,096 in 45% of the time: tdsae.organism)
     lr: float = 2e-3  # peak AdamW learning rate
     warmup_steps: int = 30  # linear warm-up from 0 to lr
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio at the last step

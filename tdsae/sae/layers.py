@@ -116,29 +116,49 @@ def l1_sweep(settings, task_name: str, model: str | None = None, played_by: str 
 
     Returns: rows of l1, layer, mse, explained_variance, l0, frac_alive, seconds, rows_trained.
     """
-    rows = []
-    for l1 in grid:
-        for layer, entry in layer_saes(settings, task_name, model, played_by, l1=l1, store=store).items():
-            rows.append({"l1": float(l1), "layer": layer, **{k: v for k, v in entry.metrics.items() if k != "metrics_on"}})
-    return pd.DataFrame(rows)
+    return pd.concat([_sweep_rows(settings, task_name, model, played_by, l1, store) for l1 in grid], ignore_index=True)
+
+
+def _sweep_rows(settings, task_name: str, model, played_by, l1: float, store) -> pd.DataFrame:
+    """l1_sweep's rows for one coefficient."""
+    return pd.DataFrame([{"l1": float(l1), "layer": layer, **{k: v for k, v in entry.metrics.items() if k != "metrics_on"}}
+                         for layer, entry in layer_saes(settings, task_name, model, played_by, l1=l1, store=store).items()])
 
 
 def choose_l1(sweep: pd.DataFrame, min_explained_variance: float) -> float:
     """The sparsest setting that still reconstructs: the largest L1 coefficient whose held-out explained
     variance, averaged over layers, is at least min_explained_variance (the smallest in the grid if none is)."""
-    mean = sweep.groupby("l1").explained_variance.mean()
+    mean = _mean_explained_variance(sweep)
     good = mean[mean >= min_explained_variance]
     return float(good.index.max() if len(good) else mean.index.min())
+
+
+def _mean_explained_variance(sweep: pd.DataFrame) -> pd.Series:
+    """Held-out explained variance averaged over layers, by L1 coefficient."""
+    return sweep.groupby("l1").explained_variance.mean()
+
+
+def chosen_l1(settings, task_name: str, grid=L1_GRID, store=None) -> float:
+    """choose_l1 on the preset model's sweep of this task, training only the SAEs the choice needs.
+
+    The coefficients are tried from the largest down and the first that keeps the variance is the
+    choice: the same coefficient as choose_l1 on the whole sweep, whatever shape the sweep has, at a
+    fraction of the cost when the answer lies near the sparse end of the grid.
+    """
+    for l1 in sorted(grid, reverse=True):
+        mean = _mean_explained_variance(_sweep_rows(settings, task_name, None, None, l1, store))
+        if mean.iloc[0] >= settings.sae_min_explained_variance:
+            return float(l1)
+    return float(min(grid))
 
 
 def analysis_saes(settings, task_name: str, model: str | None = None, played_by: str | None = None,
                   store=None) -> tuple[float, dict]:
     """The SAEs chapters 7 to 9 analyse: standard SAEs at the L1 coefficient choose_l1 picks on the
-    preset model's own sweep for this task (the same coefficient for any other reader, e.g. the
-    untrained control, so that both are decomposed alike).
+    preset model's own sweep for this task (found by chosen_l1), the same coefficient for any other
+    reader, e.g. the untrained control, so that both are decomposed alike.
 
     Returns: (l1, {layer: LayerSAE}).
     """
-    sweep = l1_sweep(settings, task_name, store=store)
-    l1 = choose_l1(sweep, settings.sae_min_explained_variance)
+    l1 = chosen_l1(settings, task_name, store=store)
     return l1, layer_saes(settings, task_name, model, played_by, l1=l1, store=store)
