@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from tdsae.artifacts import write_result_by_machine
-from tdsae.fitting import draw_params, fit_model, recover_parameters, simulate_subjects
+from tdsae.behaviour import draw_params, fit_model, recover_parameters, simulate_subjects
 from tdsae.tasks import get_task
 
 RANGES = {"alpha": (0.05, 0.95), "beta": (1.0, 20.0)}

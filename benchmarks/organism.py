@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tdsae.agents import RandomAgent
 from tdsae.artifacts import write_result_by_machine
 from tdsae.models import load_model
-from tdsae.agents import RandomAgent
-from tdsae.organism import (compare_choices, configs_from_settings, list_checkpoints, read_training_record,
-                            train_organism)
+from tdsae.organism import compare_choices, list_checkpoints, read_training_record, train_organism
+from tdsae.pipeline.organisms import configs_from_settings
 from tdsae.play import play_task
 from tdsae.presets import resolve_settings
 from tdsae.runtime import pick_device

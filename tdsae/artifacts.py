@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .runtime import library_versions
+from .runtime import library_versions, machine_label, machine_record
 
 HOME_ENV = "TDSAE_HOME"
 MANIFEST = "manifest.json"
@@ -59,7 +59,6 @@ def write_result_by_machine(path: Path, result: dict[str, Any], device: str = "c
 
     Returns the whole file's content: {"by_machine": {label: result with its "machine" record}}.
     """
-    from .runtime import machine_label, machine_record
 
     machine = machine_record(device)
     content: dict[str, Any] = {"by_machine": {}}

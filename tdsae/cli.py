@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from .presets import PRESETS
+from .book import ChapterFailed, NotExecuted, build_book, notebooks_with_checked_cells
+from .presets import PRESETS, preset_table
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,7 +32,6 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tdsae`` command."""
     args = _parser().parse_args(argv)
     if args.command == "book":
-        from .book import ChapterFailed, NotExecuted, build_book
 
         try:
             index = build_book(args.root, preset=args.preset, seed=args.seed,
@@ -42,7 +42,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"built {index}")
         return 0
     if args.command == "checked-notebooks":
-        from .book import NotExecuted, notebooks_with_checked_cells
 
         try:
             paths = notebooks_with_checked_cells(args.root.resolve())
@@ -52,7 +51,6 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(str(p.relative_to(args.root.resolve())) for p in paths))
         return 0
     if args.command == "presets":
-        from .presets import preset_table
 
         print(preset_table().to_string())
         return 0

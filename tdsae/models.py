@@ -22,6 +22,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tdsae.runtime import forced_precision, matmul_precision, pick_device
+
 
 class ModelNotFoundError(OSError):
     """A model could not be found: a missing local directory, or a hub id not reachable."""
@@ -32,8 +34,6 @@ def pick_dtype(device: str):
     tdsae.runtime.matmul_precision, which TDSAE_PRECISION overrides); fp32 on the CPU, where the models
     are small enough for exact activations (the harvest is checked against a plain fp32 forward)."""
     import torch
-
-    from tdsae.runtime import matmul_precision
 
     return matmul_precision("cuda").torch_dtype if device == "cuda" else torch.float32
 
@@ -82,8 +82,6 @@ def load_model(name_or_path, device: str = "auto", dtype=None, remote: bool = Fa
     """
     from nnsight import TransformersModel
 
-    from tdsae.runtime import pick_device
-
     name = str(name_or_path)
     source = check_source(name)
     if remote:
@@ -115,8 +113,6 @@ def _load_remote(name: str, source: str, dtype, **kwargs: Any):
                            "nnsight.CONFIG.set_default_api_key(key) (get one at https://login.ndif.us)")
     if dtype is None:  # NDIF serves from GPUs with native bf16; TDSAE_PRECISION may still force fp32
         import torch
-
-        from tdsae.runtime import forced_precision
 
         dtype = getattr(torch, forced_precision() or "bfloat16")
     model = TransformersModel(name, task="text-generation", dispatch=False, dtype=dtype, **kwargs)
@@ -194,11 +190,40 @@ def check_layer(model, layer: int) -> int:
     return int(layer)
 
 
-def load_preset_model(settings, store=None):
-    """The model a resolved preset names: the cached (or freshly trained) organism for
-    ``model="organism"``, otherwise the hub id or directory, through load_model either way."""
-    if settings.model == "organism":
-        from tdsae.organism import trained_organism
+def check_edits(model, edits) -> list:
+    """Edits (anything with ``layer`` and ``sae``: tdsae.interventions.LatentEdit) as a list, each checked
+    against the model before any forward pass: the layer in range, the SAE's width equal to d_model."""
+    edits = [] if edits is None else list(edits)
+    _, d_model = model_dims(model)
+    for edit in edits:
+        check_layer(model, edit.layer)
+        if edit.sae.cfg.d_in != d_model:
+            raise ValueError(f"the SAE for layer {edit.layer} reads d_in={edit.sae.cfg.d_in}, but the model's "
+                             f"residual stream has d_model={d_model}")
+    return edits
 
-        return load_model(trained_organism(settings, store), device=settings.device)
-    return load_model(settings.model, device=settings.device)
+
+def left_padding(tokenizer):
+    """The tokenizer set up for batches of prompts read at their last token: padded on the left, with the
+    end-of-sequence token as pad where it has none. Returns the same tokenizer."""
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def masked_next_token_loss(logits, ids, pad_id: int | None, weight=None):
+    """Mean cross-entropy of predicting ids[:, 1:], padding targets left out.
+
+    Args: logits [batch, seq - 1, vocab]: the predictions made at ids[:, :-1]; ids [batch, seq]
+    right-padded with pad_id (None: nothing is padding); weight [batch, seq - 1]: each target's weight
+    in the mean (e.g. 0 outside the tokens scored, or more on actions). Returns: scalar tensor.
+    """
+    import torch
+
+    targets = ids[:, 1:]
+    per_word = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
+    keep = torch.ones_like(per_word) if pad_id is None else (targets.flatten() != pad_id).float()
+    if weight is not None:
+        keep = keep * weight.flatten().float()
+    return (per_word * keep).sum() / keep.sum()

@@ -1,4 +1,6 @@
-"""Small statistics shared by chapters: confidence intervals over experiments."""
+"""Statistics shared across the book: correlations, partial-correlation residuals, and intervals over
+experiments (a t interval for per-experiment summaries; one percentile bootstrap that resamples whole
+experiments, used by every analysis that needs one)."""
 
 from __future__ import annotations
 
@@ -45,3 +47,48 @@ def masked_mean(values: np.ndarray, mask: np.ndarray, axis: int = -1) -> np.ndar
     count = np.sum(mask, axis=axis)
     total = np.sum(values, axis=axis)
     return np.divide(total, count, out=np.full(np.shape(total), np.nan), where=count > 0)
+
+
+def residualize(values: np.ndarray, covariates: np.ndarray | None) -> np.ndarray:
+    """values [n] or [n, k] minus their least-squares fit on an intercept and covariates [n, c]."""
+    values = np.asarray(values, float)
+    design = np.ones((len(values), 1)) if covariates is None else np.column_stack([np.ones(len(values)), covariates])
+    coef, *_ = np.linalg.lstsq(design, values, rcond=None)
+    return values - design @ coef
+
+
+def correlations(units: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Pearson r of every column of units [n, k] with target [n]; NaN for a constant column."""
+    units = np.asarray(units, float)
+    centred, y = units - units.mean(0), np.asarray(target, float) - np.mean(target)
+    scale = np.sqrt((centred ** 2).sum(0) * (y ** 2).sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (centred * y[:, None]).sum(0) / scale
+    return np.where(scale > 1e-12, r, np.nan)
+
+
+def experiment_rows(experiments: np.ndarray):
+    """A function from drawn experiment labels to the rows they hold (repeats kept, in draw order).
+
+    Args: experiments [n] the experiment of each row. Returns: rows(chosen) -> int array of row indices.
+    """
+    experiments = np.asarray(experiments)
+    members = {label: np.nonzero(experiments == label)[0] for label in np.unique(experiments)}
+    none = np.zeros(0, int)
+    return lambda chosen: np.concatenate([members.get(label, none) for label in chosen])
+
+
+def bootstrap_interval(statistic, labels, n_boot: int, rng, percentiles=(2.5, 97.5)) -> tuple[float, float]:
+    """Percentile interval of ``statistic`` over draws of ``labels`` with replacement (NaN draws ignored).
+
+    Args: statistic(chosen) -> float, where chosen holds len(labels) labels drawn with replacement
+    (experiments: map them to rows with experiment_rows); n_boot: draws (0 gives NaN, NaN); rng: a
+    seed or a numpy Generator (shared by successive intervals that continue one stream).
+    """
+    if n_boot <= 0:
+        return np.nan, np.nan
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    labels = np.asarray(labels)
+    draws = [statistic(labels[rng.integers(0, len(labels), len(labels))]) for _ in range(n_boot)]
+    low, high = np.nanpercentile(draws, list(percentiles))
+    return float(low), float(high)

@@ -12,8 +12,8 @@ import pytest
 import torch
 from conftest import saved_micro_organism
 
-from tdsae.activations import (INDEX_FILE, ActivationStore, ActivationStoreError, batch_experiments,
-                               harvest_activations, layer_file, rows_of, write_index)
+from tdsae.activations import ActivationStore, ActivationStoreError, batch_experiments, harvest_activations
+from tdsae.activations.store import INDEX_FILE, layer_file, rows_of, write_index
 from tdsae.models import load_model, torch_module
 from tdsae.play import play_transcripts
 from tdsae.tasks import get_task

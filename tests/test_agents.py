@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from tdsae.agents import (CopyBestEpisode, HybridLearner, ModelBasedLearner, QLearner, RandomAgent,
-                          SRLearner, WinStayLoseShift, get_agent, softmax_legal)
+from tdsae.agents import (CopyBestEpisode, HybridLearner, ModelBasedLearner, QLearner, RandomAgent, SRLearner,
+                          WinStayLoseShift, get_agent, softmax_legal)
 from tdsae.tasks import GraphTask, GridWorldTask, Trajectory, TwoStepTask, get_task, run_agent
 
 

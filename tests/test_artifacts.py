@@ -82,14 +82,14 @@ def test_claims_json_written_atomically(tmp_path):
 def test_benchmark_results_are_kept_per_machine(tmp_path, monkeypatch):
     """A result lands under its machine's label; another machine's results, and a file written before
     results were kept per machine, survive."""
-    from tdsae import artifacts, runtime
+    from tdsae import artifacts
 
     path = tmp_path / "bench.json"
     path.write_text(json.dumps({"speedup": 4.3}))
     machines = iter([{"cpu": "Xeon", "hardware": "AVX512 (amx_bf16)", "precision": "bfloat16", "isa_capped_by": {}},
                      {"cpu": "EPYC", "hardware": "AVX2 (no bf16 instructions)", "precision": "float32",
                       "isa_capped_by": {"ATEN_CPU_CAPABILITY": "avx2"}}])
-    monkeypatch.setattr(runtime, "machine_record", lambda device="cpu": next(machines))
+    monkeypatch.setattr(artifacts, "machine_record", lambda device="cpu": next(machines))
     artifacts.write_result_by_machine(path, {"speedup": 6.1})
     content = artifacts.write_result_by_machine(path, {"speedup": 4.2})
     assert json.loads(path.read_text()) == content

@@ -1,9 +1,9 @@
 """environment.yml (conda/Colab) and pyproject.toml (pip, make) describe one environment."""
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import saved_micro_organism
 
-from tdsae.interventions import LatentEdit, ce_loss_score, play_with_edits, traced_output
+from tdsae.interventions.edits import LatentEdit, ce_loss_score, play_with_edits, traced_output
 from tdsae.models import torch_module
 from tdsae.play import play_task
 from tdsae.sae import SAE, SAEConfig

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from tdsae.organism import (OrganismConfig, TrainingConfig, TranscriptRecipe, build_batches,
-                            build_organism, build_tokenizer, compare_choices, configs_from_settings,
-                            encode_transcripts, list_checkpoints, read_training_record,
-                            simulate_transcripts, train_organism)
+from tdsae.organism import (OrganismConfig, TrainingConfig, TranscriptRecipe, build_batches, build_organism,
+                            build_tokenizer, compare_choices, encode_transcripts, list_checkpoints,
+                            read_training_record, simulate_transcripts, train_organism)
 from tdsae.organism.corpus import batch_counts, pack_batches, seed_for
 from tdsae.organism.trainer import lr_factor
 from tdsae.tasks import render_transcript, transcript_vocabulary
@@ -147,67 +146,6 @@ def test_choice_comparison_reads_legal_actions_after_random_episodes(trained):
         compare_choices(model, model.tokenizer, "graph", n_experiments=2, recipe=RECIPE)
 
 
-def test_configs_follow_the_preset():
-    from tdsae.presets import resolve_settings
-
-    config, recipe, training = configs_from_settings(resolve_settings("tiny", organism_steps=7, seed=3))
-    assert (config.d_model, config.n_layers, training.steps, training.seed) == (128, 4, 7, 3)
-    assert recipe.n_random_episodes == 7 and recipe.gridworld_max_steps == 12
-
-
-def test_trained_organism_is_cached_by_its_settings(tmp_path, monkeypatch):
-    import tdsae.organism as organism
-    from tdsae.artifacts import ArtifactStore
-    from tdsae.models import load_model
-    from tdsae.presets import resolve_settings
-
-    calls = []
-    real_train = organism.train_organism
-    monkeypatch.setattr(organism, "train_organism", lambda *a, **k: calls.append(1) or real_train(*a, **k))
-    store = ArtifactStore(tmp_path)
-    micro = dict(organism_d_model=16, organism_layers=1, organism_steps=2, n_episodes=8, device="cpu")
-    first = organism.trained_organism(resolve_settings("tiny", **micro), store)
-    again = organism.trained_organism(resolve_settings("tiny", **micro), store)
-    other = organism.trained_organism(resolve_settings("tiny", **{**micro, "seed": 1}), store)
-    walker = organism.trained_organism(resolve_settings("tiny", **micro), store, task_mix=organism.WALKER_MIX)
-    assert first == again != other != walker and first != walker and len(calls) == 3
-    assert load_model(str(first)).config.hidden_size == 16
-    record = organism.read_training_record(walker)
-    assert record["recipe"]["task_mix"] == {"graph": 1.0} and set(record["tasks"]) == {"graph"}
-    assert set(organism.read_training_record(first)["tasks"]) < {"twostep", "gridworld", "graph"}
-
-
-def test_precision_comes_from_the_hardware_and_keys_the_organism(tmp_path, monkeypatch):
-    """fp32 where bf16 is not native; the precision is in the cache key and the record, so the same seed
-    trained at two precisions gives two organisms."""
-    import tdsae.organism as organism
-    from tdsae import runtime
-    from tdsae.artifacts import ArtifactStore
-    from tdsae.presets import resolve_settings
-
-    monkeypatch.setattr(runtime, "cpu_facts", lambda: {"capability": "AVX2", "bf16_flags": [], "features_known": True,
-                                                       "onednn_bf16": False, "machine": "x86_64"})
-    monkeypatch.delenv(runtime.PRECISION_ENV, raising=False)
-    runtime._decide.cache_clear()
-    micro = resolve_settings("tiny", organism_d_model=16, organism_layers=1, organism_steps=2, n_episodes=8,
-                             device="cpu")
-    try:
-        assert configs_from_settings(micro)[2].precision == "float32"
-        store = ArtifactStore(tmp_path)
-        fp32 = organism.trained_organism(micro, store)
-        monkeypatch.setenv(runtime.PRECISION_ENV, "bf16")
-        runtime._decide.cache_clear()
-        bf16 = organism.trained_organism(micro, store)
-    finally:
-        runtime._decide.cache_clear()
-    assert fp32 != bf16
-    records = [read_training_record(path) for path in (fp32, bf16)]
-    assert [r["training"]["precision"] for r in records] == ["float32", "bfloat16"]
-    assert records[0]["losses"] != records[1]["losses"]  # the forward pass really ran in another dtype
-    with pytest.raises(ValueError, match="training precision 'float16' is not one of"):
-        train_organism(tmp_path / "half", MICRO, RECIPE, TrainingConfig(steps=1, precision="float16"))
-
-
 def test_action_weight_one_is_the_plain_loss_and_other_weights_reweight_actions():
     from tdsae.organism.tokenizer import action_token_ids
     from tdsae.organism.trainer import next_token_loss
@@ -245,3 +183,8 @@ def test_play_task_reads_transcripts_only_with_the_transcript_vocabulary(trained
     assert not reads_transcripts(build_tokenizer(story_words), task)
     result = play_task(model, task, n_experiments=3, n_episodes=3, seed=0, n_random_episodes=1)
     assert result.tokens[0][:2] == ["<bos>", "ts:start"] and result.prompts == []
+
+
+def test_an_unknown_training_precision_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="training precision 'float16' is not one of"):
+        train_organism(tmp_path / "half", MICRO, RECIPE, TrainingConfig(steps=1, precision="float16"))

@@ -6,7 +6,7 @@ import torch
 from conftest import story_tokenizer
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from tdsae.story import last_token_logits, play_stories
+from tdsae.play.stories import last_token_logits, play_stories
 from tdsae.tasks import get_task
 
 

@@ -141,7 +141,7 @@ def test_trainer_takes_the_hardware_precision(planted, monkeypatch):
     """bf16=None asks tdsae.runtime: fp32 where bf16 is not native (the encoder then never sees bf16), and
     TDSAE_PRECISION forces either way."""
     from tdsae import runtime
-    from tdsae.sae.gradients import _State
+    from tdsae.sae.gradients import TrainingState
 
     sae = SAE(SAEConfig(d_in=D_IN, d_sae=D_SAE), seed=0)
     for native, env, expected in ((False, None, torch.float32), (True, None, torch.bfloat16),
@@ -154,7 +154,7 @@ def test_trainer_takes_the_hardware_precision(planted, monkeypatch):
         else:
             monkeypatch.setenv(runtime.PRECISION_ENV, env)
         runtime._decide.cache_clear()
-        state = _State(sae, dataclasses.replace(PLANTED, epochs=1), "cpu")
+        state = TrainingState(sae, dataclasses.replace(PLANTED, epochs=1), "cpu")
         assert state.compute_dtype == expected, (native, env)
         assert state.sparse_below == {torch.float32: 0.15, torch.bfloat16: 0.05}[expected]
     runtime._decide.cache_clear()

@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 
 from tdsae.agents import QLearner, RandomAgent
-from tdsae.tasks import (NOUNS, SPECIAL_TOKENS, GraphTask, GridWorldTask, TranscriptBuilder,
-                         TwoStepTask, get_task, render_story_prompt, render_transcript, run_agent,
-                         story_action_strings, transcript_vocabulary)
+from tdsae.tasks import (NOUNS, SPECIAL_TOKENS, GraphTask, GridWorldTask, TranscriptBuilder, TwoStepTask, get_task,
+                         render_story_prompt, render_transcript, run_agent, story_action_strings, transcript_vocabulary)
 
 TASK_NAMES = ["twostep", "gridworld", "graph"]
 

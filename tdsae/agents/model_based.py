@@ -23,8 +23,8 @@ import numpy as np
 from tdsae.agents.base import Agent, check_param, softmax_legal
 from tdsae.agents.qlearning import QLearner
 from tdsae.tasks.environment import Task
-from tdsae.tasks.trajectory import Transition
 from tdsae.tasks.gridworld import GridWorldTask
+from tdsae.tasks.trajectory import Transition
 from tdsae.tasks.twostep import TwoStepTask
 
 

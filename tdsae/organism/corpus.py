@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from tdsae.agents import QLearner, RandomAgent
+from tdsae.organism.tokenizer import encode_transcripts
+from tdsae.tasks import TASKS, get_task, render_transcript, run_agent
+
 TRAIN_STREAM = 0  # spawn key of training transcripts
 EVAL_STREAM = 1  # spawn key of held-out evaluation transcripts
 ORDER_STREAM = 2  # spawn key of the batch order
@@ -48,7 +52,6 @@ class TranscriptRecipe:
     chunk: int = 256  # transcripts simulated per run_agent call (one length-sorted pool)
 
     def __post_init__(self):
-        from tdsae.tasks import TASKS
 
         unknown = sorted(set(self.task_mix) - set(TASKS))
         if unknown or not self.task_mix or min(self.task_mix.values()) < 0 or sum(self.task_mix.values()) <= 0:
@@ -61,7 +64,6 @@ class TranscriptRecipe:
 
     def make_task(self, name: str):
         """The task object with this recipe's episode lengths."""
-        from tdsae.tasks import get_task
 
         params = {"gridworld": {"max_steps": self.gridworld_max_steps},
                   "graph": {"max_steps": self.graph_walk_steps}}.get(name, {})
@@ -87,7 +89,6 @@ def seed_for(seed: int, *key: int) -> np.random.SeedSequence:
 
 def make_agent(task, recipe: TranscriptRecipe, n: int, rng: np.random.Generator):
     """A Q-learner with per-experiment (alpha [n], beta [n]); a random walker for the graph task."""
-    from tdsae.agents import QLearner, RandomAgent
 
     if task.n_actions == 0:
         return RandomAgent(), np.full(n, np.nan), np.full(n, np.nan)
@@ -99,7 +100,6 @@ def make_agent(task, recipe: TranscriptRecipe, n: int, rng: np.random.Generator)
 def simulate_transcripts(task_name: str, n_experiments: int, seed: np.random.SeedSequence,
                          recipe: TranscriptRecipe) -> TranscriptSet:
     """Play n_experiments fresh agents on a task and render each experiment's transcript."""
-    from tdsae.tasks import render_transcript, run_agent
 
     task = recipe.make_task(task_name)
     param_seed, env_seed = seed.spawn(2)
@@ -144,7 +144,6 @@ def build_batches(recipe: TranscriptRecipe, tokenizer, n_batches: int, batch_tok
     pool, so Grid World's long and short transcripts are not padded to each other.
     Returns: n_batches (task name, ids [rows, len]) pairs, right-padded with tokenizer.pad_token_id.
     """
-    from tdsae.organism.tokenizer import encode_transcripts
 
     names = sorted(recipe.task_mix)
     batches = []

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tdsae.agents import QLearner
+from tdsae.models import torch_module
 from tdsae.organism.corpus import EVAL_STREAM, TranscriptRecipe, seed_for, simulate_transcripts
 from tdsae.organism.tokenizer import encode_transcripts
 
@@ -46,7 +48,6 @@ def compare_choices(model, tokenizer, task_name: str, n_experiments: int = 64, s
     stream of seed. Decisions in the first recipe.n_random_episodes episodes are left out
     (the agent's choice there is uniform by construction). r pools every legal action's probability.
     """
-    from tdsae.models import torch_module
 
     model = torch_module(model)
     sims = simulate_transcripts(task_name, n_experiments, seed_for(seed, EVAL_STREAM, 0), recipe)
@@ -76,7 +77,6 @@ def compare_choices(model, tokenizer, task_name: str, n_experiments: int = 64, s
 
 
 def _agent(task, sims, recipe: TranscriptRecipe):
-    from tdsae.agents import QLearner
 
     return QLearner(alpha=sims.alpha, beta=sims.beta, gamma=recipe.gamma)
 

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import torch
 
+from tdsae.tasks import TASKS, get_task, transcript_vocabulary
+
 BOS, EOS, PAD = "<bos>", "<eos>", "<pad>"
 
 
@@ -27,7 +29,6 @@ def build_tokenizer(vocabulary: Sequence[str] | None = None):
     from transformers import PreTrainedTokenizerFast
 
     if vocabulary is None:
-        from tdsae.tasks import transcript_vocabulary
 
         vocabulary = transcript_vocabulary()
     words = list(vocabulary)
@@ -57,7 +58,6 @@ def encode_transcripts(tokenizer, transcripts: Sequence[Sequence[str]]) -> tuple
 
 def action_token_ids(tokenizer) -> torch.Tensor:
     """Ids of every word that is an agent's action in some task (ships, aliens, moves), sorted."""
-    from tdsae.tasks import TASKS, get_task
 
     vocab = tokenizer.get_vocab()
     words = set()

@@ -20,10 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+from tdsae.models import masked_next_token_loss
 from tdsae.organism.corpus import TranscriptRecipe, build_batches, seed_for
 from tdsae.organism.network import OrganismConfig, build_organism
 from tdsae.organism.tokenizer import action_token_ids, build_tokenizer
+from tdsae.runtime import library_versions, matmul_precision
 
 RECORD = "training.json"
 CHECKPOINTS = "checkpoints"
@@ -82,12 +85,10 @@ def next_token_loss(model, ids: torch.Tensor, pad_id: int, bf16: bool = False,
     device = ids.device
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         logits = model(input_ids=ids[:, :-1]).logits  # [batch, seq - 1, vocab]
-    targets = ids[:, 1:]
-    per_word = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
-    weight = (targets != pad_id).float().flatten()
+    weight = None
     if action_ids is not None and action_weight != 1.0:
-        weight = weight * torch.where(torch.isin(targets.flatten(), action_ids.to(device)), action_weight, 1.0)
-    return (per_word * weight).sum() / weight.sum()
+        weight = torch.where(torch.isin(ids[:, 1:], action_ids.to(device)), action_weight, 1.0)
+    return masked_next_token_loss(logits, ids, pad_id, weight)
 
 
 def save_folder(model, tokenizer, path: Path, record: dict) -> None:
@@ -108,10 +109,6 @@ def train_organism(out_dir, config: OrganismConfig = OrganismConfig(),
     recipe, training: what to build, read and how; device: "cpu" or "cuda".
     Returns: TrainingResult with the per-step losses.
     """
-    from tqdm.auto import tqdm
-
-    from tdsae.runtime import library_versions, matmul_precision
-
     out_dir = Path(out_dir)
     if training.precision is None:
         training = dataclasses.replace(training, precision=matmul_precision(device).dtype)

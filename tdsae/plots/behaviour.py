@@ -6,6 +6,7 @@ from typing import Any
 
 from tdsae.plots.core import new_figure
 
+
 def plot_training_loss(losses: Any, tasks: Any, checkpoints: Any = (), window: int = 20) -> Any:
     """Next-token loss against step (log x), one running-mean line per task, checkpoints marked."""
     import numpy as np
@@ -125,7 +126,7 @@ def plot_recovery(table: Any, names: tuple[str, ...], title: str = "", axes: Any
 def plot_model_recovery(recovery: Any, title: str = "", ax: Any = None) -> Any:
     """Heatmap of the share of simulated subjects each fitted model wins (rows: generating model).
 
-    Args: recovery: tidy frame from tdsae.fitting.recover_models (generator, fitted, fraction).
+    Args: recovery: tidy frame from tdsae.behaviour.recover_models (generator, fitted, fraction).
     """
     import seaborn as sns
 

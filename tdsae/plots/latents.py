@@ -16,7 +16,7 @@ def plot_layer_profile(table: Any, title: str, ax: Any = None, reference: float 
                        reference_label: str = "") -> Any:
     """Report-half |r| of the best unit by layer, one line per (model, units), with 95% bands.
 
-    Args: table: tdsae.profiles.profile rows; reference: a horizontal line (e.g. the reward's |r|).
+    Args: table: tdsae.latents.profile rows; reference: a horizontal line (e.g. the reward's |r|).
     """
     if ax is None:
         fig, ax = new_figure(width=5.2, height=3.4)

@@ -7,6 +7,8 @@ from typing import Any
 import matplotlib.patches
 
 from tdsae.plots.core import PALETTE, new_figure
+from tdsae.stats import mean_ci
+
 
 def plot_activation_footprint(gib: dict[str, float], ram_gib: float) -> Any:
     """Bar chart (log scale) of GiB of harvested activations per preset against this machine's RAM."""
@@ -29,7 +31,6 @@ def plot_curves_with_ci(curves: dict[str, Any], xlabel: str, ylabel: str, title:
 
     ``shade_until`` greys the first points (the random-policy episodes).
     """
-    from tdsae.stats import mean_ci
 
     fig = None
     if ax is None:

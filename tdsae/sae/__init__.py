@@ -5,13 +5,16 @@
     save_sae(trained.sae, "artifacts/sae/layer2")    # loads with sae_lens.SAE.load_from_disk too
 """
 
+from tdsae.sae.config import SAETrainingConfig
+from tdsae.sae.gradients import compute_gradients
 from tdsae.sae.metrics import latent_frequency, reconstruction_metrics
 from tdsae.sae.model import ARCHITECTURES, SAE, SAEConfig, training_loss
 from tdsae.sae.saelens_format import load_sae, save_sae
-from tdsae.sae.gradients import compute_gradients
-from tdsae.sae.training import SAETrainingConfig, TrainedSAE, train_sae
+from tdsae.sae.sweep import L1_GRID, choose_l1, mean_explained_variance
+from tdsae.sae.training import TrainedSAE, train_sae
 
 __all__ = [
-    "ARCHITECTURES", "SAE", "SAEConfig", "SAETrainingConfig", "TrainedSAE", "compute_gradients", "latent_frequency",
-    "load_sae", "reconstruction_metrics", "save_sae", "train_sae", "training_loss",
+    "ARCHITECTURES", "L1_GRID", "SAE", "SAEConfig", "SAETrainingConfig", "TrainedSAE", "choose_l1", "compute_gradients",
+    "latent_frequency", "load_sae", "mean_explained_variance", "reconstruction_metrics", "save_sae", "train_sae",
+    "training_loss",
 ]

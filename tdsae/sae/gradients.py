@@ -12,15 +12,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
+from tdsae.runtime import matmul_precision
+from tdsae.sae.config import SAETrainingConfig
 from tdsae.sae.model import DTYPES, SAE
-
-if TYPE_CHECKING:
-    from tdsae.sae.training import SAETrainingConfig
 
 # Active fraction below which the sparse decoder beats dense matmuls, measured on a 2-core AMX CPU at
 # d_in 1024 x d_sae 8192 (benchmarks/sae_training.py). On CUDA dense tensor-core matmuls win at these sizes.
@@ -72,7 +70,7 @@ def _fixed_codes(indices: torch.Tensor, d_sae: int) -> _Codes:
     return _Codes(crow, indices.flatten(), d_sae)
 
 
-class _State:
+class TrainingState:
     """fp32 master weights in the trainer's layout, their gradients, Adam, and latent firing counters."""
 
     def __init__(self, sae: SAE, config: SAETrainingConfig, device: str):
@@ -87,8 +85,6 @@ class _State:
             tensor.requires_grad_(True)
             tensor.grad = torch.zeros_like(tensor)  # reused every step: no fresh [d_sae, d_in] pages per step
         if config.bf16 is None:  # train_sae resolves it; this path serves compute_gradients
-            from tdsae.runtime import matmul_precision
-
             config = dataclasses.replace(config, bf16=matmul_precision(torch.device(device).type).bf16)
             self.config = config
         self.compute_dtype = torch.bfloat16 if config.bf16 else torch.float32
@@ -153,7 +149,7 @@ class _State:
 
 
 @torch.no_grad()
-def _compute_gradients(state: _State, x: torch.Tensor, dead: torch.Tensor | None) -> torch.Tensor:
+def gradient_step(state: TrainingState, x: torch.Tensor, dead: torch.Tensor | None) -> torch.Tensor:
     """Write the gradients of SAELens's loss on x [batch, d_in] into state's .grad; return [loss, mse, sparsity, l0]."""
     p = {name: tensor.detach() for name, tensor in state.params.items()}
     g = {name: tensor.grad for name, tensor in state.params.items()}
@@ -270,16 +266,16 @@ def compute_gradients(sae: SAE, x: torch.Tensor, config: SAETrainingConfig,
     Args: x [batch, d_in] (already normalised); dead_mask [d_sae] bool (topk AuxK) or None.
     Returns: ({"W_enc": [d_in, d_sae], "b_enc", "W_dec", "b_dec"}, {"loss", "mse_loss", "sparsity_loss", "l0"}).
     """
-    state = _State(sae, config, str(sae.device))
+    state = TrainingState(sae, config, str(sae.device))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        stats = _compute_gradients(state, x.to(sae.device, torch.float32), dead_mask)
+        stats = gradient_step(state, x.to(sae.device, torch.float32), dead_mask)
     grads = {name.removesuffix("_t"): t.grad.T if name.endswith("_t") else t.grad for name, t in state.params.items()}
     return grads, dict(zip(("loss", "mse_loss", "sparsity_loss", "l0"), stats.tolist()))
 
 
 @torch.no_grad()
-def _write_back(state: _State, sae: SAE, scale: float) -> None:
+def write_back(state: TrainingState, sae: SAE, scale: float) -> None:
     """Copy the master weights into sae, fold the activation scale and (where allowed) the W_dec norms."""
     p = state.params
     sae.to(state.device, torch.float32)  # fold in fp32, then cast to the config's dtype

@@ -22,48 +22,9 @@ import torch
 from tqdm.auto import tqdm
 
 from tdsae.runtime import matmul_precision, pick_device
-from tdsae.sae.gradients import _compute_gradients, _State, _write_back
+from tdsae.sae.config import SAETrainingConfig
+from tdsae.sae.gradients import TrainingState, gradient_step, write_back
 from tdsae.sae.model import SAE, SAEConfig
-
-
-@dataclass(frozen=True)
-class SAETrainingConfig:
-    """How an SAE is optimised (defaults: the paper's settings, SAELens's where the paper is silent)."""
-
-    l1_coefficient: float = 1e-5  # standard: beta, weight of mean_batch sum_j latent_j ||W_dec_j|| (paper: 1e-5);
-    #   with normalize, in units of the normalised acts, where ~1 is typical (see tests/test_sae.py)
-    lr: float = 1e-4  # constant Adam learning rate, no warm-up (paper: 1e-4)
-    batch_size: int = 256  # rows per step; the last batch of an epoch may be smaller (paper: 256)
-    epochs: int = 30  # passes over the activations, each in a fresh seeded order (paper: 30)
-    adam_betas: tuple = (0.9, 0.999)  # Adam moment decays (torch and SAELens defaults, as the paper)
-    seed: int = 0  # initial weights and batch order
-    bf16: bool | None = None  # True: encoder matmul in bf16 with fp32 master weights, fp32 everywhere else; False:
-    #   all fp32; None: bf16 where the device runs it natively (tdsae.runtime.matmul_precision), else fp32
-    normalize: bool = True  # train on acts * c with E||x c|| = sqrt(d_in) (SAELens "expected_average_only_in"); c is
-    #   estimated from all of acts and folded into the weights at the end, so the SAE reads raw activations
-    center: bool = False  # start b_dec at the mean activation and set the normalisation scale from the spread of
-    #   acts around that mean (not from their raw norm): for residual streams with a large constant offset, which
-    #   b_dec then carries for free (SAELens starts b_dec at 0 and scales by raw norms, as center=False does)
-    aux_k_coefficient: float = 1.0  # topk: weight of the AuxK loss (SAELens TopKTrainingSAEConfig.aux_loss_coefficient)
-    dead_steps: int = 1000  # topk: steps without firing after which AuxK treats a latent as dead (SAELens
-    #   SAETrainerConfig.dead_feature_window); also the window of the logged dead_latents count
-    max_grad_norm: float | None = 1.0  # clip the global gradient norm, as SAELens's SAETrainer always does at 1.0;
-    #   None: no clipping
-    decoder_init_norm: float | None = 0.1  # initial W_dec row norm (SAELens TrainingSAEConfig default)
-    sparse_below: float | None = None  # standard: use the sparse decoder when fewer than this fraction of
-    #   (row, latent) pairs are active; None: SPARSE_BELOW's value for the device and dtype (always dense on CUDA)
-    log_every: int = 50  # steps averaged into one row of the log; the device is read only then
-
-    def __post_init__(self):
-        for name in ("batch_size", "epochs", "log_every", "dead_steps"):
-            value, least = getattr(self, name), 0 if name == "dead_steps" else 1
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
-        if self.bf16 not in (None, True, False):
-            raise ValueError(f"bf16 must be True, False or None (decided by the hardware), got {self.bf16!r}")
-        if not self.lr > 0 or self.l1_coefficient < 0 or self.aux_k_coefficient < 0:
-            raise ValueError(f"need lr > 0 and non-negative coefficients, got lr={self.lr}, "
-                             f"l1_coefficient={self.l1_coefficient}, aux_k_coefficient={self.aux_k_coefficient}")
 
 
 @dataclass
@@ -147,7 +108,7 @@ def train_sae(acts, sae_config: SAEConfig, train_config: SAETrainingConfig | Non
     if mean is not None:
         with torch.no_grad():
             sae.b_dec.copy_(mean * scale)  # in the normalised units the trainer works in
-    state = _State(sae, config, device)
+    state = TrainingState(sae, config, device)
     n, batch = acts.shape[0], config.batch_size
     steps_per_epoch = math.ceil(n / batch)
     generator = torch.Generator().manual_seed(config.seed)
@@ -163,7 +124,7 @@ def train_sae(acts, sae_config: SAEConfig, train_config: SAETrainingConfig | Non
             order = order.to(acts.device) if isinstance(acts, torch.Tensor) else order
             for first in range(0, n, batch):
                 x = _fetch(acts, order[first:first + batch].sort().values, device) * scale
-                totals += _compute_gradients(state, x, state.dead_mask())
+                totals += gradient_step(state, x, state.dead_mask())
                 state.step()
                 in_window += 1
                 if in_window == config.log_every or state.steps_done == config.epochs * steps_per_epoch:
@@ -178,5 +139,5 @@ def train_sae(acts, sae_config: SAEConfig, train_config: SAETrainingConfig | Non
                 bar.update()
     seconds = time.perf_counter() - start
     bar.close()
-    _write_back(state, sae, scale)
+    write_back(state, sae, scale)
     return TrainedSAE(sae=sae, log=pd.DataFrame(rows), seconds=seconds, normalization_scale=scale)

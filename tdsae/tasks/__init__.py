@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from tdsae.tasks.environment import Environment, Task, run_agent
-from tdsae.tasks.trajectory import Trajectory, Transition
-from tdsae.tasks.transcript import SPECIAL_TOKENS, TranscriptBuilder, episode_columns
 from tdsae.tasks.graph import NOUNS, GraphTask
 from tdsae.tasks.gridworld import GridWorldTask
+from tdsae.tasks.trajectory import Trajectory, Transition
+from tdsae.tasks.transcript import SPECIAL_TOKENS, TranscriptBuilder, episode_columns
 from tdsae.tasks.twostep import TwoStepTask
 
 TASKS = {"graph": GraphTask, "gridworld": GridWorldTask, "twostep": TwoStepTask}

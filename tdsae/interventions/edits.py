@@ -10,7 +10,7 @@ sees exactly its own activation wherever the edit does nothing (``factor=1`` is 
 float precision). ``keep_error=False`` with no latents edited splices in the plain reconstruction,
 which is how ``ce_loss_score`` measures what an SAE loses.
 
-This module and tdsae.activations are the only ones that open nnsight traces.
+This module and tdsae.activations.harvest are the only ones that open nnsight traces.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from tdsae.models import check_edits, is_remote, masked_next_token_loss, residual_sites, torch_module
+from tdsae.play.dispatch import play_task
 
 
 @dataclass
@@ -64,20 +67,6 @@ def _mask(positions: torch.Tensor | None, h: torch.Tensor):
     return 1.0 if positions is None else positions[..., None].to(h.device, h.dtype if h.is_floating_point() else None)
 
 
-def check_edits(model, edits) -> list:
-    """The edits as a list, each checked against the model: layer in range, SAE width = d_model."""
-    from tdsae.models import check_layer, model_dims
-
-    edits = [] if edits is None else list(edits)
-    _, d_model = model_dims(model)
-    for edit in edits:
-        check_layer(model, edit.layer)
-        if edit.sae.cfg.d_in != d_model:
-            raise ValueError(f"the SAE for layer {edit.layer} reads d_in={edit.sae.cfg.d_in}, but the model's "
-                             f"residual stream has d_model={d_model}")
-    return edits
-
-
 def traced_output(model, edits, **inputs):
     """One forward pass with the edits applied, as the model's own output object (logits, cache).
 
@@ -85,8 +74,6 @@ def traced_output(model, edits, **inputs):
     inputs: keyword arguments of the model's forward (input_ids, attention_mask, past_key_values, ...).
     """
     import nnsight
-
-    from tdsae.models import is_remote, residual_sites
 
     sites = residual_sites(model)
     with torch.no_grad(), model.trace(**inputs, remote=is_remote(model)):
@@ -101,8 +88,6 @@ class EditedModel:
     through nnsight with the edits applied (so the KV-cached lockstep play works unchanged)."""
 
     def __init__(self, model, edits):
-        from tdsae.models import torch_module
-
         self.model, self.edits = model, check_edits(model, edits)
         self.module = torch_module(model)
         self.config = self.module.config
@@ -117,16 +102,12 @@ class EditedModel:
 
 def play_with_edits(model, task, n_experiments: int, n_episodes: int, seed: int, n_random_episodes: int = 0,
                     edits=None):
-    """play_task with latents edited in every forward pass (transcript mode: the organism).
+    """play_task with latents edited in every forward pass (transcripts or stories, as play_task chooses).
 
     Returns: tdsae.play.PlayResult. With no edits it equals play_task's result.
     """
-    from tdsae.play import play_transcripts, reads_transcripts
-    from tdsae.story import play_stories
-
-    edited = EditedModel(model, edits)
-    player = play_transcripts if reads_transcripts(model.tokenizer, task) else play_stories
-    return player(edited, model.tokenizer, task, n_experiments, n_episodes, seed, n_random_episodes)
+    return play_task(model, task, n_experiments, n_episodes, seed, n_random_episodes,
+                     forward=EditedModel(model, edits))
 
 
 @torch.no_grad()
@@ -141,8 +122,6 @@ def ce_loss_score(model, sae, layer: int, input_ids: torch.Tensor, pad_id: int |
     there, for an SAE trained on those tokens alone (None: every token).
     Returns: {"ce_loss_score", "ce_clean", "ce_with_sae", "ce_zero_ablation"}.
     """
-    from tdsae.models import torch_module
-
     device = next(torch_module(model).parameters()).device
     ids = input_ids.to(device)
     positions = None if positions is None else positions.to(device)
@@ -151,7 +130,8 @@ def ce_loss_score(model, sae, layer: int, input_ids: torch.Tensor, pad_id: int |
     losses = {}
     for name, edits in (("ce_clean", []), ("ce_with_sae", [splice]), ("ce_zero_ablation", [zero])):
         logits = traced_output(model, edits, input_ids=ids).logits.float()
-        losses[name] = _next_token_loss(logits, ids, pad_id, positions)
+        weight = None if positions is None else positions[:, :-1]
+        losses[name] = float(masked_next_token_loss(logits[:, :-1], ids, pad_id, weight))
     spread = losses["ce_zero_ablation"] - losses["ce_clean"]
     score = (losses["ce_zero_ablation"] - losses["ce_with_sae"]) / spread if spread > 0 else float("nan")
     return {"ce_loss_score": score, **losses}
@@ -166,15 +146,3 @@ class _ZeroEdit:
 
     def apply(self, h: torch.Tensor) -> torch.Tensor:
         return h * (1.0 - _mask(self.positions, h))
-
-
-def _next_token_loss(logits: torch.Tensor, ids: torch.Tensor, pad_id: int | None,
-                     positions: torch.Tensor | None = None) -> float:
-    """Mean cross-entropy of predicting ids[:, 1:], padding targets ignored; only predictions made
-    at ``positions`` [batch, seq] (bool) count when given."""
-    targets = ids[:, 1:]
-    losses = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), targets.flatten(), reduction="none")
-    keep = torch.ones_like(losses) if pad_id is None else (targets.flatten() != pad_id).float()
-    if positions is not None:
-        keep = keep * positions[:, :-1].flatten().float()
-    return float((losses * keep).sum() / keep.sum())

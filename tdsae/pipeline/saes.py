@@ -1,4 +1,4 @@
-"""One SAE per layer of a harvested store, trained once and kept in the artifact cache.
+"""A preset's SAEs: one per layer of a harvested store, trained once and kept in the artifact cache.
 
     saes = layer_saes(settings, "twostep")               # {layer: LayerSAE}, layers 1..n_layers
     saes[2].sae.encode(acts); saes[2].metrics["l0"]; saes[2].folder   # a SAELens folder
@@ -17,6 +17,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from tdsae.artifacts import ArtifactStore
+from tdsae.pipeline.episodes import harvested_store
+from tdsae.runtime import matmul_precision, pick_device
+from tdsae.sae.config import SAETrainingConfig
+from tdsae.sae.metrics import reconstruction_metrics
+from tdsae.sae.model import SAEConfig
+from tdsae.sae.saelens_format import load_sae, save_sae
+from tdsae.sae.sweep import L1_GRID, mean_explained_variance
+from tdsae.sae.training import train_sae
 
 METRICS_FILE = "metrics.json"
 LOG_FILE = "log.csv"
@@ -53,9 +63,6 @@ def layer_saes(settings, task_name: str, model: str | None = None, played_by: st
     natively (tdsae.runtime.matmul_precision; resolved before the cache key, so it is part of it).
     Returns: {layer: LayerSAE}.
     """
-    from tdsae.artifacts import ArtifactStore
-    from tdsae.episodes import harvested_store
-
     acts_store = harvested_store(settings, task_name, model, played_by, store=store)
     layers = [l for l in acts_store.layers if l > 0] if layers is None else list(layers)
     missing = [l for l in layers if l not in acts_store.layers]
@@ -68,12 +75,6 @@ def layer_saes(settings, task_name: str, model: str | None = None, played_by: st
 
 def _layer_sae(settings, acts_store, layer: int, architecture: str, l1: float, k, bf16: bool | None,
                artifacts) -> LayerSAE:
-    from tdsae.runtime import matmul_precision, pick_device
-    from tdsae.sae.metrics import reconstruction_metrics
-    from tdsae.sae.model import SAEConfig
-    from tdsae.sae.saelens_format import load_sae, save_sae
-    from tdsae.sae.training import SAETrainingConfig, train_sae
-
     d_in = acts_store.d_model
     hook_name, hf_hook_name = acts_store.hook_names(layer)
     config = SAEConfig(d_in=d_in, d_sae=settings.sae_expansion * d_in, architecture=architecture, k=k,
@@ -105,11 +106,6 @@ def _layer_sae(settings, acts_store, layer: int, architecture: str, l1: float, k
                     json.loads((folder / METRICS_FILE).read_text()), pd.read_csv(folder / LOG_FILE), folder / "sae")
 
 
-# L1 coefficients swept by chapter 6, in normalised units (so the same grid serves every model): the
-# paper's 1e-5, then the range where codes go from dense to sparse on the organism.
-L1_GRID = (1e-5, 0.3, 1.0, 2.0, 3.0, 5.0, 7.0, 10.0)
-
-
 def l1_sweep(settings, task_name: str, model: str | None = None, played_by: str | None = None,
              grid=L1_GRID, store=None) -> pd.DataFrame:
     """Metrics of every layer's standard SAE at each L1 coefficient of the grid.
@@ -125,19 +121,6 @@ def _sweep_rows(settings, task_name: str, model, played_by, l1: float, store) ->
                          for layer, entry in layer_saes(settings, task_name, model, played_by, l1=l1, store=store).items()])
 
 
-def choose_l1(sweep: pd.DataFrame, min_explained_variance: float) -> float:
-    """The sparsest setting that still reconstructs: the largest L1 coefficient whose held-out explained
-    variance, averaged over layers, is at least min_explained_variance (the smallest in the grid if none is)."""
-    mean = _mean_explained_variance(sweep)
-    good = mean[mean >= min_explained_variance]
-    return float(good.index.max() if len(good) else mean.index.min())
-
-
-def _mean_explained_variance(sweep: pd.DataFrame) -> pd.Series:
-    """Held-out explained variance averaged over layers, by L1 coefficient."""
-    return sweep.groupby("l1").explained_variance.mean()
-
-
 def chosen_l1(settings, task_name: str, grid=L1_GRID, store=None) -> float:
     """choose_l1 on the preset model's sweep of this task, training only the SAEs the choice needs.
 
@@ -146,7 +129,7 @@ def chosen_l1(settings, task_name: str, grid=L1_GRID, store=None) -> float:
     fraction of the cost when the answer lies near the sparse end of the grid.
     """
     for l1 in sorted(grid, reverse=True):
-        mean = _mean_explained_variance(_sweep_rows(settings, task_name, None, None, l1, store))
+        mean = mean_explained_variance(_sweep_rows(settings, task_name, None, None, l1, store))
         if mean.iloc[0] >= settings.sae_min_explained_variance:
             return float(l1)
     return float(min(grid))

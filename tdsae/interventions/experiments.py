@@ -16,6 +16,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
+
+from tdsae.activations.harvest import harvest_activations
+from tdsae.behaviour.estimation import fit_model
+from tdsae.interventions.edits import play_with_edits
+from tdsae.latents.profiles import units_at
+from tdsae.latents.targets import covariates_of, reference_targets
+from tdsae.stats import bootstrap_interval, correlations, experiment_rows, residualize
 
 
 def matched_latents(frequency: np.ndarray, chosen, seed: int) -> list[int]:
@@ -42,9 +50,6 @@ def behaviour_of(task, played, n_random_episodes: int, alpha: float, gamma: floa
     beta, and the correlation of the model's choice log-odds with a reference Q-learner's value
     difference (decisions after the random episodes; two-action tasks only).
     """
-    from tdsae.analysis import reference_targets
-    from tdsae.fitting import fit_model
-
     traj = played.trajectory
     rewards = traj.episode_rewards()[:, n_random_episodes:].mean(1)
     fit = fit_model(task, traj, "qlearning", n_random_episodes=n_random_episodes, seed=seed)
@@ -68,10 +73,6 @@ def play_conditions(model, task, conditions: dict, n_experiments: int, n_episode
 
     Returns: behaviour_of rows with condition and seed columns, one per experiment and seed.
     """
-    from tqdm.auto import tqdm
-
-    from tdsae.interventions import play_with_edits
-
     quiet = {} if progress else {"disable": True}
     frames = []
     for name, edits in tqdm(list(conditions.items()), desc="conditions", unit="condition", **quiet):
@@ -99,10 +100,9 @@ def effects_against(table: pd.DataFrame, baseline: str, measures=("reward", "alp
                 continue
             diff = (part[measure] - base[measure]).dropna().to_numpy()
             statistic = np.median if measure in ("alpha", "beta") else np.mean
-            draws = [statistic(diff[rng.integers(0, len(diff), len(diff))]) for _ in range(n_boot)]
-            low, high = np.percentile(draws, [2.5, 97.5])
+            low, high = bootstrap_interval(lambda chosen: statistic(diff[chosen]), np.arange(len(diff)), n_boot, rng)
             rows.append({"condition": condition, "measure": measure, "effect": float(statistic(diff)),
-                         "low": float(low), "high": float(high)})
+                         "low": low, "high": high})
     return pd.DataFrame(rows)
 
 
@@ -118,10 +118,6 @@ def later_layer_tracking(model, played, saes: dict, edits_by_condition: dict, ta
     {(condition, target, layer): (unit values, target values, experiments)} after the partial's
     regression, for drop_difference's bootstrap).
     """
-    from tdsae.activations import harvest_activations
-    from tdsae.analysis import correlations, covariates_of, residualize
-    from tdsae.profiles import units_at
-
     layers = sorted({layer for _, layer, _ in choices})
     report = ~selection[targets.experiment.to_numpy()]
     rows, samples = [], {}
@@ -158,11 +154,6 @@ def drop_difference(samples: dict, target: str, layers, edited: tuple, controlle
     experiments = {l: samples[(conditions[0], target, l)][2] for l in layers}
     labels = np.unique(np.concatenate(list(experiments.values())))
     everything = {l: np.arange(len(experiments[l])) for l in layers}
-    rng = np.random.default_rng(seed)
-    members = {l: {e: np.nonzero(experiments[l] == e)[0] for e in labels} for l in layers}
-    draws = []
-    for _ in range(n_boot):
-        chosen = rng.choice(labels, len(labels))
-        draws.append(statistic({l: np.concatenate([members[l][e] for e in chosen]) for l in layers}))
-    low, high = np.nanpercentile(draws, [2.5, 97.5])
-    return {"difference": float(statistic(everything)), "low": float(low), "high": float(high)}
+    rows_of = {l: experiment_rows(experiments[l]) for l in layers}
+    low, high = bootstrap_interval(lambda chosen: statistic({l: rows_of[l](chosen) for l in layers}), labels, n_boot, seed)
+    return {"difference": float(statistic(everything)), "low": low, "high": high}

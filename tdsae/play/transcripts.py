@@ -1,30 +1,21 @@
-"""A language model plays a task: every experiment advances in lockstep as one batch.
+"""Transcript play: the model organism plays a task, every experiment advancing in lockstep as one batch.
 
-At each decision the model's next-token distribution is restricted to the legal
-choice tokens and renormalised; the choice is sampled with the experiment's own
-random stream (uniformly in the first ``n_random_episodes`` episodes, as in the
-paper, though the model's probabilities are still recorded).
-
-Two renderings: the model organism reads compact transcripts, fed
-incrementally through a key-value cache (:class:`CachedBatch`), so the history
-is never recomputed; pretrained models read story prompts (tdsae.story),
-rebuilt at each decision because their wording ("3 days ago") changes as
-episodes pass.
+The organism reads compact transcripts, fed incrementally through a key-value cache
+(:class:`CachedBatch`), so the history is never recomputed. Pretrained models read story prompts
+instead (tdsae.play.stories); tdsae.play.dispatch chooses between the two.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
-from tdsae.tasks import Task, TranscriptBuilder, Trajectory
+from tdsae.play.policy import LM_POLICY_STREAM, restricted_logprobs, sample_choices
+from tdsae.play.result import PlayResult
+from tdsae.tasks import Task, Trajectory, TranscriptBuilder, render_transcript
 from tdsae.tasks.trajectory import make_rngs
-
-LM_POLICY_STREAM = 2  # spawn key of each experiment's sampling stream (tasks use 0 and 1)
 
 
 class CachedBatch:
@@ -82,46 +73,6 @@ class CachedBatch:
         return out.logits[torch.arange(len(chunks), device=self.device), last].float()
 
 
-@dataclass
-class PlayResult:
-    """What a language model did on a task, aligned step by step with its Trajectory."""
-
-    trajectory: Trajectory  # the experiments as played (info["random_choice"] marks random-policy steps)
-    choice_logprobs: np.ndarray  # [n_experiments, n_steps, n_choices] LM log-probs of each choice (NaN: padding/illegal)
-    decision_pos: np.ndarray  # [n_experiments, n_steps] token index the choice was read at (-1: none)
-    # [n_experiments, n_steps] token index of the outcome (-1: none); story mode: in the next prompt
-    outcome_pos: np.ndarray
-    tokens: list[list[str]]  # transcript tokens per experiment (empty in story mode)
-    prompts: list[list[str]]  # story prompts per experiment, one per decision (empty in transcript mode)
-
-    def to_frame(self) -> pd.DataFrame:
-        """Tidy table: one row per valid step, with the log-prob of every choice and the token positions."""
-        traj = self.trajectory
-        frame = traj.to_frame()
-        rows, cols = np.nonzero(traj.valid)
-        for k in range(self.choice_logprobs.shape[2]):
-            frame[f"logp_{k}"] = self.choice_logprobs[rows, cols, k]
-        frame["decision_pos"] = self.decision_pos[rows, cols]
-        frame["outcome_pos"] = self.outcome_pos[rows, cols]
-        return frame
-
-
-def _restricted_logprobs(logits: torch.Tensor, choice_ids: list[list[int]], rows: np.ndarray, width: int) -> np.ndarray:
-    """Log-softmax over each row's choice tokens only. Returns [len(rows), width], NaN past a row's choices."""
-    out = np.full((len(rows), width), np.nan)
-    for i, row in enumerate(rows):
-        picked = logits[row, choice_ids[row]]
-        out[i, : len(choice_ids[row])] = torch.log_softmax(picked, dim=0).double().cpu().numpy()
-    return out
-
-
-def _sample(logprobs: np.ndarray, legal: np.ndarray, uniforms: np.ndarray, random_policy: bool) -> np.ndarray:
-    """Inverse-CDF sampling per row from the model (or uniform over legal choices in random episodes)."""
-    probs = np.where(legal, 1.0, 0.0) if random_policy else np.where(legal, np.exp(np.nan_to_num(logprobs, nan=-np.inf)), 0.0)
-    probs = probs / probs.sum(axis=1, keepdims=True)
-    return np.minimum((probs.cumsum(axis=1) < uniforms[:, None]).sum(axis=1), probs.shape[1] - 1)
-
-
 def _transcript_bound(task: Task, experiment_info: dict, n_episodes: int) -> int:
     """Most tokens a lockstep batch can feed: per step, the widest chunk any row can append."""
     names = task.transcript_state_tokens(experiment_info, 0)
@@ -166,13 +117,13 @@ def play_transcripts(model: Any, tokenizer: Any, task: Task, n_experiments: int,
                       for e in range(n_experiments)]
             logits = batch.feed(chunks)
             fed = [len(b.tokens) if env.active[e] else fed[e] for e, b in enumerate(builders)]
-            logprobs[rows, t] = _restricted_logprobs(logits, choice_ids, rows, n_choices)
+            logprobs[rows, t] = restricted_logprobs(logits, choice_ids, rows, n_choices)
             actions = np.full(n_experiments, -1)
             if task.n_actions:
                 legal = task.legal_actions(env.state[rows])
                 uniforms = np.array([rngs[e].random() for e in rows])
                 random_policy = episode < n_random_episodes
-                actions[rows] = _sample(logprobs[rows, t], legal, uniforms, random_policy)
+                actions[rows] = sample_choices(logprobs[rows, t], legal, uniforms, random_policy)
                 random_choice[rows, t] = random_policy
             states_before = env.state.copy()
             for e in rows:
@@ -189,47 +140,21 @@ def play_transcripts(model: Any, tokenizer: Any, task: Task, n_experiments: int,
     return PlayResult(traj, logprobs, decision, outcome, [b.tokens for b in builders], [])
 
 
-def render_episodes(tokenizer: Any, task: Task, traj: Trajectory) -> PlayResult:
-    """Any agent's trajectory rendered as a model would have read it, with its token positions.
-
-    Transcripts if the tokenizer knows the transcript words (the organism), story prompts otherwise.
-    Lets a model read a known learner's history: choice_logprobs are NaN (nothing was played).
-    """
-    n_choices = max(task.n_actions, task.n_states if task.n_actions == 0 else 0)
-    logprobs = np.full(traj.state.shape + (n_choices,), np.nan)
-    decision = np.full(traj.state.shape, -1)
-    from tdsae.story import story_outcome_positions
-
-    if reads_transcripts(tokenizer, task):
-        from tdsae.tasks import render_transcript
-
-        outcome, tokens = np.full(traj.state.shape, -1), []
-        for e in range(traj.n_experiments):
-            words, positions = render_transcript(traj, e, task)
-            columns = np.nonzero(traj.valid[e])[0]
-            decision[e, columns], outcome[e, columns] = positions["decision"], positions["outcome"]
-            tokens.append(words)
-        return PlayResult(traj, logprobs, decision, outcome, tokens, [])
-    prompts: list[list[str]] = []
-    for e in range(traj.n_experiments):
-        columns = np.nonzero(traj.valid[e])[0]
-        prompts.append([task.story_prompt(traj.history_before(c), e, int(traj.state[e, c])) for c in columns])
-        decision[e, columns] = [len(tokenizer.encode(text)) - 1 for text in prompts[-1]]
-    return PlayResult(traj, logprobs, decision, story_outcome_positions(tokenizer, task, traj, prompts), [], prompts)
-
-
 def reads_transcripts(tokenizer: Any, task: Task) -> bool:
     """True when every transcript token of ``task`` is one known word for ``tokenizer`` (the organism)."""
     vocab = tokenizer.get_vocab()
     return all(token in vocab for token in task.transcript_tokens())
 
 
-def play_task(model: Any, task: Task, n_experiments: int, n_episodes: int, seed: int,
-              n_random_episodes: int = 0) -> PlayResult:
-    """Let ``model`` (a tdsae.models.load_model result) play ``task``: transcripts if its tokenizer
-    knows the transcript words (the organism), story prompts otherwise (pretrained models)."""
-    from tdsae.models import torch_module
-    from tdsae.story import play_stories
-
-    player = play_transcripts if reads_transcripts(model.tokenizer, task) else play_stories
-    return player(torch_module(model), model.tokenizer, task, n_experiments, n_episodes, seed, n_random_episodes)
+def render_transcripts(task: Task, traj: Trajectory) -> PlayResult:
+    """Any agent's trajectory rendered as the organism would have read it, with its token positions;
+    choice_logprobs are NaN (nothing was played)."""
+    n_choices = max(task.n_actions, task.n_states if task.n_actions == 0 else 0)
+    logprobs = np.full(traj.state.shape + (n_choices,), np.nan)
+    decision, outcome, tokens = np.full(traj.state.shape, -1), np.full(traj.state.shape, -1), []
+    for e in range(traj.n_experiments):
+        words, positions = render_transcript(traj, e, task)
+        columns = np.nonzero(traj.valid[e])[0]
+        decision[e, columns], outcome[e, columns] = positions["decision"], positions["outcome"]
+        tokens.append(words)
+    return PlayResult(traj, logprobs, decision, outcome, tokens, [])

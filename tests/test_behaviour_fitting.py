@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from tdsae.agents import QLearner
-from tdsae.fitting import (MODELS, ParamSpec, compare_models, compute_nll, count_choices, fit_model, fit_models,
-                           get_model, recover_models, recover_parameters, simulate_subjects)
+from tdsae.behaviour import (MODELS, ParamSpec, compare_models, compute_nll, count_choices, fit_model, fit_models,
+                             get_model, recover_models, recover_parameters, simulate_subjects)
 from tdsae.tasks import GraphTask, GridWorldTask, Trajectory, TwoStepTask
 
 # three two-step episodes: (episode, step, state, action, reward, next_state, done)

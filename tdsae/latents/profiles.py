@@ -1,6 +1,6 @@
 """Layer profiles of the best units, comparisons between them, and the learning-rate sweep.
 
-Built on tdsae.analysis: every best unit is chosen on the selection half of the experiments and
+Built on tdsae.latents.search: every best unit is chosen on the selection half of the experiments and
 reported on the other half, and so is every best layer.
 """
 
@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import torch
 
-from tdsae.analysis import best_pair, best_unit, correlations, covariates_of, reference_targets, residualize
+from tdsae.latents.search import best_pair, best_unit
+from tdsae.latents.targets import covariates_of, reference_targets
+from tdsae.stats import bootstrap_interval, correlations, experiment_rows, residualize
 
 UNIT_KINDS = ("SAE latent", "SAE latent pair", "residual dimension")  # what profile compares, per layer
 
@@ -54,8 +57,6 @@ def reference_sweep(task, traj, targets: pd.DataFrame, units: np.ndarray, select
 def units_at(store, layer: int, rows, sae=None) -> np.ndarray:
     """The units of one layer at the given store rows: raw residual dimensions [n, d_model], or the
     latents of ``sae`` (a tdsae.sae.SAE) [n, d_sae]."""
-    import torch
-
     acts = store.acts(layer, rows)
     if sae is None:
         return acts
@@ -113,16 +114,13 @@ def compare_best(units_a: np.ndarray, units_b: np.ndarray, targets: pd.DataFrame
     y_rep = residualize(y[keep][report], cov)
     columns = [residualize(best.column(u[keep][report]), cov) for u, best in zip((units_a, units_b), picks)]
     e_rep = experiments[report]
-    labels, groups = np.unique(e_rep, return_inverse=True)
-    members = [np.nonzero(groups == g)[0] for g in range(len(labels))]
-    rng = np.random.default_rng(seed)
+    rows_of = experiment_rows(e_rep)
 
-    def strength_gap(rows):
+    def strength_gap(chosen):
+        rows = rows_of(chosen)
         ra, rb = (correlations(column[rows, None], y_rep[rows])[0] for column in columns)
         return abs(ra) - abs(rb)
 
-    draws = [strength_gap(np.concatenate([members[g] for g in rng.integers(0, len(labels), len(labels))]))
-             for _ in range(n_boot)]
-    low, high = np.nanpercentile(draws, [2.5, 97.5]) if n_boot else (np.nan, np.nan)
-    return {"difference": abs(picks[0].r_report) - abs(picks[1].r_report), "low": float(low), "high": float(high),
+    low, high = bootstrap_interval(strength_gap, np.unique(e_rep), n_boot, seed)
+    return {"difference": abs(picks[0].r_report) - abs(picks[1].r_report), "low": low, "high": high,
             "r_a": picks[0].r_report, "r_b": picks[1].r_report}

@@ -5,9 +5,10 @@ import itertools
 import pandas as pd
 import pytest
 
+from tdsae.pipeline import saes
+from tdsae.pipeline.saes import chosen_l1
 from tdsae.presets import resolve_settings
-from tdsae.sae import layers
-from tdsae.sae.layers import L1_GRID, choose_l1, chosen_l1
+from tdsae.sae.sweep import L1_GRID, choose_l1
 
 
 def sweep_of(mean_ev: dict) -> pd.DataFrame:
@@ -36,7 +37,7 @@ def test_the_scan_chooses_what_the_whole_sweep_would(monkeypatch, shape):
         trained.append(l1)
         return full[full.l1 == l1].reset_index(drop=True)
 
-    monkeypatch.setattr(layers, "_sweep_rows", rows)
+    monkeypatch.setattr(saes, "_sweep_rows", rows)
     settings = resolve_settings("tiny", sae_min_explained_variance=0.9)
     assert chosen_l1(settings, "twostep") == choose_l1(full, 0.9)
     expected = list(itertools.takewhile(lambda l1: l1 >= choose_l1(full, 0.9), sorted(L1_GRID, reverse=True)))

@@ -13,9 +13,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from tdsae.play import LM_POLICY_STREAM, PlayResult, _restricted_logprobs, _sample
+from tdsae.models import left_padding
+from tdsae.play.policy import LM_POLICY_STREAM, restricted_logprobs, sample_choices
+from tdsae.play.result import PlayResult
 from tdsae.tasks import Task, Trajectory
 from tdsae.tasks.trajectory import make_rngs
+
 
 def _single_token_ids(tokenizer: Any, strings: list[str]) -> list[int]:
     ids = []
@@ -33,9 +36,7 @@ def _single_token_ids(tokenizer: Any, strings: list[str]) -> list[int]:
 def last_token_logits(model: Any, tokenizer: Any, prompts: list[str], batch_size: int = 16) -> torch.Tensor:
     """Next-token logits after each prompt, batched with left padding. Returns [n_prompts, vocab]."""
     device = next(model.parameters()).device
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    left_padding(tokenizer)
     rows = []
     for start in range(0, len(prompts), batch_size):
         batch = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True).to(device)
@@ -70,7 +71,7 @@ def play_stories(model: Any, tokenizer: Any, task: Task, n_experiments: int, n_e
             by_row = [choice_ids.get(e, []) for e in range(n_experiments)]
             padded = torch.zeros((n_experiments, logits.shape[1]), device=logits.device)
             padded[torch.as_tensor(rows, device=logits.device)] = logits
-            logprobs[rows, t] = _restricted_logprobs(padded, by_row, rows, n_choices)
+            logprobs[rows, t] = restricted_logprobs(padded, by_row, rows, n_choices)
             for e, text in zip(rows, texts):
                 prompts[e].append(text)
                 decision[e, t] = len(tokenizer.encode(text)) - 1
@@ -78,7 +79,7 @@ def play_stories(model: Any, tokenizer: Any, task: Task, n_experiments: int, n_e
             if task.n_actions:
                 random_policy = episode < n_random_episodes
                 uniforms = np.array([rngs[e].random() for e in rows])
-                actions[rows] = _sample(logprobs[rows, t], task.legal_actions(env.state[rows]), uniforms, random_policy)
+                actions[rows] = sample_choices(logprobs[rows, t], task.legal_actions(env.state[rows]), uniforms, random_policy)
                 random_choice[rows, t] = random_policy
             env.step(actions if task.n_actions else None)
     traj = env.to_trajectory()
@@ -109,3 +110,16 @@ def story_outcome_positions(tokenizer: Any, task: Task, traj: Trajectory, prompt
             outcome[e, column] = next(i for i, (a, b) in enumerate(offsets) if a <= last_char < b)
     return outcome
 
+
+def render_stories(tokenizer: Any, task: Task, traj: Trajectory) -> PlayResult:
+    """Any agent's trajectory rendered as the story prompts a pretrained model would have read, with
+    the decision and outcome token positions; choice_logprobs are NaN (nothing was played)."""
+    n_choices = max(task.n_actions, task.n_states if task.n_actions == 0 else 0)
+    logprobs = np.full(traj.state.shape + (n_choices,), np.nan)
+    decision = np.full(traj.state.shape, -1)
+    prompts: list[list[str]] = []
+    for e in range(traj.n_experiments):
+        columns = np.nonzero(traj.valid[e])[0]
+        prompts.append([task.story_prompt(traj.history_before(c), e, int(traj.state[e, c])) for c in columns])
+        decision[e, columns] = [len(tokenizer.encode(text)) - 1 for text in prompts[-1]]
+    return PlayResult(traj, logprobs, decision, story_outcome_positions(tokenizer, task, traj, prompts), [], prompts)

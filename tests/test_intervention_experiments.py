@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from tdsae.lesions import drop_difference, effects_against, matched_latents
+from tdsae.interventions.experiments import drop_difference, effects_against, matched_latents
 
 
 def test_matched_latents_fire_about_as_often_and_never_repeat_a_target():

@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 
 from tdsae.agents import QLearner
-from tdsae.analysis import (best_pair, best_unit, correlations, covariates_of, reference_targets, residualize, shuffled_target,
-                            split_experiments)
+from tdsae.latents.search import best_pair, best_unit
+from tdsae.latents.targets import covariates_of, reference_targets, shuffled_target, split_experiments
+from tdsae.stats import correlations, residualize
 from tdsae.tasks import get_task, run_agent
 
 

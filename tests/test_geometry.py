@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 
 from tdsae.agents import RandomAgent, SRLearner
-from tdsae.analysis import sr_targets
-from tdsae.communities import community_silhouettes, mds_coordinates, node_means
+from tdsae.latents.geometry import community_silhouettes, mds_coordinates, node_means
+from tdsae.latents.targets import sr_targets
 from tdsae.tasks import get_task, run_agent
 
 

@@ -13,8 +13,8 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from tdsae.agents import get_agent
-from tdsae.fitting.estimation import FitResult, fit_model
-from tdsae.fitting.models import get_model
+from tdsae.behaviour.estimation import FitResult, fit_model, fit_models
+from tdsae.behaviour.likelihoods import get_model
 from tdsae.tasks.environment import Task, run_agent
 from tdsae.tasks.trajectory import Trajectory
 
@@ -98,7 +98,6 @@ def recover_models(task: Task, fits: dict[str, FitResult], models: list[str] | N
     Returns: tidy frame: generator, fitted, fraction (share of subjects whose lowest BIC is that
     model's; each generator's fractions sum to 1).
     """
-    from tdsae.fitting.estimation import fit_models
 
     names = list(fits) if models is None else list(models)
     missing = [name for name in names if name not in fits]

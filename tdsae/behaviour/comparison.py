@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tdsae.fitting.estimation import FitResult
+from tdsae.behaviour.estimation import FitResult
 
 
 def compare_models(fits: dict[str, FitResult] | list[FitResult]) -> pd.DataFrame:

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from tdsae.fitting.models import ModelSpec, check_task, compute_nll_unit, count_choices, get_model, models_for_task
+from tdsae.behaviour.likelihoods import (ModelSpec, check_task, compute_nll_unit, count_choices, get_model,
+                                         models_for_task)
 from tdsae.tasks.environment import Task
 from tdsae.tasks.trajectory import Trajectory
 
@@ -34,7 +35,7 @@ CURVATURE_FLOOR = 1e-6  # smallest curvature a Newton step divides by (flat dire
 class FitResult:
     """Per-subject maximum-likelihood fit of one model."""
 
-    model: str  # registry name in tdsae.fitting.MODELS
+    model: str  # registry name in tdsae.behaviour.MODELS
     params: dict[str, np.ndarray]  # free parameter name -> [n_subjects] fitted value
     nll: np.ndarray  # [n_subjects] negative log-likelihood at the fit
     n_choices: np.ndarray  # [n_subjects] choices counted in the likelihood

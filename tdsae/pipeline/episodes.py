@@ -9,60 +9,35 @@ model folder (an untrained organism, a checkpoint).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
-
-from tdsae.play import PlayResult
-from tdsae.tasks import Trajectory, get_task
+from tdsae.activations.harvest import harvest_activations
+from tdsae.activations.store import ActivationStore
+from tdsae.artifacts import ArtifactStore
+from tdsae.models import load_model, pick_dtype
+from tdsae.organism import list_checkpoints
+from tdsae.organism.corpus import EVAL_STREAM, seed_for, simulate_transcripts
+from tdsae.pipeline.organisms import WALKER_MIX, configs_from_settings, trained_organism
+from tdsae.play.dispatch import play_task, render_episodes
+from tdsae.play.result import PlayResult, load_played, save_played
+from tdsae.presets import validate_tasks
+from tdsae.runtime import pick_device
+from tdsae.tasks import get_task
 
 STORE_LAYOUT = 3  # bump when the files of an activation store change, so old caches are rebuilt
-TRAJECTORY_FIELDS = ("episode", "step", "state", "action", "reward", "next_state", "done", "valid")
 
 
 def task_for(settings, name: str):
     """The task object a preset plays (Grid World and graph walks take their lengths from settings)."""
-    from tdsae.presets import validate_tasks
-
     validate_tasks(name)
     params = {"gridworld": {"max_steps": settings.gridworld_max_steps},
               "graph": {"max_steps": settings.graph_walk_steps}}.get(name, {})
     return get_task(name, **params)
 
 
-def save_played(played: PlayResult, directory) -> None:
-    """Write a PlayResult as arrays.npz (numbers) and text.json (tokens, prompts, task)."""
-    directory = Path(directory)
-    traj = played.trajectory
-    arrays = {f"traj_{k}": getattr(traj, k) for k in TRAJECTORY_FIELDS}
-    arrays.update({f"info_{k}": v for k, v in traj.info.items()})
-    arrays.update({f"setup_{k}": v for k, v in traj.experiment_info.items()})
-    arrays.update(choice_logprobs=played.choice_logprobs, decision_pos=played.decision_pos,
-                  outcome_pos=played.outcome_pos)
-    np.savez(directory / "arrays.npz", **arrays)
-    (directory / "text.json").write_text(json.dumps({"task": traj.task, "tokens": played.tokens,
-                                                     "prompts": played.prompts}))
-
-
-def load_played(directory) -> PlayResult:
-    """The PlayResult saved by save_played."""
-    directory = Path(directory)
-    text = json.loads((directory / "text.json").read_text())
-    with np.load(directory / "arrays.npz", allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
-    traj = Trajectory(task=text["task"], **{k: arrays[f"traj_{k}"] for k in TRAJECTORY_FIELDS},
-                      info={k[5:]: v for k, v in arrays.items() if k.startswith("info_")},
-                      experiment_info={k[6:]: v for k, v in arrays.items() if k.startswith("setup_")})
-    return PlayResult(traj, arrays["choice_logprobs"], arrays["decision_pos"], arrays["outcome_pos"],
-                      text["tokens"], text["prompts"])
-
-
 def play_params(settings, task_name: str, model: str | None = None, seed: int | None = None) -> dict:
     """Everything that shapes a play run: the model's identity, the task, the episode settings, and
     where and in which dtype the forward passes run (the same device reads them at harvest)."""
-    from tdsae.models import pick_dtype
-    from tdsae.runtime import pick_device
 
     task = task_for(settings, task_name)
     device = pick_device(settings.device)
@@ -82,8 +57,6 @@ def model_source(settings, task_name: str | None = None) -> str:
     measured).
     """
     if settings.model == "organism":
-        from tdsae.organism import WALKER_MIX, trained_organism
-
         return str(trained_organism(settings, task_mix=WALKER_MIX if task_name == "graph" else None))
     return settings.model
 
@@ -95,10 +68,6 @@ def played_episodes(settings, task_name: str, model: str | None = None, seed: in
     Args: settings: a resolved Preset; task_name: "twostep", "gridworld" or "graph";
     model: a folder or hub id (default: the preset's model); seed: default the preset's.
     """
-    from tdsae.artifacts import ArtifactStore
-    from tdsae.models import load_model
-    from tdsae.play import play_task
-
     params = play_params(settings, task_name, model, seed)
     store = ArtifactStore() if store is None else store
 
@@ -121,8 +90,6 @@ def agent_trajectories(settings, task_name: str):
     Returns: (Trajectory, alpha [n_experiments], beta [n_experiments]); NaN parameters for walks.
     Drawn from a seed stream that neither the organism's training data nor chapter 2 used.
     """
-    from tdsae.organism import configs_from_settings
-    from tdsae.organism.corpus import EVAL_STREAM, seed_for, simulate_transcripts
 
     recipe = configs_from_settings(settings)[1]
     sims = simulate_transcripts(task_name, settings.n_experiments, seed_for(settings.seed, EVAL_STREAM, 2), recipe)
@@ -133,8 +100,6 @@ def episodes_for(settings, task_name: str, reader, played_by: str, seed: int | N
     """The episodes a model reads: those ``played_by`` played (a model folder or hub id), or the
     held-out agents' (``played_by=AGENTS``) rendered for the reader's tokenizer."""
     if played_by == AGENTS:
-        from tdsae.play import render_episodes
-
         traj, _, _ = agent_trajectories(settings, task_name)
         return render_episodes(reader.tokenizer, task_for(settings, task_name), traj)
     return played_episodes(settings, task_name, played_by, seed, store)
@@ -149,10 +114,6 @@ def harvested_store(settings, task_name: str, model: str | None = None, played_b
     Reading another model's episodes is how the untrained control sees exactly the transcripts
     the trained organism produced. Returns: tdsae.activations.ActivationStore.
     """
-    from tdsae.activations import ActivationStore, harvest_activations
-    from tdsae.artifacts import ArtifactStore
-    from tdsae.models import load_model
-
     reader = str(model if model is not None else model_source(settings, task_name))
     player = reader if played_by is None else str(played_by)
     played_params = play_params(settings, task_name, player, seed)
@@ -175,16 +136,10 @@ def untrained_source(settings, store=None, task_name: str | None = None) -> str:
     its tokenizer (at 70B that is 140 GB of random weights: run the control on the small preset).
     """
     if settings.model == "organism":
-        from tdsae.organism import list_checkpoints
-
         return str(list_checkpoints(model_source(settings, task_name))[0])
-    from tdsae.artifacts import ArtifactStore
-
     def build(tmp: Path) -> None:
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-        from tdsae.organism.corpus import seed_for
 
         config = AutoConfig.from_pretrained(settings.model)
         with torch.random.fork_rng(devices=[]):

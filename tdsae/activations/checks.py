@@ -1,0 +1,68 @@
+"""Checks of a harvested store against a plain forward pass, and the token ids and positions it was read at."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from tdsae.activations.store import KINDS, ActivationStore
+from tdsae.models import model_dims, torch_module
+
+
+@torch.no_grad()
+def max_difference_from_forward(model: Any, played, store: ActivationStore, experiments=(0,)) -> float:
+    """Largest |stored - recomputed| over the given experiments' rows, recomputing each sequence alone
+    with a plain forward (``output_hidden_states=True``), outside nnsight.
+
+    Layers 0..n_layers-1 are compared: HF applies the final norm to its last hidden state, which
+    the store (the raw output of the last block) does not.
+    """
+    hf, (n_layers, _) = torch_module(model), model_dims(model)
+    device = next(hf.parameters()).device
+    layers = [l for l in store.layers if l < n_layers]
+    worst = 0.0
+    for e in experiments:
+        part = store.index[store.index.experiment == e].drop_duplicates("row")
+        for prompt, entries in part.groupby("prompt"):
+            if played.tokens:
+                vocab = model.tokenizer.get_vocab()
+                ids = torch.tensor([[vocab[w] for w in played.tokens[e]]])
+            else:
+                ids = model.tokenizer(played.prompts[e][prompt], return_tensors="pt")["input_ids"]
+            hidden = hf(input_ids=ids.to(device), output_hidden_states=True).hidden_states
+            positions = torch.tensor(entries.position.to_numpy().copy(), device=device)
+            for layer in layers:
+                recomputed = hidden[layer][0, positions].float().cpu().numpy()
+                worst = max(worst, float(np.abs(store.acts(layer, entries.row) - recomputed).max()))
+    return worst
+
+
+def played_token_ids(model: Any, played, experiments) -> torch.Tensor:
+    """What the model read in the given experiments as right-padded ids [n, max_len] (pad_token_id):
+    the whole transcript (organism), or the last prompt, which holds the whole history (stories)."""
+    tokenizer = model.tokenizer
+    if played.tokens:
+        vocab = tokenizer.get_vocab()
+        sequences = [[vocab[w] for w in played.tokens[e]] for e in experiments]
+    else:
+        sequences = [tokenizer(played.prompts[e][-1])["input_ids"] for e in experiments]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    ids = torch.full((len(sequences), max(map(len, sequences))), pad, dtype=torch.long)
+    for i, sequence in enumerate(sequences):
+        ids[i, : len(sequence)] = torch.tensor(sequence)
+    return ids
+
+
+def played_position_mask(played, experiments, length: int, kinds=KINDS) -> torch.Tensor:
+    """Where the store's tokens sit in played_token_ids' rows: [n, length] bool, True at every
+    decision and outcome token of the given experiments (transcript mode only)."""
+    if not played.tokens:
+        raise ValueError("position masks need transcripts; story-mode rows come from many prompts")
+    mask = torch.zeros((len(experiments), length), dtype=torch.bool)
+    for i, e in enumerate(experiments):
+        for kind in kinds:
+            positions = (played.decision_pos if kind == "decision" else played.outcome_pos)[e]
+            mask[i, positions[positions >= 0]] = True
+    return mask

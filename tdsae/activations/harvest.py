@@ -1,0 +1,186 @@
+"""Harvest the residual stream at decision and outcome tokens into a store (tdsae.activations.store).
+
+Transcript mode (the organism): each experiment's finished transcript is one sequence. Story mode
+(pretrained LMs): each row's prompt, left-padded. Rows are gathered inside one nnsight trace per
+batch, with optional latent edits applied in the same pass, and appended to one .npy file per layer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from tdsae.activations.store import INDEX_FILE, KINDS, STORE_FILE, ActivationStore, layer_file, rows_of, write_index
+from tdsae.models import (check_edits, check_layer, is_remote, left_padding, model_dims, residual_sites,
+                          site_hook_names, torch_module)
+
+
+def batch_experiments(counts: np.ndarray, n_layers: int, d_model: int, buffer_mb: float) -> list[np.ndarray]:
+    """Split experiments into batches whose gathered rows x layers x d_model fit buffer_mb (float32).
+
+    Args: counts: [n_experiments] stored vectors each experiment contributes. Returns: index arrays.
+    """
+    per_row = 4 * (n_layers + 1) * d_model
+    budget = max(1, int(buffer_mb * 2**20 // per_row))
+    batches, current, used = [], [], 0
+    for e, count in enumerate(counts):
+        if current and used + count > budget:
+            batches.append(np.array(current))
+            current, used = [], 0
+        current.append(e)
+        used += int(count)
+    if current:
+        batches.append(np.array(current))
+    return batches
+
+
+class _ArrayWriter:
+    """Writes a [n_rows, d_model] float32 .npy file front to back, one block of consecutive rows at a time."""
+
+    def __init__(self, path: Path, n_rows: int, d_model: int) -> None:
+        self.path, self.n_rows, self.written = path, n_rows, 0
+        self.file = open(path, "wb")
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
+                  "shape": (n_rows, d_model)}
+        np.lib.format.write_array_header_1_0(self.file, header)
+
+    def write(self, first_row: int, values: np.ndarray) -> None:
+        """Append rows first_row .. first_row + len(values) - 1, which must follow those already written."""
+        if first_row != self.written:
+            raise RuntimeError(f"{self.path}: rows must arrive in order; got row {first_row} after {self.written}")
+        self.file.write(np.ascontiguousarray(values, dtype=np.float32).data)
+        self.written += len(values)
+
+    def __enter__(self) -> "_ArrayWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()
+        if exc[0] is None and self.written != self.n_rows:
+            raise RuntimeError(f"{self.path}: {self.written} rows written, {self.n_rows} expected")
+
+
+def harvest_activations(model: Any, played, directory, layers=None, kinds=KINDS, buffer_mb: float = 256,
+                        progress: bool = True, after_batch=None, edits=None) -> ActivationStore:
+    """Run the model over what it played and store the residual stream at the chosen tokens.
+
+    Transcript mode (the organism): each experiment's finished transcript is one sequence; the
+    causal mask makes position p see exactly the tokens the model saw when it played that step.
+    Story mode (pretrained LMs): the decision row of a step is the last token of its own prompt,
+    the outcome row the token that reveals its result in the next prompt (play records both).
+
+    Args:
+        model: a tdsae.models.load_model result (an nnsight model).
+        played: the PlayResult of that model (or of any agent rendered the same way).
+        directory: where the store goes; replaced if it exists.
+        layers: residual layers to keep (default all, 0..n_layers).
+        kinds: position kinds to keep; buffer_mb: bound on the gathered rows held in memory.
+        after_batch: called with the batch number after each batch is written (tests use it).
+        edits: tdsae.interventions.LatentEdits applied in the same forward pass (later layers then
+            show their effect; the edited layer itself is stored after its edit).
+    Returns: the finished ActivationStore.
+    """
+    import nnsight
+
+    n_layers, d_model = model_dims(model)
+    layers = list(range(n_layers + 1)) if layers is None else sorted({check_layer(model, l) for l in layers})
+    edits = check_edits(model, edits)
+    index = rows_of(played, kinds)
+    story = not played.tokens
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
+    try:
+        n_rows = int(index.row.max()) + 1 if len(index) else 0
+        vectors = index.drop_duplicates("row")
+        batches = _story_batches(vectors, buffer_mb, n_layers, d_model) if story else \
+            batch_experiments(vectors.groupby("experiment").size().reindex(
+                np.arange(played.trajectory.n_experiments), fill_value=0).to_numpy(), n_layers, d_model, buffer_mb)
+        sites = residual_sites(model)
+        device = next(torch_module(model).parameters()).device
+        last = max(layers + [e.layer for e in edits])
+        quiet = {} if progress else {"disable": True}  # passing disable=False would override TQDM_DISABLE
+        with contextlib.ExitStack() as files:
+            # Plain sequential writes, not a writable memory map: batches hold consecutive rows in order,
+            # and first-touch page faults made a memory map several times slower to fill.
+            writers = {l: files.enter_context(_ArrayWriter(tmp / layer_file(l), n_rows, d_model)) for l in layers}
+            for number, batch in enumerate(tqdm(batches, desc="harvest", unit="batch", **quiet)):
+                inputs, picks, rows = (_story_inputs if story else _transcript_inputs)(model, played, vectors, batch)
+                inputs = {k: v.to(device) for k, v in inputs.items()}
+                b_idx, p_idx = picks[0].to(device), picks[1].to(device)
+                with torch.no_grad(), model.trace(**inputs, remote=is_remote(model)) as tracer:
+                    gathered = []
+                    for layer in range(last + 1):  # forward order, as nnsight needs
+                        for edit in (e for e in edits if e.layer == layer):
+                            sites[layer].output = edit.apply(sites[layer].output)
+                        if layer in layers:
+                            gathered.append(sites[layer].output[b_idx, p_idx])
+                    gathered = nnsight.save(gathered)
+                    tracer.stop()  # the final norm and the unembedding are not needed (at 128k words, costly)
+                for l, values in zip(layers, gathered):
+                    writers[l].write(int(rows[0]), values.float().cpu().numpy())
+                if after_batch is not None:
+                    after_batch(number)
+        # No fsync: the page cache outlives a killed process, and the rename below is what marks
+        # the store finished; forcing the write-back would only stall the next harvest.
+        write_index(index, tmp / INDEX_FILE)
+        meta = {"n_rows": n_rows, "d_model": d_model, "layers": layers, "dtype": "float32",
+                "model": str(getattr(torch_module(model).config, "_name_or_path", "")),
+                "task": played.trajectory.task, "mode": "story" if story else "transcript",
+                "hook_names": {str(l): list(site_hook_names(model, l)) for l in layers}}
+        (tmp / STORE_FILE).write_text(json.dumps(meta, indent=2))  # written last: marks the store finished
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return ActivationStore(directory, index=index)
+
+
+def _transcript_inputs(model, played, vectors: pd.DataFrame, experiments: np.ndarray):
+    """Right-padded ids of the batch's transcripts and the (sequence, position) of each stored row."""
+    vocab = model.tokenizer.get_vocab()
+    tokens = [played.tokens[e] for e in experiments]
+    ids = torch.full((len(tokens), max(len(t) for t in tokens)), model.tokenizer.pad_token_id, dtype=torch.long)
+    for i, words in enumerate(tokens):
+        ids[i, : len(words)] = torch.tensor([vocab[w] for w in words])
+    part = vectors[vectors.experiment.isin(experiments)]
+    sequence = np.searchsorted(experiments, part.experiment.to_numpy())
+    picks = (torch.tensor(sequence), torch.tensor(part.position.to_numpy()))
+    return {"input_ids": ids}, picks, part.row.to_numpy()
+
+
+def _story_batches(vectors: pd.DataFrame, buffer_mb: float, n_layers: int, d_model: int) -> list[np.ndarray]:
+    """Batches of stored rows for story mode, at most 16 prompts each and within buffer_mb."""
+    limit = max(1, min(16, int(buffer_mb * 2**20 // (4 * (n_layers + 1) * d_model))))
+    rows = vectors.row.to_numpy()
+    return [rows[i:i + limit] for i in range(0, len(rows), limit)]
+
+
+def _story_inputs(model, played, vectors: pd.DataFrame, rows: np.ndarray):
+    """Left-padded prompts of a batch of story rows and the (prompt, position) of each row.
+
+    A decision row reads its own prompt; an outcome row reads the next prompt of its experiment,
+    where play_stories recorded the token that reveals the outcome.
+    """
+    part = vectors.set_index("row").loc[rows]
+    prompts = [played.prompts[e][p] for e, p in zip(part.experiment, part.prompt)]
+    positions = part.position.to_numpy()
+    tokenizer = model.tokenizer
+    batch = left_padding(tokenizer)(prompts, return_tensors="pt", padding=True)
+    pads = (1 - batch["attention_mask"]).sum(1)
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
+              "position_ids": (batch["attention_mask"].cumsum(1) - 1).clamp(min=0)}
+    picks = (torch.arange(len(prompts)), pads + torch.tensor(positions.copy()))
+    return inputs, picks, rows

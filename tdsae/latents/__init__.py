@@ -1,0 +1,24 @@
+"""Which units of the residual stream or its SAEs track a task's quantities, and how they are arranged.
+
+    targets = reference_targets(task, played.trajectory, store.index, alpha=0.1, gamma=0.99)
+    table = profile(stores, saes, targets, target="td_error", selection=split_experiments(100, seed=0))
+    best_layers(table)      # per model and unit kind: the layer chosen on the selection half
+
+Modules: targets (reference quantities, covariates, halves, nulls), search (the best unit or latent
+pair, chosen on one half and reported on the other), profiles (that search layer by layer, and
+comparisons between models), probes (cross-validated linear read-outs), geometry (node
+representations: communities and MDS).
+"""
+
+from tdsae.latents.geometry import community_silhouettes, mds_coordinates, node_means
+from tdsae.latents.probes import probe_score
+from tdsae.latents.profiles import (UNIT_KINDS, best_layers, compare_best, profile, reference_sweep, unit_profile,
+                                    units_at)
+from tdsae.latents.search import BestUnit, best_pair, best_unit
+from tdsae.latents.targets import (TARGETS, covariates_of, reference_targets, shuffled_target, split_experiments,
+                                   sr_targets)
+
+__all__ = ["TARGETS", "UNIT_KINDS", "BestUnit", "best_layers", "best_pair", "best_unit", "community_silhouettes",
+           "compare_best", "covariates_of", "mds_coordinates", "node_means", "probe_score", "profile",
+           "reference_sweep", "reference_targets", "shuffled_target", "split_experiments", "sr_targets",
+           "unit_profile", "units_at"]

@@ -1,0 +1,32 @@
+"""The one place that chooses how a model plays or reads a task: transcripts for the organism, whose
+tokenizer knows the transcript words, story prompts for pretrained models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tdsae.models import torch_module
+from tdsae.play.result import PlayResult
+from tdsae.play.stories import play_stories, render_stories
+from tdsae.play.transcripts import play_transcripts, reads_transcripts, render_transcripts
+from tdsae.tasks import Task, Trajectory
+
+
+def play_task(model: Any, task: Task, n_experiments: int, n_episodes: int, seed: int,
+              n_random_episodes: int = 0, forward: Any = None) -> PlayResult:
+    """Let ``model`` (a tdsae.models.load_model result) play ``task``: transcripts if its tokenizer
+    knows the transcript words (the organism), story prompts otherwise (pretrained models).
+
+    forward: what runs the network's forward passes (default: the model's torch module);
+    tdsae.interventions passes one that edits latents on the way.
+    """
+    player = play_transcripts if reads_transcripts(model.tokenizer, task) else play_stories
+    return player(torch_module(model) if forward is None else forward, model.tokenizer, task, n_experiments,
+                  n_episodes, seed, n_random_episodes)
+
+
+def render_episodes(tokenizer: Any, task: Task, traj: Trajectory) -> PlayResult:
+    """Any agent's trajectory rendered as a model would have read it, with its token positions:
+    transcripts if the tokenizer knows the transcript words (the organism), story prompts otherwise.
+    Lets a model read a known learner's history: choice_logprobs are NaN (nothing was played)."""
+    return render_transcripts(task, traj) if reads_transcripts(tokenizer, task) else render_stories(tokenizer, task, traj)

@@ -1,0 +1,69 @@
+"""What a language model did on a task (PlayResult), and how it is saved and read back.
+
+On disk a PlayResult is two files in a folder: arrays.npz (every number) and text.json (tokens,
+prompts and the task's name), so cached play is read without pickles.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tdsae.tasks import Trajectory
+
+TRAJECTORY_FIELDS = ("episode", "step", "state", "action", "reward", "next_state", "done", "valid")
+
+
+@dataclass
+class PlayResult:
+    """What a language model did on a task, aligned step by step with its Trajectory."""
+
+    trajectory: Trajectory  # the experiments as played (info["random_choice"] marks random-policy steps)
+    choice_logprobs: np.ndarray  # [n_experiments, n_steps, n_choices] LM log-probs of each choice (NaN: padding/illegal)
+    decision_pos: np.ndarray  # [n_experiments, n_steps] token index the choice was read at (-1: none)
+    # [n_experiments, n_steps] token index of the outcome (-1: none); story mode: in the next prompt
+    outcome_pos: np.ndarray
+    tokens: list[list[str]]  # transcript tokens per experiment (empty in story mode)
+    prompts: list[list[str]]  # story prompts per experiment, one per decision (empty in transcript mode)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Tidy table: one row per valid step, with the log-prob of every choice and the token positions."""
+        traj = self.trajectory
+        frame = traj.to_frame()
+        rows, cols = np.nonzero(traj.valid)
+        for k in range(self.choice_logprobs.shape[2]):
+            frame[f"logp_{k}"] = self.choice_logprobs[rows, cols, k]
+        frame["decision_pos"] = self.decision_pos[rows, cols]
+        frame["outcome_pos"] = self.outcome_pos[rows, cols]
+        return frame
+
+
+def save_played(played: PlayResult, directory) -> None:
+    """Write a PlayResult as arrays.npz (numbers) and text.json (tokens, prompts, task)."""
+    directory = Path(directory)
+    traj = played.trajectory
+    arrays = {f"traj_{k}": getattr(traj, k) for k in TRAJECTORY_FIELDS}
+    arrays.update({f"info_{k}": v for k, v in traj.info.items()})
+    arrays.update({f"setup_{k}": v for k, v in traj.experiment_info.items()})
+    arrays.update(choice_logprobs=played.choice_logprobs, decision_pos=played.decision_pos,
+                  outcome_pos=played.outcome_pos)
+    np.savez(directory / "arrays.npz", **arrays)
+    (directory / "text.json").write_text(json.dumps({"task": traj.task, "tokens": played.tokens,
+                                                     "prompts": played.prompts}))
+
+
+def load_played(directory) -> PlayResult:
+    """The PlayResult saved by save_played."""
+    directory = Path(directory)
+    text = json.loads((directory / "text.json").read_text())
+    with np.load(directory / "arrays.npz", allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    traj = Trajectory(task=text["task"], **{k: arrays[f"traj_{k}"] for k in TRAJECTORY_FIELDS},
+                      info={k[5:]: v for k, v in arrays.items() if k.startswith("info_")},
+                      experiment_info={k[6:]: v for k, v in arrays.items() if k.startswith("setup_")})
+    return PlayResult(traj, arrays["choice_logprobs"], arrays["decision_pos"], arrays["outcome_pos"],
+                      text["tokens"], text["prompts"])

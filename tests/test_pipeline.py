@@ -1,0 +1,114 @@
+"""The door from a preset to its artifacts: organisms cached by every setting (precision included), episodes that
+survive the round trip, the untrained control of a pretrained model."""
+
+import numpy as np
+import pytest
+import torch
+
+import tdsae
+from tdsae.artifacts import ArtifactStore
+from tdsae.organism import OrganismConfig, build_organism, build_tokenizer
+from tdsae.organism import TrainingConfig, read_training_record
+from tdsae.pipeline.episodes import agent_trajectories, untrained_source
+from tdsae.pipeline.organisms import configs_from_settings
+from tdsae.play import play_transcripts
+from tdsae.play.result import load_played, save_played
+from tdsae.tasks import get_task
+
+
+def test_a_play_result_survives_save_and_load(tmp_path):
+    tokenizer = build_tokenizer()
+    torch.manual_seed(0)
+    model = build_organism(OrganismConfig(d_model=32, n_layers=1, n_heads=2, d_mlp=64), tokenizer).eval()
+    played = play_transcripts(model, tokenizer, get_task("twostep"), 3, 2, seed=0, n_random_episodes=1)
+    save_played(played, tmp_path)
+    again = load_played(tmp_path)
+    np.testing.assert_array_equal(again.choice_logprobs, played.choice_logprobs)
+    np.testing.assert_array_equal(again.trajectory.reward, played.trajectory.reward)
+    np.testing.assert_array_equal(again.trajectory.info["random_choice"], played.trajectory.info["random_choice"])
+    assert again.tokens == played.tokens and again.trajectory.task == "twostep"
+
+
+def test_untrained_control_of_a_pretrained_model_is_a_fresh_init_of_its_config(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = build_tokenizer()
+    torch.manual_seed(0)
+    build_organism(OrganismConfig(d_model=32, n_layers=1, n_heads=2, d_mlp=64), tokenizer).save_pretrained(tmp_path / "lm")
+    tokenizer.save_pretrained(tmp_path / "lm")
+    settings = tdsae.resolve_settings("small", model=str(tmp_path / "lm"))  # a "hub" model that is a local folder
+    store = ArtifactStore(tmp_path / "cache")
+    folder = untrained_source(settings, store)
+    assert folder == untrained_source(settings, store)  # built once
+    fresh = AutoModelForCausalLM.from_pretrained(folder)
+    original = AutoModelForCausalLM.from_pretrained(tmp_path / "lm")
+    assert fresh.config.hidden_size == original.config.hidden_size
+    assert not torch.equal(fresh.model.layers[0].mlp.up_proj.weight, original.model.layers[0].mlp.up_proj.weight)
+
+
+def test_held_out_agents_are_seeded_and_have_their_own_parameters():
+    settings = tdsae.resolve_settings("tiny", n_experiments=4, n_episodes=3, n_random_episodes=1)
+    traj, alpha, beta = agent_trajectories(settings, "twostep")
+    again, alpha_again, _ = agent_trajectories(settings, "twostep")
+    np.testing.assert_array_equal(traj.action, again.action)
+    np.testing.assert_array_equal(alpha, alpha_again)
+    assert len(np.unique(alpha)) == 4 and traj.n_experiments == 4
+
+
+def test_configs_follow_the_preset():
+    from tdsae.presets import resolve_settings
+
+    config, recipe, training = configs_from_settings(resolve_settings("tiny", organism_steps=7, seed=3))
+    assert (config.d_model, config.n_layers, training.steps, training.seed) == (128, 4, 7, 3)
+    assert recipe.n_random_episodes == 7 and recipe.gridworld_max_steps == 12
+
+
+def test_trained_organism_is_cached_by_its_settings(tmp_path, monkeypatch):
+    import tdsae.pipeline.organisms as organism
+    from tdsae.artifacts import ArtifactStore
+    from tdsae.models import load_model
+    from tdsae.presets import resolve_settings
+
+    calls = []
+    real_train = organism.train_organism
+    monkeypatch.setattr(organism, "train_organism", lambda *a, **k: calls.append(1) or real_train(*a, **k))
+    store = ArtifactStore(tmp_path)
+    micro = dict(organism_d_model=16, organism_layers=1, organism_steps=2, n_episodes=8, device="cpu")
+    first = organism.trained_organism(resolve_settings("tiny", **micro), store)
+    again = organism.trained_organism(resolve_settings("tiny", **micro), store)
+    other = organism.trained_organism(resolve_settings("tiny", **{**micro, "seed": 1}), store)
+    walker = organism.trained_organism(resolve_settings("tiny", **micro), store, task_mix=organism.WALKER_MIX)
+    assert first == again != other != walker and first != walker and len(calls) == 3
+    assert load_model(str(first)).config.hidden_size == 16
+    record = read_training_record(walker)
+    assert record["recipe"]["task_mix"] == {"graph": 1.0} and set(record["tasks"]) == {"graph"}
+    assert set(read_training_record(first)["tasks"]) < {"twostep", "gridworld", "graph"}
+
+
+def test_precision_comes_from_the_hardware_and_keys_the_organism(tmp_path, monkeypatch):
+    """fp32 where bf16 is not native; the precision is in the cache key and the record, so the same seed
+    trained at two precisions gives two organisms."""
+    import tdsae.pipeline.organisms as organism
+    from tdsae import runtime
+    from tdsae.artifacts import ArtifactStore
+    from tdsae.presets import resolve_settings
+
+    monkeypatch.setattr(runtime, "cpu_facts", lambda: {"capability": "AVX2", "bf16_flags": [], "features_known": True,
+                                                       "onednn_bf16": False, "machine": "x86_64"})
+    monkeypatch.delenv(runtime.PRECISION_ENV, raising=False)
+    runtime._decide.cache_clear()
+    micro = resolve_settings("tiny", organism_d_model=16, organism_layers=1, organism_steps=2, n_episodes=8,
+                             device="cpu")
+    try:
+        assert configs_from_settings(micro)[2].precision == "float32"
+        store = ArtifactStore(tmp_path)
+        fp32 = organism.trained_organism(micro, store)
+        monkeypatch.setenv(runtime.PRECISION_ENV, "bf16")
+        runtime._decide.cache_clear()
+        bf16 = organism.trained_organism(micro, store)
+    finally:
+        runtime._decide.cache_clear()
+    assert fp32 != bf16
+    records = [read_training_record(path) for path in (fp32, bf16)]
+    assert [r["training"]["precision"] for r in records] == ["float32", "bfloat16"]
+    assert records[0]["losses"] != records[1]["losses"]  # the forward pass really ran in another dtype
