@@ -1,10 +1,11 @@
 """tdsae: temporal-difference learning inside language models.
 
-The package behind the executable book. Importing it is cheap: heavy
-libraries (torch, transformers, nnsight) are imported by the modules that
-need them.
+The package behind the executable book. Importing it loads what every chapter
+needs first (settings, claims, the plot style), not torch, transformers or
+nnsight: the stage packages import those. docs/architecture.md shows the layout.
 """
 
+from .chapter import glue_values, setup_chapter
 from .claims import ClaimBook, ClaimFailed
 from .presets import PRESETS, get_preset, resolve_settings
 from .runtime import describe_run, pick_device
@@ -17,6 +18,8 @@ __all__ = [
     "ClaimFailed",
     "describe_run",
     "get_preset",
+    "glue_values",
     "pick_device",
     "resolve_settings",
+    "setup_chapter",
 ]

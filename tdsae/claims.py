@@ -132,6 +132,22 @@ class ClaimBook:
         """Record and show a finding; return whether it holds (never raises)."""
         return self._record("finding", name, statement, value, comparison, threshold, control, control_value).holds
 
+    def findings_from(self, table: Any, *, value: str, comparison: str, threshold: float,
+                      control_value: str | None = None) -> dict[str, bool]:
+        """One finding per row of a comparison table, in row order; returns {name: holds}.
+
+        Args: table: a DataFrame indexed by claim name, with columns "statement" (the claim in one
+        sentence) and "control" (what it is measured against); value: the column holding the measured
+        quantity (e.g. "low", a 95% lower bound); control_value: the column holding the control's own
+        measurement, or None; comparison, threshold: the bar, the same for every row.
+        """
+        missing = [c for c in ("statement", "control", value, control_value) if c is not None and c not in table]
+        if missing:
+            raise ValueError(f"the comparison table lacks columns {missing}; it has {list(table.columns)}")
+        return {name: self.finding(name, row["statement"], row[value], comparison, threshold, row["control"],
+                                   None if control_value is None else row[control_value])
+                for name, row in table.iterrows()}
+
     def not_measured(self, name: str, statement: str, comparison: str, threshold: float, control: str,
                      reason: str) -> bool:
         """Record and show a finding this machine cannot measure in useful time, with the reason; return False."""

@@ -21,7 +21,7 @@ LAYERS = {
     "latents": 5,
     "interventions": 6,
     "pipeline": 7,
-    "book": 8, "cli": 9, "tdsae": 10,  # "tdsae": the package's own __init__
+    "book": 8, "chapter": 8, "cli": 9, "tdsae": 10,  # "tdsae": the package's own __init__
 }
 
 

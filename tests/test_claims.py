@@ -70,3 +70,17 @@ def test_a_finding_not_measured_says_why_and_never_holds():
     measured = ClaimBook("06_x", "tiny", 0)
     measured.finding("a", "s", value=1.0, comparison=">", threshold=0, control="c")
     assert "measured" not in measured.table().columns  # the column appears only when a claim was not measured
+
+
+def test_findings_from_a_table_record_one_finding_per_row_in_order():
+    import pandas as pd
+
+    book = ClaimBook("07_x", "tiny", 0)
+    table = pd.DataFrame({"statement": ["a beats b", "c beats d"], "control": ["b", "d"], "low": [0.2, -0.1],
+                          "r_b": [0.3, 0.4]}, index=pd.Index(["a_beats_b", "c_beats_d"], name="name"))
+    held = book.findings_from(table, value="low", comparison=">", threshold=0, control_value="r_b")
+    assert held == {"a_beats_b": True, "c_beats_d": False}
+    assert [(c.name, c.kind, c.value, c.control, c.control_value) for c in book.claims] == [
+        ("a_beats_b", "finding", 0.2, "b", 0.3), ("c_beats_d", "finding", -0.1, "d", 0.4)]
+    with pytest.raises(ValueError, match=r"lacks columns \['high'\]"):
+        book.findings_from(table, value="high", comparison=">", threshold=0)

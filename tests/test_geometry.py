@@ -44,3 +44,18 @@ def test_sr_targets_match_the_sr_learner():
     dec = targets[targets.kind == "decision"]
     np.testing.assert_array_equal(dec.node, traj.state[dec.experiment, dec.column])
     assert dec.sr_td_error.isna().all() and ((dec.sr_surprise >= 0) & (dec.sr_surprise <= 1)).all()
+
+
+def test_mds_keeps_the_distances_of_points_that_lie_in_a_plane():
+    """Points on a plane inside 10 dimensions: the 2-D map must reproduce their pairwise distances (up to
+    rotation and reflection), and the same seed the same map."""
+    from scipy.spatial.distance import pdist
+
+    rng = np.random.default_rng(0)
+    plane = rng.normal(size=(15, 2)) * 3
+    points = plane @ np.linalg.qr(rng.normal(size=(10, 2)))[0].T + 5.0  # an isometric embedding, shifted
+    coords = mds_coordinates(points, seed=0)
+    assert coords.shape == (15, 2)
+    assert np.corrcoef(pdist(coords), pdist(plane))[0, 1] > 0.999
+    np.testing.assert_allclose(pdist(coords), pdist(plane), rtol=0.05, atol=0.05)
+    np.testing.assert_array_equal(coords, mds_coordinates(points, seed=0))

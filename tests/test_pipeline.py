@@ -2,13 +2,12 @@
 survive the round trip, the untrained control of a pretrained model."""
 
 import numpy as np
-import pytest
 import torch
 
 import tdsae
 from tdsae.artifacts import ArtifactStore
 from tdsae.organism import OrganismConfig, build_organism, build_tokenizer
-from tdsae.organism import TrainingConfig, read_training_record
+from tdsae.organism import read_training_record
 from tdsae.pipeline.episodes import agent_trajectories, untrained_source
 from tdsae.pipeline.organisms import configs_from_settings
 from tdsae.play import play_transcripts

@@ -12,13 +12,13 @@ representations: communities and MDS).
 
 from tdsae.latents.geometry import community_silhouettes, mds_coordinates, node_means
 from tdsae.latents.probes import probe_score
-from tdsae.latents.profiles import (UNIT_KINDS, best_layers, compare_best, profile, reference_sweep, unit_profile,
-                                    units_at)
+from tdsae.latents.profiles import (UNIT_KINDS, best_layers, compare_at_best_layers, compare_best, profile,
+                                    reference_sweep, unit_profile, units_at, units_of)
 from tdsae.latents.search import BestUnit, best_pair, best_unit
 from tdsae.latents.targets import (TARGETS, covariates_of, reference_targets, shuffled_target, split_experiments,
                                    sr_targets)
 
 __all__ = ["TARGETS", "UNIT_KINDS", "BestUnit", "best_layers", "best_pair", "best_unit", "community_silhouettes",
-           "compare_best", "covariates_of", "mds_coordinates", "node_means", "probe_score", "profile",
-           "reference_sweep", "reference_targets", "shuffled_target", "split_experiments", "sr_targets",
-           "unit_profile", "units_at"]
+           "compare_at_best_layers", "compare_best", "covariates_of", "mds_coordinates", "node_means", "probe_score",
+           "profile", "reference_sweep", "reference_targets", "shuffled_target", "split_experiments", "sr_targets",
+           "unit_profile", "units_at", "units_of"]

@@ -17,7 +17,7 @@ from tdsae.stats import bootstrap_interval, correlations, experiment_rows, resid
 UNIT_KINDS = ("SAE latent", "SAE latent pair", "residual dimension")  # what profile compares, per layer
 
 
-def unit_profile(units_by_layer: dict, targets: pd.DataFrame, selection: np.ndarray, target: str,
+def unit_profile(units_by_layer: dict, targets: pd.DataFrame, *, target: str, selection: np.ndarray,
                  partial: bool = False, n_boot: int = 200, seed: int = 0, pair: bool = False) -> pd.DataFrame:
     """Best unit (or, with pair, best latent pair) per layer for one target.
 
@@ -35,7 +35,7 @@ def unit_profile(units_by_layer: dict, targets: pd.DataFrame, selection: np.ndar
     return pd.DataFrame(rows)
 
 
-def reference_sweep(task, traj, targets: pd.DataFrame, units: np.ndarray, selection: np.ndarray, alphas, gammas,
+def reference_sweep(task, traj, targets: pd.DataFrame, units: np.ndarray, *, selection: np.ndarray, alphas, gammas,
                     target: str = "td_error", partial: bool = True, seed: int = 0) -> pd.DataFrame:
     """How well the best unit tracks the target of reference Q-learners with other alpha and gamma.
 
@@ -64,7 +64,7 @@ def units_at(store, layer: int, rows, sae=None) -> np.ndarray:
         return sae.encode(torch.as_tensor(acts, dtype=sae.W_enc.dtype, device=sae.device)).float().cpu().numpy()
 
 
-def profile(stores: dict, saes: dict, targets: pd.DataFrame, target: str, selection: np.ndarray,
+def profile(stores: dict, saes: dict, targets: pd.DataFrame, *, target: str, selection: np.ndarray,
             partial: bool = False, n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
     """Best SAE latent, best latent pair and best residual dimension per layer, for every model.
 
@@ -81,7 +81,8 @@ def profile(stores: dict, saes: dict, targets: pd.DataFrame, target: str, select
         for kind, units, pair in (("SAE latent", latents, False), ("SAE latent pair", latents, True),
                                   ("residual dimension", dimensions, False)):
             if units:
-                table = unit_profile(units, targets, selection, target, partial, n_boot, seed, pair)
+                table = unit_profile(units, targets, target=target, selection=selection, partial=partial, n_boot=n_boot,
+                                     seed=seed, pair=pair)
                 frames.append(table.assign(model=label, units=kind))
     columns = ["model", "units", "layer", "unit", "partner", "r_select", "r_report", "low", "high", "n_report"]
     return pd.concat(frames, ignore_index=True)[columns]
@@ -95,7 +96,7 @@ def best_layers(table: pd.DataFrame) -> pd.DataFrame:
     return chosen.loc[index].drop(columns="strength").set_index(["model", "units"])
 
 
-def compare_best(units_a: np.ndarray, units_b: np.ndarray, targets: pd.DataFrame, target: str, selection: np.ndarray,
+def compare_best(units_a: np.ndarray, units_b: np.ndarray, targets: pd.DataFrame, *, target: str, selection: np.ndarray,
                  partial: bool = False, n_boot: int = 500, seed: int = 0, pairs=(False, False)) -> dict:
     """Is a's best unit stronger than b's? |r_a| - |r_b| on the report half, with a paired bootstrap
     over report-half experiments (both units are read on the same rows).
@@ -124,3 +125,27 @@ def compare_best(units_a: np.ndarray, units_b: np.ndarray, targets: pd.DataFrame
     low, high = bootstrap_interval(strength_gap, np.unique(e_rep), n_boot, seed)
     return {"difference": abs(picks[0].r_report) - abs(picks[1].r_report), "low": low, "high": high,
             "r_a": picks[0].r_report, "r_b": picks[1].r_report}
+
+
+def units_of(stores: dict, saes: dict, model: str, kind: str, layer: int, targets: pd.DataFrame) -> np.ndarray:
+    """One model's units of one kind (UNIT_KINDS; a latent pair is read from the latents) at one layer, at the
+    store rows of a target table. Args: stores, saes: as profile takes them. Returns: [len(targets), k]."""
+    if kind not in UNIT_KINDS:
+        raise ValueError(f"unknown kind of unit {kind!r}; choose one of: {', '.join(UNIT_KINDS)}")
+    sae = None if kind == "residual dimension" else saes[model][layer].sae
+    return units_at(stores[model], layer, targets.row.to_numpy(), sae)
+
+
+def compare_at_best_layers(stores: dict, saes: dict, best: pd.DataFrame, targets: pd.DataFrame, *, target: str,
+                           selection: np.ndarray, a: tuple, b: tuple, partial: bool = False, n_boot: int = 500,
+                           seed: int = 0) -> dict:
+    """compare_best for two (model, kind of unit) of a profile, each read at its own best layer.
+
+    Args: best: best_layers of the profile of this target (indexed by model and kind of unit); a, b: the
+    (model, kind) pairs compared, e.g. ("trained", "SAE latent") against ("untrained", "SAE latent"); rows
+    of targets where the target is missing are left out. Returns: compare_best's dict.
+    """
+    rows = targets.dropna(subset=[target])
+    units = [units_of(stores, saes, model, kind, int(best.loc[(model, kind), "layer"]), rows) for model, kind in (a, b)]
+    return compare_best(*units, rows, target=target, selection=selection, partial=partial, n_boot=n_boot, seed=seed,
+                        pairs=(a[1] == "SAE latent pair", b[1] == "SAE latent pair"))

@@ -1,0 +1,42 @@
+"""What every chapter does first and last: settings, a claim book and the plot style; glued values.
+
+    S, claims = tdsae.setup_chapter("07_find-td-latents", preset, seed=seed)
+    tdsae.glue_values(l1=l1, reward_r=reward_r)            # {glue:text}`l1` in the prose
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+
+from tdsae import plots
+from tdsae.claims import ClaimBook
+from tdsae.presets import resolve_settings
+
+
+def setup_chapter(chapter: str, preset: str, seed: int | None = None, **overrides):
+    """The resolved settings and an empty ClaimBook for a chapter, with the book's plot style applied.
+
+    Args: chapter: the chapter's slug (its file name without extension); preset, seed, overrides: as
+    tdsae.resolve_settings takes them. Returns: (settings, claims).
+    """
+    warnings.filterwarnings("ignore", message="IProgress not found")  # without ipywidgets, text progress bars are fine
+    settings = resolve_settings(preset, seed=seed, **overrides)
+    plots.apply_style()
+    return settings, ClaimBook(chapter, settings.name, settings.seed)
+
+
+def glue_values(**values) -> None:
+    """Glue each value under its name for the prose ({glue:text}`name`), without displaying it; numpy
+    numbers become plain Python numbers so that format specs such as ``:.2f`` apply."""
+    from myst_nb import glue
+
+    for name, value in values.items():
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            value = int(value)
+        elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+            value = float(value)
+            if math.isnan(value):
+                value = float("nan")
+        glue(name, value, display=False)

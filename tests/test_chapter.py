@@ -1,0 +1,25 @@
+"""What every chapter calls first (setup_chapter) and to glue its numbers (glue_values)."""
+
+import numpy as np
+import pytest
+
+import tdsae
+
+
+def test_setup_chapter_resolves_the_settings_and_opens_an_empty_claim_book():
+    settings, claims = tdsae.setup_chapter("07_find-td-latents", "tiny", seed=3, n_experiments=12)
+    assert (settings.name, settings.seed, settings.n_experiments) == ("tiny", 3, 12)
+    assert (claims.chapter, claims.preset, claims.seed, claims.claims) == ("07_find-td-latents", "tiny", 3, [])
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        tdsae.setup_chapter("07_find-td-latents", "huge")
+
+
+def test_glue_values_glues_plain_numbers_under_their_names(monkeypatch):
+    import myst_nb
+
+    glued = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: glued.update({name: (value, display)}))
+    tdsae.glue_values(r=np.float64(0.25), n=np.int64(7), label="trained", nan=np.float32("nan"))
+    assert glued["r"] == (0.25, False) and type(glued["r"][0]) is float
+    assert glued["n"] == (7, False) and type(glued["n"][0]) is int
+    assert glued["label"] == ("trained", False) and np.isnan(glued["nan"][0])
