@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import math
 import numbers
 import warnings
 
@@ -37,6 +36,4 @@ def glue_values(**values) -> None:
             value = int(value)
         elif isinstance(value, numbers.Real) and not isinstance(value, bool):
             value = float(value)
-            if math.isnan(value):
-                value = float("nan")
         glue(name, value, display=False)
