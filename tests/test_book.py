@@ -144,3 +144,17 @@ def test_nbval_reruns_only_chapters_with_checked_cells(fake_book, capsys):
     assert book.notebooks_with_checked_cells(fake_book) == [fake_book / "book" / "chapters" / "00_good.ipynb"]
     assert main(["checked-notebooks", "--root", str(fake_book)]) == 0
     assert capsys.readouterr().out.strip() == "book/chapters/00_good.ipynb"
+
+
+def test_every_file_a_chapter_includes_exists():
+    """A chapter that shows package code with literalinclude names it by path; a moved module must move the path.
+    Paths are relative to book/chapters/, where the executed notebooks are built."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    included = [(chapter.name, target) for chapter in sorted((root / "chapters").glob("*.md"))
+                for target in re.findall(r"^```\{literalinclude\} (\S+)", chapter.read_text(), re.M)]
+    assert included, "no chapter includes package code: the test would check nothing"
+    missing = [(name, target) for name, target in included if not (root / "book" / "chapters" / target).resolve().is_file()]
+    assert missing == []
