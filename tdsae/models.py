@@ -23,10 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from tdsae.runtime import forced_precision, matmul_precision, pick_device
-
-
-class ModelNotFoundError(OSError):
-    """A model could not be found: a missing local directory, or a hub id not reachable."""
+from tdsae.validation import (ModelNotFoundError, check_causal_lm_config, check_layer_index, check_model_source,
+                              read_model_config)
 
 
 def pick_dtype(device: str):
@@ -38,32 +36,38 @@ def pick_dtype(device: str):
     return matmul_precision("cuda").torch_dtype if device == "cuda" else torch.float32
 
 
-def looks_local(name_or_path: str) -> bool:
-    """True when a string can only be a filesystem path, never a hub id ("owner/name" or "name")."""
-    return (os.path.isabs(name_or_path) or name_or_path.startswith((".", "~")) or "\\" in name_or_path
-            or name_or_path.count("/") > 1 or name_or_path.endswith("/"))
+HUB_PROBE_TIMEOUT_S = 3.0  # how long a hub id not in the cache waits to learn whether the hub answers at all
 
 
-def check_source(name_or_path: str) -> str:
-    """Return "local" or "hub" for a model source, or raise ModelNotFoundError naming it and why."""
-    path = Path(os.path.expanduser(str(name_or_path)))
-    if path.is_dir():
-        if not (path / "config.json").exists():
-            raise ModelNotFoundError(f"model directory {str(path)!r} exists but has no config.json; "
-                                     "is it a folder written by save_pretrained?")
+def check_source(name_or_path) -> str:
+    """Return "local" or "hub" for a model source, or raise naming it and why, in a few seconds at most.
+
+    Local folders: tdsae.validation.check_model_source (exists, holds a causal LM's config). Hub ids:
+    a cached config must describe a causal LM; an id not in the cache is refused at once under
+    HF_HUB_OFFLINE, and otherwise after one request to the hub that fails (at most
+    HUB_PROBE_TIMEOUT_S), instead of from_pretrained's retries (about 30 s) before the same answer.
+    """
+    if check_model_source(name_or_path) == "local":
         return "local"
-    if path.exists():
-        raise ModelNotFoundError(f"model path {str(path)!r} is a file; expected a directory from save_pretrained")
-    if looks_local(str(name_or_path)):
-        raise ModelNotFoundError(f"model directory {str(path)!r} does not exist (it looks like a local path, "
-                                 "so the hub was not tried); train or copy the model there first")
     from huggingface_hub import constants, try_to_load_from_cache
 
-    cached = try_to_load_from_cache(str(name_or_path), "config.json")
-    if constants.HF_HUB_OFFLINE and not isinstance(cached, str):
-        raise ModelNotFoundError(f"hub id {name_or_path!r} is not in the local Hugging Face cache and "
+    name = str(name_or_path)
+    cached = try_to_load_from_cache(name, "config.json")
+    if isinstance(cached, str):
+        check_causal_lm_config(read_model_config(Path(cached).parent), f"hub id {name!r}")
+        return "hub"
+    if constants.HF_HUB_OFFLINE:
+        raise ModelNotFoundError(f"hub id {name!r} is not in the local Hugging Face cache and "
                                  "HF_HUB_OFFLINE=1 forbids downloading it; download it once online, "
                                  "or pass a local directory")
+    from huggingface_hub.utils import get_session
+
+    try:
+        get_session().head(constants.ENDPOINT, timeout=HUB_PROBE_TIMEOUT_S)
+    except Exception as error:  # whatever the HTTP client raises: no route, no DNS, a timeout, a refused proxy
+        raise ModelNotFoundError(f"hub id {name!r} is not in the local Hugging Face cache and the hub "
+                                 f"({constants.ENDPOINT}) cannot be reached ({type(error).__name__}: {error}); "
+                                 "pass a local directory, or set HF_HUB_OFFLINE=1 to fail at once") from None
     return "hub"
 
 
@@ -173,10 +177,7 @@ def residual_sites(model) -> list:
 
 def site_hook_names(model, layer: int) -> tuple[str, str]:
     """(TransformerLens hook name, HF/nnsight module path) of residual layer ``layer`` (see residual_sites)."""
-    n_layers, _ = model_dims(model)
-    if not 0 <= int(layer) <= n_layers:
-        raise ValueError(f"layer {layer!r} is out of range: this model has residual layers 0..{n_layers} "
-                         "(0 = embeddings, l = output of block l-1)")
+    layer = check_layer(model, layer)
     llama = hasattr(getattr(model, "model", None), "layers")
     if layer == 0:
         return "blocks.0.hook_resid_pre", "model.embed_tokens" if llama else "transformer.drop"
@@ -184,20 +185,38 @@ def site_hook_names(model, layer: int) -> tuple[str, str]:
     return f"blocks.{block}.hook_resid_post", f"model.layers.{block}" if llama else f"transformer.h.{block}"
 
 
+def source_layers(name_or_path) -> int | None:
+    """The number of decoder blocks of a model folder (or of a hub id in the local cache) read from its
+    config.json without loading any weights; None when the config is not on this machine."""
+    if check_model_source(name_or_path) == "local":
+        folder = Path(os.path.expanduser(str(name_or_path)))
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(str(name_or_path), "config.json")
+        if not isinstance(cached, str):
+            return None
+        folder = Path(cached).parent
+    config = read_model_config(folder)
+    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    n_layers = text.get("num_hidden_layers") or text.get("n_layer")
+    return int(n_layers) if isinstance(n_layers, int) else None
+
+
 def check_layer(model, layer: int) -> int:
     """``layer`` as an int if the model has that residual layer, else ValueError naming the range."""
-    site_hook_names(model, layer)
-    return int(layer)
+    return check_layer_index(layer, model_dims(model)[0])
 
 
 def check_edits(model, edits) -> list:
-    """Edits (anything with ``layer`` and ``sae``: tdsae.interventions.LatentEdit) as a list, each checked
-    against the model before any forward pass: the layer in range, the SAE's width equal to d_model."""
+    """Edits (anything with ``layer``, and ``sae`` if it reads one: tdsae.interventions.LatentEdit) as a
+    list, each checked against the model before any forward pass: the layer in range, the SAE's width
+    equal to d_model."""
     edits = [] if edits is None else list(edits)
     _, d_model = model_dims(model)
     for edit in edits:
-        check_layer(model, edit.layer)
-        if edit.sae.cfg.d_in != d_model:
+        check_layer(model, getattr(edit, "layer", None))
+        if getattr(edit, "sae", None) is not None and edit.sae.cfg.d_in != d_model:
             raise ValueError(f"the SAE for layer {edit.layer} reads d_in={edit.sae.cfg.d_in}, but the model's "
                              f"residual stream has d_model={d_model}")
     return edits

@@ -8,10 +8,11 @@ validates every value before any work starts.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-TASK_NAMES = ("twostep", "gridworld", "graph")
+from tdsae.validation import ORGANISM, check_episode_counts, check_model_source, check_number
 
 
 def _knob(doc: str, check: str, **kwargs: Any) -> Any:
@@ -87,19 +88,23 @@ KNOBS: tuple[str, ...] = tuple(f.name for f in fields(Preset) if f.name != "name
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    try:
+        check_number(value, "value")
+    except ValueError:
+        return False
+    return True
 
 
 _RULES: dict[str, tuple[Any, str]] = {
     "str": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
     "pos_int": (lambda v: _is_int(v) and v > 0, "a positive integer"),
     "nonneg_int": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
-    "pos_float": (lambda v: _is_number(v) and v > 0, "a number > 0"),
-    "nonneg_float": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+    "pos_float": (lambda v: _is_number(v) and v > 0, "a finite number > 0"),
+    "nonneg_float": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0"),
     "unit_open": (lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]"),
     "unit_closed": (lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
     "device": (lambda v: v in ("auto", "cpu", "cuda"), "one of 'auto', 'cpu', 'cuda'"),
@@ -124,15 +129,6 @@ def validate_value(knob: str, value: Any) -> None:
         raise ValueError(f"bad value {value!r} for setting {knob!r}: expected {allowed}")
 
 
-def validate_tasks(tasks: Any) -> tuple[str, ...]:
-    """Return ``tasks`` as a tuple after checking every name is a known task."""
-    names = (tasks,) if isinstance(tasks, str) else tuple(tasks)
-    for task in names:
-        if task not in TASK_NAMES:
-            raise ValueError(f"unknown task {task!r}; choose one of: {', '.join(TASK_NAMES)}")
-    return names
-
-
 def resolve_settings(preset: str = "tiny", **overrides: Any) -> Preset:
     """Fill every ``None`` override from the preset table and validate the result.
 
@@ -148,11 +144,17 @@ def resolve_settings(preset: str = "tiny", **overrides: Any) -> Preset:
     for knob, value in given.items():
         validate_value(knob, value)
     settings = dataclasses.replace(base, **given)
-    if settings.n_random_episodes >= settings.n_episodes:
-        raise ValueError(
-            f"bad value {settings.n_random_episodes!r} for setting 'n_random_episodes': "
-            f"expected fewer than n_episodes={settings.n_episodes}"
-        )
+    check_episode_counts(settings.n_experiments, settings.n_episodes, settings.n_random_episodes)
+    if settings.model != ORGANISM:  # a folder that is missing, not a causal LM or an unreadable file: refused now
+        check_model_source(settings.model)
+    return settings
+
+
+def check_settings(settings: Any) -> Preset:
+    """``settings`` if it is a resolved Preset, else ValueError saying how to make one."""
+    if not isinstance(settings, Preset):
+        raise ValueError(f"settings must be a resolved Preset (tdsae.resolve_settings(preset, ...)), "
+                         f"got {type(settings).__name__}: {settings!r}"[:300])
     return settings
 
 

@@ -13,15 +13,16 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tdsae"
 
 # Each top-level part of tdsae and its layer: a part may import only parts of lower layers.
 LAYERS = {
-    "runtime": 0, "presets": 0, "stats": 0, "claims": 0,
-    "artifacts": 1, "models": 1, "tasks": 1, "plots": 1,
-    "agents": 2,
-    "behaviour": 3, "organism": 3, "play": 3, "sae": 3,
-    "activations": 4,
-    "latents": 5,
-    "interventions": 6,
-    "pipeline": 7,
-    "book": 8, "chapter": 8, "cli": 9, "tdsae": 10,  # "tdsae": the package's own __init__
+    "validation": 0,
+    "runtime": 1, "presets": 1, "stats": 1, "claims": 1,
+    "artifacts": 2, "models": 2, "tasks": 2, "plots": 2,
+    "agents": 3,
+    "behaviour": 4, "organism": 4, "play": 4, "sae": 4,
+    "activations": 5,
+    "latents": 6,
+    "interventions": 7,
+    "pipeline": 8,
+    "book": 9, "chapter": 9, "cli": 10, "tdsae": 11,  # "tdsae": the package's own __init__
 }
 
 

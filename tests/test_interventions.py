@@ -71,7 +71,7 @@ def test_edited_play_without_edits_equals_play_and_bad_edits_are_refused(micro):
     wide = SAE(SAEConfig(d_in=48, d_sae=96), seed=0)
     with pytest.raises(ValueError, match=r"d_in=48.*d_model=32"):
         play_with_edits(model, task, 2, 1, seed=0, edits=[LatentEdit(1, wide, [0])])
-    with pytest.raises(ValueError, match=r"latents \[64\] are out of range"):
+    with pytest.raises(ValueError, match=r"latents \[64\] are not latent indices"):
         LatentEdit(1, sae, [64])
 
 

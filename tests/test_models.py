@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from tdsae.models import (ModelNotFoundError, check_source, is_remote, load_model, looks_local, model_dims, pick_dtype,
+from tdsae.models import (ModelNotFoundError, check_source, is_remote, load_model, model_dims, pick_dtype,
                           residual_layers, torch_module)
 from tdsae.organism import OrganismConfig, build_organism, build_tokenizer
+from tdsae.validation import looks_local
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 import pytest
 
 from tdsae import presets
+from tdsae.validation import check_task_names
 
 
 def test_unknown_preset_names_allowed_ones():
@@ -35,9 +36,9 @@ def test_random_episodes_must_leave_learning_episodes():
 
 
 def test_unknown_task_is_refused():
-    assert presets.validate_tasks("graph") == ("graph",)
+    assert check_task_names("graph") == ("graph",)
     with pytest.raises(ValueError, match=r"unknown task 'bandit'; choose one of: twostep, gridworld, graph"):
-        presets.validate_tasks(["twostep", "bandit"])
+        check_task_names(["twostep", "bandit"])
 
 
 def test_every_knob_is_documented_in_the_table():

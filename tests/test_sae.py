@@ -225,9 +225,9 @@ def test_bad_configs_are_clear_errors(kwargs, message):
         SAEConfig(**{"d_in": D_IN, "d_sae": D_SAE, **kwargs})
 
 
-@pytest.mark.parametrize("kwargs,message", [({"batch_size": 0}, "batch_size must be an int >= 1, got 0"),
-                                            ({"epochs": 1.5}, "epochs must be an int >= 1"),
-                                            ({"lr": 0.0}, "need lr > 0")])
+@pytest.mark.parametrize("kwargs,message", [({"batch_size": 0}, "batch_size must be a positive int, got 0"),
+                                            ({"epochs": 1.5}, "epochs must be a positive int"),
+                                            ({"lr": 0.0}, "lr must be a finite number > 0")])
 def test_bad_training_configs_are_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SAETrainingConfig(**kwargs)

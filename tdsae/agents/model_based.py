@@ -26,6 +26,7 @@ from tdsae.tasks.environment import Task
 from tdsae.tasks.gridworld import GridWorldTask
 from tdsae.tasks.trajectory import Transition
 from tdsae.tasks.twostep import TwoStepTask
+from tdsae.validation import check_count
 
 
 def plan_twostep(second_stage: np.ndarray, transition_probs: np.ndarray, gamma: np.ndarray) -> np.ndarray:
@@ -46,9 +47,7 @@ class ModelBasedLearner(Agent):
         self.alpha = check_param("alpha", alpha, 0.0, 1.0)
         self.beta = check_param("beta", beta, 0.0, np.finfo(float).max)
         self.gamma = check_param("gamma", gamma, 0.0, 1.0)
-        if isinstance(n_iterations, bool) or not isinstance(n_iterations, int) or n_iterations < 1:
-            raise ValueError(f"n_iterations must be a positive int, got {n_iterations!r}")
-        self.n_iterations = n_iterations
+        self.n_iterations = check_count(n_iterations, "n_iterations")
 
     def reset(self, n_experiments: int, task: Task) -> None:
         if not isinstance(task, (TwoStepTask, GridWorldTask)):

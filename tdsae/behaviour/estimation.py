@@ -24,6 +24,7 @@ from tdsae.behaviour.likelihoods import (ModelSpec, check_task, compute_nll_unit
                                          models_for_task)
 from tdsae.tasks.environment import Task
 from tdsae.tasks.trajectory import Trajectory
+from tdsae.validation import check_count, check_int, check_seed
 
 GRID_POINTS = {1: 25, 2: 10, 3: 6}  # default grid points per parameter, by number of parameters
 FD_STEP = 1e-4  # central-difference step in unit coordinates (rounding error ~1e-7 of the Hessian)
@@ -175,14 +176,12 @@ def fit_model(task: Task, traj: Trajectory, model: str, n_random_episodes: int =
     check_task(spec, task)
     n_choices = count_choices(traj, n_random_episodes)
     n, k = traj.n_experiments, spec.n_params
-    if isinstance(n_restarts, bool) or not isinstance(n_restarts, (int, np.integer)) or n_restarts < 0:
-        raise ValueError(f"n_restarts must be a non-negative int, got {n_restarts!r}")
+    n_restarts = check_int(n_restarts, "n_restarts", 0)
+    seed = check_seed(seed)
     if k == 0:
         nll = compute_nll_unit(task, traj, spec, np.arange(n), np.zeros((n, 0)), n_random_episodes)
         return FitResult(model, {}, nll, n_choices, 0, n, 0)
-    points = GRID_POINTS.get(k, 4) if grid_points is None else int(grid_points)
-    if points < 1:
-        raise ValueError(f"grid_points must be a positive int, got {grid_points!r}")
+    points = GRID_POINTS.get(k, 4) if grid_points is None else check_count(grid_points, "grid_points")
     grid_best, grid_nll = search_grid(task, traj, spec, points, n_random_episodes)
     random_starts = np.random.default_rng(seed).random((n, n_restarts, k))
     starts = np.concatenate([grid_best[:, None], random_starts], axis=1)  # [n, S, k]

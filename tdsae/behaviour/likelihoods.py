@@ -15,6 +15,7 @@ import numpy as np
 from tdsae.agents import get_agent
 from tdsae.tasks.environment import Task
 from tdsae.tasks.trajectory import Trajectory
+from tdsae.validation import check_int
 
 GAMMA = 0.99  # discount of every fitted learner, fixed as in the paper
 
@@ -108,9 +109,7 @@ def make_choice_mask(traj: Trajectory, n_random_episodes: int) -> np.ndarray:
 
     Returns: bool [n_experiments, n_steps].
     """
-    if isinstance(n_random_episodes, bool) or not isinstance(n_random_episodes, (int, np.integer)) \
-            or n_random_episodes < 0:
-        raise ValueError(f"n_random_episodes must be a non-negative int, got {n_random_episodes!r}")
+    n_random_episodes = check_int(n_random_episodes, "n_random_episodes", 0)
     return traj.valid & (traj.action >= 0) & (traj.episode >= n_random_episodes)
 
 

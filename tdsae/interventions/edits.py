@@ -20,8 +20,9 @@ from typing import Any
 
 import torch
 
-from tdsae.models import check_edits, is_remote, masked_next_token_loss, residual_sites, torch_module
+from tdsae.models import check_edits, check_layer, is_remote, masked_next_token_loss, residual_sites, torch_module
 from tdsae.play.dispatch import play_task
+from tdsae.validation import check_int, check_latent_indices, check_number
 
 
 @dataclass
@@ -36,10 +37,11 @@ class LatentEdit:
     positions: torch.Tensor | None = None  # [batch, seq] bool: edit only these tokens (None: every token)
 
     def __post_init__(self):
-        bad = [i for i in self.latents if not 0 <= int(i) < self.sae.cfg.d_sae]
-        if bad:
-            raise ValueError(f"latents {bad} are out of range for an SAE with d_sae={self.sae.cfg.d_sae}")
-        self.latents = [int(i) for i in self.latents]
+        self.layer = check_int(self.layer, "layer", 0)  # the model's range is checked where a model is given
+        if not hasattr(getattr(self.sae, "cfg", None), "d_sae"):
+            raise ValueError(f"sae must be a tdsae.sae.SAE (with cfg.d_sae), got {type(self.sae).__name__}")
+        self.latents = check_latent_indices(self.latents, self.sae.cfg.d_sae)
+        self.factor = check_number(self.factor, "factor")
 
     def apply(self, h: torch.Tensor) -> torch.Tensor:
         """The edited layer output. Args: h [batch, seq, d_model]. Returns: same shape and dtype.
@@ -75,6 +77,7 @@ def traced_output(model, edits, **inputs):
     """
     import nnsight
 
+    edits = check_edits(model, edits)
     sites = residual_sites(model)
     with torch.no_grad(), model.trace(**inputs, remote=is_remote(model)):
         for edit in sorted(edits, key=lambda e: e.layer):  # nnsight needs modules in forward order
@@ -122,6 +125,7 @@ def ce_loss_score(model, sae, layer: int, input_ids: torch.Tensor, pad_id: int |
     there, for an SAE trained on those tokens alone (None: every token).
     Returns: {"ce_loss_score", "ce_clean", "ce_with_sae", "ce_zero_ablation"}.
     """
+    layer = check_layer(model, layer)
     device = next(torch_module(model).parameters()).device
     ids = input_ids.to(device)
     positions = None if positions is None else positions.to(device)

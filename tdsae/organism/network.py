@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tdsae.validation import check_count
+
 # The longest transcript at the book's settings is Grid World: 30 episodes that each hit the
 # 12-move cap are 1 + 30 * (2 + 3 * 12 - 1) = 1111 words. RoPE has no position table, so a
 # generous limit costs nothing.
@@ -23,6 +25,8 @@ class OrganismConfig:
     tie_embeddings: bool = False  # False: lm_head is its own matrix, as in Llama proper
 
     def __post_init__(self):
+        for name in ("d_model", "n_layers", "n_heads", "d_mlp", "max_positions"):
+            check_count(getattr(self, name), name)
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
 

@@ -27,6 +27,7 @@ from tdsae.organism.corpus import TranscriptRecipe, build_batches, seed_for
 from tdsae.organism.network import OrganismConfig, build_organism
 from tdsae.organism.tokenizer import action_token_ids, build_tokenizer
 from tdsae.runtime import library_versions, matmul_precision
+from tdsae.validation import check_count, check_int, check_number, check_seed
 
 RECORD = "training.json"
 CHECKPOINTS = "checkpoints"
@@ -51,6 +52,24 @@ class TrainingConfig:
     action_weight: float = 1.0  # loss weight of action words relative to every other word (1: plain next-token loss)
     checkpoint_steps: tuple = (0, 10, 30, 100, 300)  # steps saved besides the final one
     seed: int = 0  # master seed: data, batch order and initial weights
+
+    def __post_init__(self):
+        for name in ("steps", "batch_tokens"):
+            check_count(getattr(self, name), name)
+        check_int(self.warmup_steps, "warmup_steps", 0)
+        check_seed(self.seed)
+        check_number(self.lr, "lr", low=0, low_open=True)
+        check_number(self.min_lr_ratio, "min_lr_ratio", low=0, high=1)
+        check_number(self.weight_decay, "weight_decay", low=0)
+        check_number(self.grad_clip, "grad_clip", low=0, low_open=True)
+        check_number(self.action_weight, "action_weight", low=0, low_open=True)
+        for beta in self.betas:
+            check_number(beta, "betas", low=0, high=1, high_open=True)
+        for step in self.checkpoint_steps:
+            check_int(step, "checkpoint_steps", 0)
+        if self.precision not in (None, "float32", "bfloat16"):
+            raise ValueError(f"training precision {self.precision!r} is not one of: bfloat16, float32, None "
+                             "(decided by the hardware)")
 
 
 @dataclass
@@ -112,8 +131,6 @@ def train_organism(out_dir, config: OrganismConfig = OrganismConfig(),
     out_dir = Path(out_dir)
     if training.precision is None:
         training = dataclasses.replace(training, precision=matmul_precision(device).dtype)
-    if training.precision not in ("bfloat16", "float32"):
-        raise ValueError(f"training precision {training.precision!r} is not one of: bfloat16, float32, None")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"{out_dir} already holds files; pass overwrite=True to replace them")
     started = time.perf_counter()

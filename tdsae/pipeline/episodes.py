@@ -20,25 +20,41 @@ from tdsae.organism.corpus import EVAL_STREAM, seed_for, simulate_transcripts
 from tdsae.pipeline.organisms import WALKER_MIX, configs_from_settings, trained_organism
 from tdsae.play.dispatch import play_task, render_episodes
 from tdsae.play.result import PlayResult, load_played, save_played
-from tdsae.presets import validate_tasks
+from tdsae.presets import check_settings
 from tdsae.runtime import pick_device
 from tdsae.tasks import get_task
+from tdsae.validation import ORGANISM, check_model_source, check_seed, check_task_names
 
 STORE_LAYOUT = 3  # bump when the files of an activation store change, so old caches are rebuilt
+AGENTS = "agents"  # played_by value: held-out Q-learners with known parameters, not a model
 
 
 def task_for(settings, name: str):
     """The task object a preset plays (Grid World and graph walks take their lengths from settings)."""
-    validate_tasks(name)
+    check_settings(settings)
+    check_task_names(name)
     params = {"gridworld": {"max_steps": settings.gridworld_max_steps},
               "graph": {"max_steps": settings.graph_walk_steps}}.get(name, {})
     return get_task(name, **params)
 
 
+def check_request(settings, task_name: str | None, *models, seed: int | None = None) -> None:
+    """What every pipeline entry point checks first, before anything is trained, played or harvested:
+    resolved settings, a known task (None: no task), model sources (None: the preset's) and the seed."""
+    check_settings(settings)
+    if task_name is not None:
+        check_task_names(task_name)
+    for model in models:
+        if model is not None and model != AGENTS:
+            check_model_source(model)
+    if seed is not None:
+        check_seed(seed)
+
+
 def play_params(settings, task_name: str, model: str | None = None, seed: int | None = None) -> dict:
     """Everything that shapes a play run: the model's identity, the task, the episode settings, and
     where and in which dtype the forward passes run (the same device reads them at harvest)."""
-
+    check_request(settings, task_name, model, seed=seed)
     task = task_for(settings, task_name)
     device = pick_device(settings.device)
     return {"model": str(model if model is not None else model_source(settings, task_name)), "task": repr(task),
@@ -56,7 +72,8 @@ def model_source(settings, task_name: str | None = None) -> str:
     organism sees too few walks to learn them in context (tdsae.organism.WALKER_MIX says what was
     measured).
     """
-    if settings.model == "organism":
+    check_request(settings, task_name)
+    if settings.model == ORGANISM:
         return str(trained_organism(settings, task_mix=WALKER_MIX if task_name == "graph" else None))
     return settings.model
 
@@ -80,8 +97,6 @@ def played_episodes(settings, task_name: str, model: str | None = None, seed: in
     return load_played(store.load_or_build("episodes", params, build))
 
 
-AGENTS = "agents"  # played_by value: held-out Q-learners with known parameters, not a model
-
 
 def agent_trajectories(settings, task_name: str):
     """Held-out Q-learners (random walks on the graph) of the organism's training distribution,
@@ -91,6 +106,7 @@ def agent_trajectories(settings, task_name: str):
     Drawn from a seed stream that neither the organism's training data nor chapter 2 used.
     """
 
+    check_request(settings, task_name)
     recipe = configs_from_settings(settings)[1]
     sims = simulate_transcripts(task_name, settings.n_experiments, seed_for(settings.seed, EVAL_STREAM, 2), recipe)
     return sims.traj, sims.alpha, sims.beta
@@ -99,6 +115,7 @@ def agent_trajectories(settings, task_name: str):
 def episodes_for(settings, task_name: str, reader, played_by: str, seed: int | None = None, store=None) -> PlayResult:
     """The episodes a model reads: those ``played_by`` played (a model folder or hub id), or the
     held-out agents' (``played_by=AGENTS``) rendered for the reader's tokenizer."""
+    check_request(settings, task_name, played_by, seed=seed)
     if played_by == AGENTS:
         traj, _, _ = agent_trajectories(settings, task_name)
         return render_episodes(reader.tokenizer, task_for(settings, task_name), traj)
@@ -114,6 +131,7 @@ def harvested_store(settings, task_name: str, model: str | None = None, played_b
     Reading another model's episodes is how the untrained control sees exactly the transcripts
     the trained organism produced. Returns: tdsae.activations.ActivationStore.
     """
+    check_request(settings, task_name, model, played_by, seed=seed)
     reader = str(model if model is not None else model_source(settings, task_name))
     player = reader if played_by is None else str(played_by)
     played_params = play_params(settings, task_name, player, seed)
@@ -135,7 +153,8 @@ def untrained_source(settings, store=None, task_name: str | None = None) -> str:
     pretrained model, a fresh initialisation of its config saved once in the artifact cache next to
     its tokenizer (at 70B that is 140 GB of random weights: run the control on the small preset).
     """
-    if settings.model == "organism":
+    check_request(settings, task_name)
+    if settings.model == ORGANISM:
         return str(list_checkpoints(model_source(settings, task_name))[0])
     def build(tmp: Path) -> None:
         import torch

@@ -12,7 +12,9 @@ import dataclasses
 from tdsae.artifacts import ArtifactStore
 from tdsae.models import load_model
 from tdsae.organism import OrganismConfig, TrainingConfig, TranscriptRecipe, train_organism
+from tdsae.presets import check_settings
 from tdsae.runtime import matmul_precision, pick_device
+from tdsae.validation import ORGANISM
 
 # What the walker reads: graph walks only. Mixed into the all-task organism's training, walks were
 # never learned in context within the tiny budget (measured for issue 5: 750 steps of walks alone
@@ -36,6 +38,7 @@ def configs_from_settings(settings, task_mix: dict | None = None) -> tuple[Organ
     task_mix: the recipe's share of batches per task (default: TranscriptRecipe's all-task mix;
     WALKER_MIX for the walker, which takes WALKER_STEP_FRACTION of the steps, of WALKER_BATCH_TOKENS each).
     """
+    check_settings(settings)
     config = OrganismConfig(d_model=settings.organism_d_model, n_layers=settings.organism_layers,
                             d_mlp=4 * settings.organism_d_model)
     recipe = TranscriptRecipe(n_episodes=settings.n_episodes, n_random_episodes=settings.n_random_episodes,
@@ -70,6 +73,6 @@ def trained_organism(settings, store=None, task_mix: dict | None = None):
 def load_preset_model(settings, store=None):
     """The model a resolved preset names: the cached (or freshly trained) organism for
     ``model="organism"``, otherwise the hub id or directory, through load_model either way."""
-    if settings.model == "organism":
+    if check_settings(settings).model == ORGANISM:
         return load_model(trained_organism(settings, store), device=settings.device)
     return load_model(settings.model, device=settings.device)

@@ -19,14 +19,16 @@ import numpy as np
 import pandas as pd
 
 from tdsae.artifacts import ArtifactStore
-from tdsae.pipeline.episodes import harvested_store
+from tdsae.models import source_layers
+from tdsae.pipeline.episodes import check_request, harvested_store
 from tdsae.runtime import matmul_precision, pick_device
 from tdsae.sae.config import SAETrainingConfig
 from tdsae.sae.metrics import reconstruction_metrics
-from tdsae.sae.model import SAEConfig
+from tdsae.sae.model import ARCHITECTURES, SAEConfig
 from tdsae.sae.saelens_format import load_sae, save_sae
 from tdsae.sae.sweep import L1_GRID, mean_explained_variance
 from tdsae.sae.training import train_sae
+from tdsae.validation import ORGANISM, check_count, check_int, check_layer_index, check_number, check_seed
 
 METRICS_FILE = "metrics.json"
 LOG_FILE = "log.csv"
@@ -46,6 +48,7 @@ class LayerSAE:
 
 def training_rows(n_rows: int, limit: int, seed: int) -> np.ndarray:
     """Sorted rows an SAE trains on: all of them, or ``limit`` drawn without replacement with the seed."""
+    n_rows, limit, seed = check_int(n_rows, "n_rows", 0), check_count(limit, "limit"), check_seed(seed)
     if n_rows <= limit:
         return np.arange(n_rows)
     rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(11,)))
@@ -63,14 +66,43 @@ def layer_saes(settings, task_name: str, model: str | None = None, played_by: st
     natively (tdsae.runtime.matmul_precision; resolved before the cache key, so it is part of it).
     Returns: {layer: LayerSAE}.
     """
+    check_request(settings, task_name, model, played_by)
+    check_sae_request(architecture, l1, k, bf16)
+    if layers is not None:
+        n_layers = (settings.organism_layers if model is None and settings.model == ORGANISM
+                    else source_layers(model if model is not None else settings.model))
+        layers = [check_layer_index(layer, n_layers) if n_layers is not None else check_int(layer, "layer", 0)
+                  for layer in layers]
     acts_store = harvested_store(settings, task_name, model, played_by, store=store)
-    layers = [l for l in acts_store.layers if l > 0] if layers is None else list(layers)
+    layers = [l for l in acts_store.layers if l > 0] if layers is None else layers
     missing = [l for l in layers if l not in acts_store.layers]
     if missing:
         raise ValueError(f"layers {missing} are not in the store; it holds layers {list(acts_store.layers)}")
     artifacts = ArtifactStore() if store is None else store
     return {layer: _layer_sae(settings, acts_store, layer, architecture, settings.sae_l1 if l1 is None else l1, k,
                               bf16, artifacts) for layer in layers}
+
+
+def check_sae_request(architecture: str, l1, k, bf16) -> None:
+    """The SAE choices of layer_saes, checked before anything is harvested (d_sae bounds k later)."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown SAE architecture {architecture!r}; choose one of: {', '.join(ARCHITECTURES)}")
+    if l1 is not None:
+        check_number(l1, "l1", low=0)
+    if architecture == "topk":
+        check_count(k, "k")
+    elif k is not None:
+        raise ValueError(f"k is only used by the topk architecture; got k={k!r} for {architecture!r}")
+    if bf16 not in (None, True, False):
+        raise ValueError(f"bf16 must be True, False or None (decided by the hardware), got {bf16!r}")
+
+
+def check_l1_grid(grid) -> list[float]:
+    """An L1 grid as a non-empty list of finite coefficients >= 0."""
+    values = [check_number(l1, "L1 coefficient", low=0) for l1 in grid]
+    if not values:
+        raise ValueError("the L1 grid is empty; give at least one coefficient")
+    return values
 
 
 def _layer_sae(settings, acts_store, layer: int, architecture: str, l1: float, k, bf16: bool | None,
@@ -112,6 +144,8 @@ def l1_sweep(settings, task_name: str, model: str | None = None, played_by: str 
 
     Returns: rows of l1, layer, mse, explained_variance, l0, frac_alive, seconds, rows_trained.
     """
+    check_request(settings, task_name, model, played_by)
+    grid = check_l1_grid(grid)
     return pd.concat([_sweep_rows(settings, task_name, model, played_by, l1, store) for l1 in grid], ignore_index=True)
 
 
@@ -128,6 +162,8 @@ def chosen_l1(settings, task_name: str, grid=L1_GRID, store=None) -> float:
     choice: the same coefficient as choose_l1 on the whole sweep, whatever shape the sweep has, at a
     fraction of the cost when the answer lies near the sparse end of the grid.
     """
+    check_request(settings, task_name)
+    grid = check_l1_grid(grid)
     for l1 in sorted(grid, reverse=True):
         mean = mean_explained_variance(_sweep_rows(settings, task_name, None, None, l1, store))
         if mean.iloc[0] >= settings.sae_min_explained_variance:
@@ -143,5 +179,6 @@ def analysis_saes(settings, task_name: str, model: str | None = None, played_by:
 
     Returns: (l1, {layer: LayerSAE}).
     """
+    check_request(settings, task_name, model, played_by)
     l1 = chosen_l1(settings, task_name, store=store)
     return l1, layer_saes(settings, task_name, model, played_by, l1=l1, store=store)

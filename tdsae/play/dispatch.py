@@ -10,6 +10,7 @@ from tdsae.play.result import PlayResult
 from tdsae.play.stories import play_stories, render_stories
 from tdsae.play.transcripts import play_transcripts, reads_transcripts, render_transcripts
 from tdsae.tasks import Task, Trajectory
+from tdsae.validation import check_episode_counts, check_seed
 
 
 def play_task(model: Any, task: Task, n_experiments: int, n_episodes: int, seed: int,
@@ -20,6 +21,10 @@ def play_task(model: Any, task: Task, n_experiments: int, n_episodes: int, seed:
     forward: what runs the network's forward passes (default: the model's torch module);
     tdsae.interventions passes one that edits latents on the way.
     """
+    if not isinstance(task, Task):
+        raise ValueError(f"task must be a tdsae.tasks.Task (get_task(name)), got {task!r}")
+    n_experiments, n_episodes, n_random_episodes = check_episode_counts(n_experiments, n_episodes, n_random_episodes)
+    seed = check_seed(seed)
     player = play_transcripts if reads_transcripts(model.tokenizer, task) else play_stories
     return player(torch_module(model) if forward is None else forward, model.tokenizer, task, n_experiments,
                   n_episodes, seed, n_random_episodes)

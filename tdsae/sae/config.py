@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tdsae.validation import check_count, check_int, check_number, check_seed
+
 
 @dataclass(frozen=True)
 class SAETrainingConfig:
@@ -35,12 +37,25 @@ class SAETrainingConfig:
     log_every: int = 50  # steps averaged into one row of the log; the device is read only then
 
     def __post_init__(self):
-        for name in ("batch_size", "epochs", "log_every", "dead_steps"):
-            value, least = getattr(self, name), 0 if name == "dead_steps" else 1
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
+        for name in ("batch_size", "epochs", "log_every"):
+            check_count(getattr(self, name), name)
+        check_int(self.dead_steps, "dead_steps", 0)
+        check_seed(self.seed)
         if self.bf16 not in (None, True, False):
             raise ValueError(f"bf16 must be True, False or None (decided by the hardware), got {self.bf16!r}")
-        if not self.lr > 0 or self.l1_coefficient < 0 or self.aux_k_coefficient < 0:
-            raise ValueError(f"need lr > 0 and non-negative coefficients, got lr={self.lr}, "
-                             f"l1_coefficient={self.l1_coefficient}, aux_k_coefficient={self.aux_k_coefficient}")
+        check_number(self.lr, "lr", low=0, low_open=True)
+        check_number(self.l1_coefficient, "l1_coefficient", low=0)
+        check_number(self.aux_k_coefficient, "aux_k_coefficient", low=0)
+        betas = self.adam_betas
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"adam_betas must be two numbers in [0, 1), got {betas!r}")
+        for beta in betas:
+            check_number(beta, "adam_betas", low=0, high=1, high_open=True)
+        for name in ("max_grad_norm", "decoder_init_norm"):
+            if getattr(self, name) is not None:
+                check_number(getattr(self, name), name, low=0, low_open=True)
+        if self.sparse_below is not None:
+            check_number(self.sparse_below, "sparse_below", low=0, high=1)
+        for name in ("normalize", "center"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")

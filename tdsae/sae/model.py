@@ -11,10 +11,13 @@ an SAE saved here loads there and back (tdsae.sae.saelens_format).
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from tdsae.validation import check_count, check_number, check_seed
 
 ARCHITECTURES = ("standard", "topk")
 # SAELens's normalize_activations values that act as the identity at inference; "expected_average_only_in"
@@ -45,11 +48,9 @@ class SAEConfig:
             raise ValueError(f"unknown SAE architecture {self.architecture!r}; "
                              f"choose one of: {', '.join(ARCHITECTURES)}")
         for name in ("d_in", "d_sae"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            setattr(self, name, check_count(getattr(self, name), name))
         if self.architecture == "topk":
-            if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= self.d_sae:
+            if isinstance(self.k, bool) or not isinstance(self.k, numbers.Integral) or not 1 <= self.k <= self.d_sae:
                 raise ValueError(f"topk SAE: k={self.k!r} does not fit d_sae={self.d_sae}; need an int with "
                                  f"1 <= k <= d_sae")
             if self.rescale_acts_by_decoder_norm is None:
@@ -82,6 +83,12 @@ class SAE(nn.Module):
         seed None leaves the weights uninitialised, for a loader that overwrites them.
         """
         super().__init__()
+        if not isinstance(cfg, SAEConfig):
+            raise ValueError(f"cfg must be an SAEConfig, got {type(cfg).__name__}")
+        if seed is not None:
+            seed = check_seed(seed)
+        if decoder_init_norm is not None:
+            decoder_init_norm = check_number(decoder_init_norm, "decoder_init_norm", low=0, low_open=True)
         self.cfg = cfg
         w_dec = torch.empty(cfg.d_sae, cfg.d_in)
         if seed is not None:

@@ -193,6 +193,10 @@ def _load_weights(folder: Path, config: SAEConfig) -> SAE:
         if tuple(tensors[name].shape) != shape:
             raise ValueError(f"{path}: tensor {name!r} has shape {tuple(tensors[name].shape)}, but d_in={d_in} and "
                              f"d_sae={d_sae} in {CFG_FILENAME} need {shape}")
+        bad = int((~torch.isfinite(tensors[name].float())).sum())
+        if bad:
+            raise ValueError(f"{path}: tensor {name!r} holds {bad} NaN or infinite values; a trained SAE's weights "
+                             "are finite (did training diverge, or is the file damaged?)")
     unexpected = sorted(set(tensors) - set(expected))
     if unexpected:
         raise ValueError(f"{path}: unexpected tensors {unexpected} for a {config.architecture!r} SAE")

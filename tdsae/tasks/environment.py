@@ -17,8 +17,8 @@ from typing import Protocol
 
 import numpy as np
 
-from tdsae.tasks.trajectory import (ENV_STREAM, POLICY_STREAM, Trajectory, Transition, check_positive, fill_value,
-                                    make_rngs)
+from tdsae.tasks.trajectory import ENV_STREAM, POLICY_STREAM, Trajectory, Transition, fill_value, make_rngs
+from tdsae.validation import check_count, check_episode_counts, check_seed
 
 
 class Environment:
@@ -26,7 +26,7 @@ class Environment:
 
     def __init__(self, task: Task, n_experiments: int, seed: int):
         self.task = task
-        self.n_experiments = check_positive("n_experiments", n_experiments)
+        self.n_experiments = check_count(n_experiments, "n_experiments")
         self._rngs = make_rngs(seed, self.n_experiments, ENV_STREAM)
         self.params = task.draw_experiments(self._rngs)  # evolving per-experiment parameters
         self.experiment_info = {k: v.copy() for k, v in self.params.items()}  # set-up as drawn
@@ -234,10 +234,8 @@ def run_agent(task: Task, agent: AgentProtocol, n_experiments: int, n_episodes: 
     Returns: Trajectory [n_experiments, n_episodes * task.max_steps], info["random_choice"] marking
     steps whose action came from the random policy.
     """
-    n_episodes = check_positive("n_episodes", n_episodes)
-    if isinstance(n_random_episodes, bool) or not isinstance(n_random_episodes, (int, np.integer)) \
-            or n_random_episodes < 0:
-        raise ValueError(f"n_random_episodes must be a non-negative int, got {n_random_episodes!r}")
+    n_experiments, n_episodes, n_random_episodes = check_episode_counts(n_experiments, n_episodes, n_random_episodes)
+    seed = check_seed(seed)
     env = task.reset_experiments(n_experiments, seed)
     policy_rngs = make_rngs(seed, env.n_experiments, POLICY_STREAM)
     agent.reset(env.n_experiments, task)

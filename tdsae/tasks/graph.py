@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from tdsae.tasks.environment import Task
-from tdsae.tasks.trajectory import Trajectory, check_positive
+from tdsae.tasks.trajectory import Trajectory
+from tdsae.validation import check_count
 from tdsae.tasks.transcript import episode_columns
 
 N_COMMUNITIES = 3
@@ -66,7 +67,7 @@ class GraphTask(Task):
     continuing = True
 
     def __post_init__(self):
-        check_positive("max_steps", self.max_steps)
+        check_count(self.max_steps, "max_steps")
 
     @property
     def adjacency(self) -> np.ndarray:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from tdsae.tasks.environment import Task
-from tdsae.tasks.trajectory import Trajectory, check_positive
+from tdsae.tasks.trajectory import Trajectory
+from tdsae.validation import check_count
 from tdsae.tasks.transcript import episode_columns
 
 MOVES = ((-1, 0), (1, 0), (0, -1), (0, 1))  # (d_row, d_col) of up, down, left, right
@@ -33,7 +34,7 @@ class GridWorldTask(Task):
     action_names = ("up", "down", "left", "right")
 
     def __post_init__(self):
-        check_positive("max_steps", self.max_steps)
+        check_count(self.max_steps, "max_steps")
         if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) \
                 or not 2 <= self.size <= 9:
             raise ValueError(f"size must be an int in 2..9, got {self.size!r}")

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from tdsae.validation import check_seed
+
 ENV_STREAM = 0  # spawn key of each experiment's task randomness (set-up, transitions, rewards)
 POLICY_STREAM = 1  # spawn key of each experiment's action sampling in run_agent
 
@@ -22,17 +24,9 @@ def make_rngs(seed: int, n_experiments: int, stream: int) -> list[np.random.Gene
     Args: seed: non-negative int; n_experiments: count; stream: which independent stream.
     Returns: list of n_experiments generators.
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    return [np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(e, stream)))
+    seed = check_seed(seed)
+    return [np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(e, stream)))
             for e in range(n_experiments)]
-
-
-def check_positive(name: str, value: int) -> int:
-    """Return value as int if it is a positive integer, else raise ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 def check_probability(name: str, value: float) -> float:
