@@ -9,6 +9,7 @@ The claims each chapter displayed are collected into ``_build/claims.json``.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -20,11 +21,13 @@ from typing import Any
 from .artifacts import write_json_atomic
 from .claims import CLAIM_MIME
 from .presets import get_preset
+from .validation import check_seed
 
 TOC_FILE = "_toc.yml"
 SOURCE_DIR = "chapters"
 EXECUTED_DIR = Path("book") / "chapters"
 HIDDEN_TAGS = ("parameters", "injected-parameters")
+BOOK_TOOLS = ("papermill", "jupytext", "nbformat", "yaml", "jupyter_book")  # modules of the 'dev' extra it needs
 
 
 class ChapterFailed(RuntimeError):
@@ -33,6 +36,14 @@ class ChapterFailed(RuntimeError):
 
 class NotExecuted(RuntimeError):
     """A notebook handed to the HTML build carries no outputs."""
+
+
+def require_book_tools() -> None:
+    """Raise RuntimeError naming what to install when a tool of the book build is missing."""
+    missing = [name for name in BOOK_TOOLS if importlib.util.find_spec(name) is None]
+    if missing:
+        raise RuntimeError(f"building the book needs {', '.join(missing)}, which are not installed: install "
+                           "tdsae's 'dev' extra (pip install -e '.[dev]', or run 'make book', which does)")
 
 
 def chapter_slugs(root: Path) -> list[str]:
@@ -196,11 +207,19 @@ def build_html(root: Path) -> Path:
 
 def build_book(root: Path, preset: str = "tiny", seed: int | None = None, chapters: list[str] | None = None,
                execute: bool = True) -> Path:
-    """Execute the chosen chapters (all by default), build the HTML and write claims.json."""
+    """Execute the chosen chapters (all by default), build the HTML and write claims.json.
+
+    Everything a reader can get wrong is checked before the first chapter runs: the preset, the seed,
+    the chapter names and the tools the build needs (the ``dev`` extra).
+    """
     get_preset(preset)
+    if seed is not None:
+        check_seed(seed)
+    require_book_tools()
     root = root.resolve()
     slugs = chapter_slugs(root)
-    for slug in select_chapters(slugs, chapters) if execute else []:
+    chosen = select_chapters(slugs, chapters) if execute else []
+    for slug in chosen:
         start = time.perf_counter()
         print(f"executing {slug} (preset={preset}, seed={seed}) ...", flush=True)
         execute_chapter(root, slug, preset, seed)

@@ -20,6 +20,8 @@ def setup_chapter(chapter: str, preset: str, seed: int | None = None, **override
     Args: chapter: the chapter's slug (its file name without extension); preset, seed, overrides: as
     tdsae.resolve_settings takes them. Returns: (settings, claims).
     """
+    if not isinstance(chapter, str) or not chapter.strip():
+        raise ValueError(f"chapter must be the chapter's slug, a non-empty string, got {chapter!r}")
     warnings.filterwarnings("ignore", message="IProgress not found")  # without ipywidgets, text progress bars are fine
     settings = resolve_settings(preset, seed=seed, **overrides)
     plots.apply_style()

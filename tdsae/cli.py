@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .book import ChapterFailed, NotExecuted, build_book, notebooks_with_checked_cells
+from .book import ChapterFailed, NotExecuted, build_book, notebooks_with_checked_cells, require_book_tools
 from .presets import PRESETS, preset_table
 
 
@@ -44,8 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "checked-notebooks":
 
         try:
+            require_book_tools()
             paths = notebooks_with_checked_cells(args.root.resolve())
-        except (NotExecuted, FileNotFoundError) as err:
+        except (NotExecuted, FileNotFoundError, RuntimeError) as err:
             print(f"tdsae checked-notebooks: {err}", file=sys.stderr)
             return 1
         print("\n".join(str(p.relative_to(args.root.resolve())) for p in paths))
@@ -54,7 +55,12 @@ def main(argv: list[str] | None = None) -> int:
 
         print(preset_table().to_string())
         return 0
-    records = json.loads((args.root / "_build" / "claims.json").read_text())
+    path = args.root / "_build" / "claims.json"
+    try:
+        records = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        print(f"tdsae claims: cannot read {path} ({err}); build the book first (tdsae book)", file=sys.stderr)
+        return 1
     for r in records:
         verdict = "not measured" if not r.get("measured", True) else "holds" if r["holds"] else "does not hold"
         print(f"{r['chapter']:<32} {r['kind']:<8} {r['name']:<36} {verdict}")

@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from tdsae.validation import check_int, check_seed
+
 
 def mean_ci(values: np.ndarray, level: float = 0.95, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean and Student-t confidence interval along ``axis``, ignoring NaN.
@@ -85,9 +87,9 @@ def bootstrap_interval(statistic, labels, n_boot: int, rng, percentiles=(2.5, 97
     (experiments: map them to rows with experiment_rows); n_boot: draws (0 gives NaN, NaN); rng: a
     seed or a numpy Generator (shared by successive intervals that continue one stream).
     """
-    if n_boot <= 0:
+    if check_int(n_boot, "n_boot", 0) == 0:
         return np.nan, np.nan
-    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(check_seed(rng, "rng"))
     labels = np.asarray(labels)
     draws = [statistic(labels[rng.integers(0, len(labels), len(labels))]) for _ in range(n_boot)]
     low, high = np.nanpercentile(draws, list(percentiles))

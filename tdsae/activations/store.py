@@ -24,6 +24,7 @@ number of layers, so 80 layers x 18,000 x 8,192 values stream to disk without ev
 from __future__ import annotations
 
 import json
+import numbers
 import zipfile
 from pathlib import Path
 
@@ -106,7 +107,7 @@ class ActivationStore:
 
     def acts(self, layer: int, rows=None) -> np.ndarray:
         """Activations of one layer, all rows or ``rows`` (int indices) [n, d_model] float32."""
-        if int(layer) not in self.layers:
+        if isinstance(layer, bool) or not isinstance(layer, numbers.Integral) or int(layer) not in self.layers:
             raise ValueError(f"layer {layer!r} is not in this store; it holds layers {list(self.layers)}")
         array = self._open(int(layer))
         return array if rows is None else np.asarray(array[np.asarray(rows)], dtype=np.float32)

@@ -24,6 +24,7 @@ from tdsae.interventions.edits import play_with_edits
 from tdsae.latents.profiles import units_at
 from tdsae.latents.targets import covariates_of, reference_targets
 from tdsae.stats import bootstrap_interval, correlations, experiment_rows, residualize
+from tdsae.validation import check_latent_indices, check_seed
 
 
 def matched_latents(frequency: np.ndarray, chosen, seed: int) -> list[int]:
@@ -32,9 +33,10 @@ def matched_latents(frequency: np.ndarray, chosen, seed: int) -> list[int]:
 
     Args: frequency [d_sae] fraction of rows on which each latent fires; chosen: latent indices.
     """
-    rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(13,)))
     frequency = np.asarray(frequency, float)
-    taken = set(int(c) for c in chosen)
+    chosen = check_latent_indices(chosen, len(frequency), "chosen latents")
+    rng = np.random.default_rng(np.random.SeedSequence(check_seed(seed), spawn_key=(13,)))
+    taken = set(chosen)
     picks = []
     for latent in chosen:
         gap = np.abs(frequency - frequency[int(latent)]) + rng.random(len(frequency)) * 1e-9

@@ -132,6 +132,9 @@ def units_of(stores: dict, saes: dict, model: str, kind: str, layer: int, target
     store rows of a target table. Args: stores, saes: as profile takes them. Returns: [len(targets), k]."""
     if kind not in UNIT_KINDS:
         raise ValueError(f"unknown kind of unit {kind!r}; choose one of: {', '.join(UNIT_KINDS)}")
+    if model not in stores or (kind != "residual dimension" and layer not in saes.get(model, {})):
+        raise ValueError(f"no {kind} units of model {model!r} at layer {layer!r}: the stores hold models "
+                         f"{list(stores)}, the SAEs {({m: sorted(s) for m, s in saes.items()})}")
     sae = None if kind == "residual dimension" else saes[model][layer].sae
     return units_at(stores[model], layer, targets.row.to_numpy(), sae)
 

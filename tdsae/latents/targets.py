@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from tdsae.agents import QLearner, SRLearner
+from tdsae.validation import check_count, check_seed
 
 TARGETS = {"td_error": "outcome", "q_chosen": "decision", "q_diff": "decision"}  # target -> token kind it is read at
 
@@ -58,7 +59,8 @@ def covariates_of(targets: pd.DataFrame) -> np.ndarray:
 
 def split_experiments(n_experiments: int, seed: int) -> np.ndarray:
     """Which experiments select units (True) and which report them (False), half and half, seeded."""
-    rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(7,)))
+    n_experiments = check_count(n_experiments, "n_experiments")
+    rng = np.random.default_rng(np.random.SeedSequence(check_seed(seed), spawn_key=(7,)))
     selection = np.zeros(n_experiments, bool)
     selection[rng.permutation(n_experiments)[: n_experiments // 2]] = True
     return selection
@@ -73,12 +75,12 @@ def shuffled_target(target: np.ndarray, experiments: np.ndarray, seed: int, mode
     the run) is kept and only this experiment's history is lost: what a unit gains from that
     shared structure alone.
     """
-    rng = np.random.default_rng(seed)
+    if mode not in ("rows", "experiments"):
+        raise ValueError(f"unknown shuffle mode {mode!r}; choose 'rows' or 'experiments'")
+    rng = np.random.default_rng(check_seed(seed))
     target, experiments = np.asarray(target, float), np.asarray(experiments)
     if mode == "rows":
         return target[rng.permutation(len(target))]
-    if mode != "experiments":
-        raise ValueError(f"unknown shuffle mode {mode!r}; choose 'rows' or 'experiments'")
     shuffled = target.copy()
     ranks = pd.Series(experiments).groupby(experiments).cumcount().to_numpy()
     for rank in np.unique(ranks):
