@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from tdsae.validation import check_int, check_seed
+
 
 def node_means(acts: np.ndarray, entries: pd.DataFrame, n_nodes: int) -> np.ndarray:
     """Mean vector of each node in each experiment.
@@ -36,7 +38,8 @@ def community_silhouettes(means: np.ndarray, communities: np.ndarray, n_shuffles
     """
     from sklearn.metrics import silhouette_score
 
-    rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(17,)))
+    n_shuffles = check_int(n_shuffles, "n_shuffles", 0)
+    rng = np.random.default_rng(np.random.SeedSequence(check_seed(seed), spawn_key=(17,)))
     rows = []
     for experiment, points in enumerate(means):
         if np.isnan(points).any():
@@ -51,4 +54,5 @@ def mds_coordinates(points: np.ndarray, seed: int = 0) -> np.ndarray:
     """Metric MDS (scikit-learn, as the paper) of points [n, d] to [n, 2], on Euclidean distances."""
     from sklearn.manifold import MDS
 
-    return MDS(n_components=2, metric_mds=True, init="random", n_init=4, random_state=seed).fit_transform(points)
+    return MDS(n_components=2, metric_mds=True, init="random", n_init=4,
+               random_state=check_seed(seed)).fit_transform(points)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tdsae.validation import check_int, check_number
+
 
 def probe_score(acts: np.ndarray, target: np.ndarray, groups: np.ndarray, kind: str = "ridge",
                 n_splits: int = 5, alpha: float = 1.0) -> float:
@@ -24,6 +26,8 @@ def probe_score(acts: np.ndarray, target: np.ndarray, groups: np.ndarray, kind: 
 
     if kind not in ("ridge", "logistic"):
         raise ValueError(f"unknown probe kind {kind!r}; choose 'ridge' or 'logistic'")
+    n_splits = check_int(n_splits, "n_splits", 2)
+    alpha = check_number(alpha, "alpha", low=0, low_open=True)
     acts, target, groups = np.asarray(acts, float), np.asarray(target), np.asarray(groups)
     if not len(acts) == len(target) == len(groups):
         raise ValueError(f"acts ({len(acts)}), target ({len(target)}) and groups ({len(groups)}) differ in length")

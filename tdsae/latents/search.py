@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tdsae.stats import bootstrap_interval, correlations, experiment_rows, residualize
+from tdsae.validation import check_int, check_seed
 
 
 @dataclass
@@ -50,6 +51,7 @@ def best_unit(units: np.ndarray, target: np.ndarray, experiments: np.ndarray, se
     target within each half before correlating (a partial correlation); rows with a NaN target
     are dropped.
     """
+    n_boot, seed = check_int(n_boot, "n_boot", 0), check_seed(seed)
     keep = np.isfinite(target)
     units, target, experiments = np.asarray(units, float)[keep], np.asarray(target, float)[keep], experiments[keep]
     covariates = None if covariates is None else np.asarray(covariates, float)[keep]
@@ -82,6 +84,7 @@ def best_pair(latents: np.ndarray, target: np.ndarray, experiments: np.ndarray, 
     selection half and reported on the other. A ReLU latent can fire on one side of zero only,
     so this is the fair SAE counterpart of a single signed residual dimension.
     """
+    n_boot, seed = check_int(n_boot, "n_boot", 0), check_seed(seed)
     keep = np.isfinite(target)
     latents, target, experiments = np.asarray(latents, float)[keep], np.asarray(target, float)[keep], experiments[keep]
     covariates = None if covariates is None else np.asarray(covariates, float)[keep]
