@@ -1,0 +1,387 @@
+"""The bad-input table: every public entry point x every bad value it takes.
+
+Each row calls one entry point with one bad value and asserts three things: the error's type, that
+its message names the bad value, and that it came within LIMIT_S seconds. Long work is made to
+raise if it starts (the artifact cache's builds, the players, the SAE's gradient step, the
+organism's batches, from_pretrained), so "before any long work" is tested, not assumed; and the
+artifact cache, pointed at an empty folder, must still be empty afterwards (nothing half-written).
+
+A new public entry point joins this table (docs/architecture.md says so to contributors).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import saved_micro_organism
+
+import tdsae
+from tdsae import cli
+from tdsae.activations import ActivationStore, harvest_activations
+from tdsae.agents import QLearner
+from tdsae.behaviour.estimation import fit_model
+from tdsae.claims import ClaimBook
+from tdsae.interventions import EditedModel, LatentEdit, ce_loss_score, matched_latents, play_with_edits, traced_output
+from tdsae.latents import best_unit, mds_coordinates, probe_score, shuffled_target, split_experiments, units_at, units_of
+from tdsae.models import ModelNotFoundError, check_layer, load_model, site_hook_names, source_layers
+from tdsae.organism import OrganismConfig, TrainingConfig, TranscriptRecipe
+from tdsae.pipeline import (AGENTS, agent_trajectories, analysis_saes, chosen_l1, episodes_for, harvested_store,
+                            l1_sweep, layer_saes, load_preset_model, model_source, played_episodes, trained_organism,
+                            training_rows, untrained_source)
+from tdsae.play.dispatch import play_task
+from tdsae.sae import SAE, SAEConfig, SAETrainingConfig, load_sae, save_sae, train_sae
+from tdsae.stats import bootstrap_interval
+from tdsae.tasks import get_task, run_agent
+
+LIMIT_S = 5.0
+ROOT = Path(__file__).resolve().parents[1]
+NAN = float("nan")
+
+
+class LongWorkStarted(AssertionError):
+    """Raised by anything long that a bad-input call reached: the call checked too late."""
+
+
+class CommandFailed(Exception):
+    """A CLI call that returned a non-zero status; the message is what it printed on stderr."""
+
+
+def refuse(*_, **__):
+    raise LongWorkStarted("long work started before the bad input was refused")
+
+
+def cli_call(*argv: str) -> None:
+    """Run the tdsae command; raise CommandFailed with its stderr when it fails (argparse's exits too)."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            status = cli.main(list(argv))
+        except SystemExit as exit_:
+            status = exit_.code
+    if status:
+        raise CommandFailed(err.getvalue())
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Real objects the rows need: a micro organism and its SAE, a small store, bad model folders."""
+    root = tmp_path_factory.mktemp("bad-input")
+    model = saved_micro_organism(root / "micro", n_layers=2)
+    sae = SAE(SAEConfig(d_in=32, d_sae=64), seed=0)
+    task = get_task("twostep")
+    played = play_task(model, task, 2, 2, seed=0)
+    store = harvest_activations(model, played, root / "store", progress=False)
+    save_sae(sae, root / "sae")
+    nan_sae = root / "nan-sae"
+    save_sae(sae, nan_sae)
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(nan_sae / "sae_weights.safetensors")
+    tensors["W_enc"][0, 0] = NAN
+    save_file(tensors, nan_sae / "sae_weights.safetensors")
+    folders = {}
+    for name, config in {"bert": {"model_type": "bert", "architectures": ["BertForMaskedLM"], "hidden_size": 32},
+                         "bert_bare": {"model_type": "bert", "hidden_size": 32},
+                         "t5": {"model_type": "t5", "architectures": ["T5ForConditionalGeneration"],
+                                "is_encoder_decoder": True}}.items():
+            (root / name).mkdir()
+            (root / name / "config.json").write_text(json.dumps(config))
+            folders[name] = root / name
+    (root / "corrupt").mkdir()
+    (root / "corrupt" / "config.json").write_text("{not json")
+    (root / "broken.gguf").write_bytes(b"this is not a gguf file")
+    (root / "model.gguf").write_bytes(b"GGUF" + (3).to_bytes(4, "little") + bytes(64))
+    targets = pd.DataFrame({"row": np.arange(4), "td_error": np.linspace(-1, 1, 4)})
+    return SimpleNamespace(root=root, model=model, sae=sae, task=task, played=played, store=store,
+                           settings=tdsae.resolve_settings("tiny"), ids=torch.tensor([[0, 5, 6, 7]]),
+                           sae_dir=root / "sae", nan_sae=nan_sae, corrupt=root / "corrupt",
+                           broken_gguf=root / "broken.gguf", gguf=root / "model.gguf", targets=targets, **folders)
+
+
+@pytest.fixture
+def ctx(world, monkeypatch, tmp_path):
+    """world, with long work made to raise, the artifact cache in an empty folder, and monkeypatch at hand."""
+    import nnsight
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("TDSAE_HOME", str(cache))
+    for target in ("tdsae.artifacts.ArtifactStore.load_or_build", "tdsae.play.dispatch.play_transcripts",
+                   "tdsae.play.dispatch.play_stories", "tdsae.sae.training.gradient_step",
+                   "tdsae.organism.trainer.build_batches", "tdsae.book.execute_chapter"):
+        monkeypatch.setattr(target, refuse)
+    monkeypatch.setattr(nnsight, "TransformersModel", refuse)  # load_model's from_pretrained
+    yield SimpleNamespace(**vars(world), monkeypatch=monkeypatch, cache=cache)
+    leftovers = list(cache.rglob("*")) if cache.exists() else []
+    assert leftovers == [], f"a refused call left files in the artifact cache: {leftovers[:5]}"
+
+
+def hub_unreachable(c, name: str):
+    """load_model(name) with the hub online but not answering (a closed local port stands in for it)."""
+    from huggingface_hub import constants
+
+    c.monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    c.monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    return load_model(name)
+
+
+def hub_offline(c, name: str):
+    from huggingface_hub import constants
+
+    c.monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return load_model(name)
+
+
+def without_module(c, module: str, *argv: str):
+    """The tdsae command as it runs where ``module`` is not installed."""
+    real = importlib.util.find_spec
+    c.monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a))
+    return cli_call(*argv)
+
+
+def negative_layer_edit(c, layer: int):
+    """An edit object that skips LatentEdit's own check, so that traced_output's is what is tested."""
+    return traced_output(c.model, [SimpleNamespace(layer=layer, sae=c.sae, apply=lambda h: h)], input_ids=c.ids)
+
+
+V = ValueError
+M = ModelNotFoundError
+C = CommandFailed
+
+
+def row(entry: str, value: str, call, error, named: str | None = None):
+    """One row: entry point, the bad value (as the test id), call(ctx), expected error, text the message
+    must contain (default: the bad value itself)."""
+    return pytest.param(call, error, lambda c: value if named is None else named, id=f"{entry}[{value}]")
+
+
+def path_row(entry: str, label: str, call, error, attribute: str):
+    """A row whose bad value is one of world's paths (ctx.<attribute>): the message must name that path."""
+    return pytest.param(call, error, lambda c: str(getattr(c, attribute)), id=f"{entry}[{label}]")
+
+
+ROWS = [
+    # the front door: presets, knobs, the model source, chapters
+    row("resolve_settings", "'huge'", lambda c: tdsae.resolve_settings("huge"), V),
+    row("resolve_settings", "seed=-1", lambda c: tdsae.resolve_settings("tiny", seed=-1), V, "-1"),
+    row("resolve_settings", "seed=1.5", lambda c: tdsae.resolve_settings("tiny", seed=1.5), V, "1.5"),
+    row("resolve_settings", "n_episodes=0", lambda c: tdsae.resolve_settings("tiny", n_episodes=0), V, "0"),
+    row("resolve_settings", "n_random_episodes=30", lambda c: tdsae.resolve_settings("tiny", n_random_episodes=30),
+        V, "30"),
+    row("resolve_settings", "sae_l1=nan", lambda c: tdsae.resolve_settings("tiny", sae_l1=NAN), V, "nan"),
+    row("resolve_settings", "sae_lr='1e-4'", lambda c: tdsae.resolve_settings("tiny", sae_lr="1e-4"), V, "'1e-4'"),
+    row("resolve_settings", "device='tpu'", lambda c: tdsae.resolve_settings("tiny", device="tpu"), V, "'tpu'"),
+    row("resolve_settings", "n_epochs", lambda c: tdsae.resolve_settings("tiny", n_epochs=3), V, "'n_epochs'"),
+    row("resolve_settings", "model=''", lambda c: tdsae.resolve_settings("tiny", model=""), V, "''"),
+    row("resolve_settings", "model='organsim'", lambda c: tdsae.resolve_settings("tiny", model="organsim"), V,
+        "'organsim'"),
+    row("resolve_settings", "missing folder", lambda c: tdsae.resolve_settings("tiny", model="/no/such/model"), M,
+        "/no/such/model"),
+    path_row("resolve_settings", "BERT folder", lambda c: tdsae.resolve_settings("tiny", model=str(c.bert)), V, "bert"),
+    path_row("resolve_settings", "BERT config without architectures",
+             lambda c: tdsae.resolve_settings("tiny", model=str(c.bert_bare)), V, "bert_bare"),
+    path_row("resolve_settings", "T5 folder", lambda c: tdsae.resolve_settings("tiny", model=str(c.t5)), V, "t5"),
+    path_row("resolve_settings", "corrupt config.json", lambda c: tdsae.resolve_settings("tiny", model=str(c.corrupt)),
+             M, "corrupt"),
+    path_row("resolve_settings", "unreadable GGUF", lambda c: tdsae.resolve_settings("tiny", model=str(c.broken_gguf)),
+             M, "broken_gguf"),
+    path_row("resolve_settings", "GGUF file", lambda c: tdsae.resolve_settings("tiny", model=str(c.gguf)), M, "gguf"),
+    row("get_preset", "'huge'", lambda c: tdsae.get_preset("huge"), V),
+    row("setup_chapter", "preset 'huge'", lambda c: tdsae.setup_chapter("07_x", "huge"), V, "'huge'"),
+    row("setup_chapter", "chapter ''", lambda c: tdsae.setup_chapter("", "tiny"), V, "''"),
+    row("setup_chapter", "seed=-3", lambda c: tdsae.setup_chapter("07_x", "tiny", seed=-3), V, "-3"),
+    # models: the door to weights
+    path_row("load_model", "BERT folder", lambda c: load_model(c.bert), V, "bert"),
+    row("load_model", "missing folder", lambda c: load_model("/no/such/model"), M, "/no/such/model"),
+    row("load_model", "hub id, offline", lambda c: hub_offline(c, "nobody/not-a-model-xyz"), M,
+        "'nobody/not-a-model-xyz'"),
+    row("load_model", "hub id, hub unreachable", lambda c: hub_unreachable(c, "nobody/not-a-model-xyz"), M,
+        "'nobody/not-a-model-xyz'"),
+    path_row("load_model", "unreadable GGUF", lambda c: load_model(c.broken_gguf), M, "broken_gguf"),
+    row("load_model", "device='tpu'", lambda c: load_model(c.root / "micro", device="tpu"), V, "'tpu'"),
+    path_row("load_model", "remote with a folder", lambda c: load_model(c.root / "micro", remote=True), V, "root"),
+    path_row("source_layers", "T5 folder", lambda c: source_layers(c.t5), V, "t5"),
+    row("check_layer", "99", lambda c: check_layer(c.model, 99), V),
+    row("check_layer", "-1", lambda c: check_layer(c.model, -1), V),
+    row("check_layer", "1.5", lambda c: check_layer(c.model, 1.5), V),
+    row("check_layer", "True", lambda c: check_layer(c.model, True), V),
+    row("site_hook_names", "3", lambda c: site_hook_names(c.model, 3), V),
+    # tasks and agents
+    row("get_task", "'three-step'", lambda c: get_task("three-step"), V),
+    row("run_agent", "n_random_episodes=3 of 3", lambda c: run_agent(c.task, QLearner(), 2, 3, 0, n_random_episodes=3),
+        V, "3"),
+    row("run_agent", "seed=-1", lambda c: run_agent(c.task, QLearner(), 2, 3, -1), V, "-1"),
+    row("run_agent", "n_episodes=0", lambda c: run_agent(c.task, QLearner(), 2, 0, 0), V, "0"),
+    row("run_agent", "n_experiments=0", lambda c: run_agent(c.task, QLearner(), 0, 3, 0), V, "0"),
+    row("fit_model", "seed=-1", lambda c: fit_model(c.task, c.played.trajectory, "qlearning", 0, seed=-1), V, "-1"),
+    row("fit_model", "n_restarts=-2", lambda c: fit_model(c.task, c.played.trajectory, "qlearning", 0, n_restarts=-2), V,
+        "-2"),
+    row("fit_model", "'q-lerning'", lambda c: fit_model(c.task, c.played.trajectory, "q-lerning", 0), V),
+    # play
+    row("play_task", "n_random_episodes=3 of 3", lambda c: play_task(c.model, c.task, 2, 3, 0, 3), V, "3"),
+    row("play_task", "seed=-1", lambda c: play_task(c.model, c.task, 2, 3, -1), V, "-1"),
+    row("play_task", "n_experiments=0", lambda c: play_task(c.model, c.task, 0, 3, 0), V, "0"),
+    row("play_task", "task 'twostep'", lambda c: play_task(c.model, "twostep", 2, 3, 0), V, "'twostep'"),
+    # interventions
+    row("LatentEdit", "latents=[3.7]", lambda c: LatentEdit(1, c.sae, [3.7]), V, "3.7"),
+    row("LatentEdit", "latents=[64]", lambda c: LatentEdit(1, c.sae, [64]), V, "64"),
+    row("LatentEdit", "latents='abc'", lambda c: LatentEdit(1, c.sae, "abc"), V, "'abc'"),
+    row("LatentEdit", "layer=-1", lambda c: LatentEdit(-1, c.sae, [0]), V, "-1"),
+    row("LatentEdit", "factor=nan", lambda c: LatentEdit(1, c.sae, [0], factor=NAN), V, "nan"),
+    row("traced_output", "layer 99", lambda c: traced_output(c.model, [LatentEdit(99, c.sae, [0])], input_ids=c.ids),
+        V, "99"),
+    row("traced_output", "layer -1", lambda c: negative_layer_edit(c, -1), V, "-1"),
+    row("traced_output", "layer -100", lambda c: negative_layer_edit(c, -100), V, "-100"),
+    row("ce_loss_score", "layer 99", lambda c: ce_loss_score(c.model, c.sae, 99, c.ids), V, "99"),
+    row("ce_loss_score", "layer -1", lambda c: ce_loss_score(c.model, c.sae, -1, c.ids), V, "-1"),
+    row("ce_loss_score", "layer -100", lambda c: ce_loss_score(c.model, c.sae, -100, c.ids), V, "-100"),
+    row("ce_loss_score", "layer 1.5", lambda c: ce_loss_score(c.model, c.sae, 1.5, c.ids), V, "1.5"),
+    row("EditedModel", "layer 9", lambda c: EditedModel(c.model, [LatentEdit(9, c.sae, [0])]), V, "9"),
+    row("play_with_edits", "layer 9",
+        lambda c: play_with_edits(c.model, c.task, 2, 2, 0, edits=[LatentEdit(9, c.sae, [0])]), V, "9"),
+    row("play_with_edits", "n_random_episodes=2 of 2", lambda c: play_with_edits(c.model, c.task, 2, 2, 0, 2, []),
+        V, "2"),
+    row("matched_latents", "chosen [70]", lambda c: matched_latents(np.ones(64), [70], 0), V, "70"),
+    row("matched_latents", "seed=-1", lambda c: matched_latents(np.ones(64), [1], -1), V, "-1"),
+    # SAEs
+    row("SAE", "seed=1.5", lambda c: SAE(SAEConfig(d_in=8, d_sae=16), seed=1.5), V, "1.5"),
+    row("SAE", "seed='abc'", lambda c: SAE(SAEConfig(d_in=8, d_sae=16), seed="abc"), V, "'abc'"),
+    row("SAE", "seed=-1", lambda c: SAE(SAEConfig(d_in=8, d_sae=16), seed=-1), V, "-1"),
+    row("SAEConfig", "d_in=0", lambda c: SAEConfig(d_in=0, d_sae=16), V, "0"),
+    row("SAEConfig", "architecture='gated'", lambda c: SAEConfig(d_in=8, d_sae=16, architecture="gated"), V,
+        "'gated'"),
+    row("SAEConfig", "k=0", lambda c: SAEConfig(d_in=8, d_sae=16, architecture="topk", k=0), V, "0"),
+    row("SAEConfig", "dtype='int8'", lambda c: SAEConfig(d_in=8, d_sae=16, dtype="int8"), V, "'int8'"),
+    row("SAETrainingConfig", "seed=1.5", lambda c: SAETrainingConfig(seed=1.5), V, "1.5"),
+    row("SAETrainingConfig", "seed='abc'", lambda c: SAETrainingConfig(seed="abc"), V, "'abc'"),
+    row("SAETrainingConfig", "l1_coefficient=nan", lambda c: SAETrainingConfig(l1_coefficient=NAN), V, "nan"),
+    row("SAETrainingConfig", "lr='1e-4'", lambda c: SAETrainingConfig(lr="1e-4"), V, "'1e-4'"),
+    row("SAETrainingConfig", "batch_size=0", lambda c: SAETrainingConfig(batch_size=0), V, "0"),
+    row("SAETrainingConfig", "adam_betas=(0.9, 1.5)", lambda c: SAETrainingConfig(adam_betas=(0.9, 1.5)), V, "1.5"),
+    row("SAETrainingConfig", "max_grad_norm=-1", lambda c: SAETrainingConfig(max_grad_norm=-1), V, "-1"),
+    row("train_sae", "acts of width 7", lambda c: train_sae(np.ones((10, 7)), SAEConfig(d_in=8, d_sae=16)), V, "7"),
+    row("train_sae", "acts with NaN",
+        lambda c: train_sae(np.full((10, 8), NAN), SAEConfig(d_in=8, d_sae=16)), V, "NaN"),
+    path_row("load_sae", "NaN weights", lambda c: load_sae(c.nan_sae), V, "nan_sae"),
+    row("load_sae", "missing folder", lambda c: load_sae("/no/such/sae"), FileNotFoundError, "/no/such/sae"),
+    row("load_sae", "expected_d_in=48", lambda c: load_sae(c.sae_dir, expected_d_in=48), V, "48"),
+    # the organism
+    row("TrainingConfig", "steps=0", lambda c: TrainingConfig(steps=0), V, "0"),
+    row("TrainingConfig", "seed=-1", lambda c: TrainingConfig(seed=-1), V, "-1"),
+    row("TrainingConfig", "precision='float16'", lambda c: TrainingConfig(precision="float16"), V, "'float16'"),
+    row("TrainingConfig", "lr=nan", lambda c: TrainingConfig(lr=NAN), V, "nan"),
+    row("OrganismConfig", "d_model=0", lambda c: OrganismConfig(d_model=0), V, "0"),
+    row("OrganismConfig", "n_heads=3", lambda c: OrganismConfig(d_model=32, n_heads=3), V, "3"),
+    row("TranscriptRecipe", "task_mix bandit", lambda c: TranscriptRecipe(task_mix={"bandit": 1.0}), V, "bandit"),
+    # the pipeline: tasks, layers and sources refused before training, playing or harvesting
+    row("model_source", "'three-step'", lambda c: model_source(c.settings, "three-step"), V),
+    row("played_episodes", "'three-step'", lambda c: played_episodes(c.settings, "three-step"), V),
+    row("played_episodes", "missing model", lambda c: played_episodes(c.settings, "twostep", "/no/such/model"), M,
+        "/no/such/model"),
+    row("played_episodes", "seed=-1", lambda c: played_episodes(c.settings, "twostep", seed=-1), V, "-1"),
+    row("harvested_store", "'three-step'", lambda c: harvested_store(c.settings, "three-step"), V),
+    path_row("harvested_store", "played_by a BERT folder",
+             lambda c: harvested_store(c.settings, "twostep", played_by=str(c.bert)), V, "bert"),
+    path_row("harvested_store", "model a T5 folder", lambda c: harvested_store(c.settings, "twostep", model=str(c.t5)),
+             V, "t5"),
+    row("layer_saes", "'three-step'", lambda c: layer_saes(c.settings, "three-step"), V),
+    row("layer_saes", "layers=[99]", lambda c: layer_saes(c.settings, "twostep", layers=[99]), V, "99"),
+    row("layer_saes", "layers=[-1]", lambda c: layer_saes(c.settings, "twostep", layers=[-1]), V, "-1"),
+    row("layer_saes", "layers=[3] of a 2-layer folder",
+        lambda c: layer_saes(c.settings, "twostep", model=str(c.root / "micro"), layers=[3]), V, "3"),
+    row("layer_saes", "architecture='gated'", lambda c: layer_saes(c.settings, "twostep", architecture="gated"), V,
+        "'gated'"),
+    row("layer_saes", "l1=nan", lambda c: layer_saes(c.settings, "twostep", l1=NAN), V, "nan"),
+    row("layer_saes", "topk with k=None", lambda c: layer_saes(c.settings, "twostep", architecture="topk"), V, "None"),
+    row("layer_saes", "bf16='yes'", lambda c: layer_saes(c.settings, "twostep", bf16="yes"), V, "'yes'"),
+    row("l1_sweep", "'three-step'", lambda c: l1_sweep(c.settings, "three-step"), V),
+    row("l1_sweep", "grid=[nan]", lambda c: l1_sweep(c.settings, "twostep", grid=[NAN]), V, "nan"),
+    row("l1_sweep", "grid=[]", lambda c: l1_sweep(c.settings, "twostep", grid=[]), V, "empty"),
+    row("chosen_l1", "'three-step'", lambda c: chosen_l1(c.settings, "three-step"), V),
+    row("analysis_saes", "'three-step'", lambda c: analysis_saes(c.settings, "three-step"), V),
+    row("untrained_source", "'three-step'", lambda c: untrained_source(c.settings, task_name="three-step"), V),
+    row("agent_trajectories", "'three-step'", lambda c: agent_trajectories(c.settings, "three-step"), V),
+    row("episodes_for", "'three-step'", lambda c: episodes_for(c.settings, "three-step", c.model, AGENTS), V),
+    row("trained_organism", "settings 'tiny'", lambda c: trained_organism("tiny"), V, "'tiny'"),
+    row("trained_organism", "task_mix bandit", lambda c: trained_organism(c.settings, task_mix={"bandit": 1.0}), V,
+        "bandit"),
+    row("load_preset_model", "settings 'tiny'", lambda c: load_preset_model("tiny"), V, "'tiny'"),
+    row("training_rows", "limit=0", lambda c: training_rows(10, 0, 0), V, "0"),
+    row("training_rows", "seed=-1", lambda c: training_rows(10, 5, -1), V, "-1"),
+    # activations and latents
+    row("harvest_activations", "layers=[99]",
+        lambda c: harvest_activations(c.model, c.played, c.root / "never-written", layers=[99]), V, "99"),
+    row("ActivationStore.acts", "layer 99", lambda c: c.store.acts(99), V, "99"),
+    row("ActivationStore.acts", "layer 1.5", lambda c: c.store.acts(1.5), V, "1.5"),
+    row("ActivationStore", "missing folder", lambda c: ActivationStore("/no/such/store"), Exception, "/no/such/store"),
+    row("units_at", "layer 99", lambda c: units_at(c.store, 99, [0, 1]), V, "99"),
+    row("units_of", "model 'nobody'",
+        lambda c: units_of({"trained": c.store}, {}, "nobody", "residual dimension", 1, c.targets), V, "'nobody'"),
+    row("units_of", "kind 'neuron'", lambda c: units_of({"trained": c.store}, {}, "trained", "neuron", 1, c.targets),
+        V, "'neuron'"),
+    row("split_experiments", "n_experiments=0", lambda c: split_experiments(0, 0), V, "0"),
+    row("split_experiments", "seed=-1", lambda c: split_experiments(10, -1), V, "-1"),
+    row("shuffled_target", "mode='cols'", lambda c: shuffled_target(np.ones(4), np.arange(4), 0, mode="cols"), V,
+        "'cols'"),
+    row("shuffled_target", "seed=-1", lambda c: shuffled_target(np.ones(4), np.arange(4), -1), V, "-1"),
+    row("best_unit", "n_boot=-5",
+        lambda c: best_unit(np.ones((4, 2)), np.ones(4), np.arange(4), np.ones(4, bool), n_boot=-5), V, "-5"),
+    row("probe_score", "kind 'svm'", lambda c: probe_score(np.ones((4, 2)), np.ones(4), np.arange(4), kind="svm"), V,
+        "'svm'"),
+    row("probe_score", "n_splits=1", lambda c: probe_score(np.ones((4, 2)), np.ones(4), np.arange(4), n_splits=1), V,
+        "1"),
+    row("mds_coordinates", "seed=-1", lambda c: mds_coordinates(np.ones((4, 2)), seed=-1), V, "-1"),
+    row("bootstrap_interval", "n_boot=-1", lambda c: bootstrap_interval(len, np.arange(4), -1, 0), V, "-1"),
+    row("bootstrap_interval", "rng=-5", lambda c: bootstrap_interval(len, np.arange(4), 10, -5), V, "-5"),
+    row("ClaimBook.findings_from", "value column 'low'",
+        lambda c: ClaimBook("x", "tiny", 0).findings_from(pd.DataFrame({"statement": ["s"], "control": ["c"]}),
+                                                          value="low", comparison=">", threshold=0), V, "'low'"),
+    row("ClaimBook.check", "comparison '=>'",
+        lambda c: ClaimBook("x", "tiny", 0).check("a", "s", 1.0, "=>", 0.0, "c"), V, "'=>'"),
+    # the command line
+    row("tdsae book", "--seed -1", lambda c: cli_call("book", "--seed", "-1", "--root", str(ROOT)), C, "-1"),
+    row("tdsae book", "--seed abc", lambda c: cli_call("book", "--seed", "abc"), C, "'abc'"),
+    row("tdsae book", "--preset huge", lambda c: cli_call("book", "--preset", "huge", "--root", str(ROOT)), C,
+        "'huge'"),
+    row("tdsae book", "--chapters 99", lambda c: cli_call("book", "--chapters", "99", "--root", str(ROOT)), C, "'99'"),
+    path_row("tdsae book", "--root without _toc.yml", lambda c: cli_call("book", "--root", str(c.root)), C, "root"),
+    row("tdsae book", "no papermill", lambda c: without_module(c, "papermill", "book", "--root", str(ROOT)), C,
+        "papermill"),
+    path_row("tdsae claims", "--root without a build", lambda c: cli_call("claims", "--root", str(c.root)), C, "root"),
+]
+
+
+@pytest.mark.parametrize("call,error,named", ROWS)
+def test_bad_input_is_refused_fast_with_its_value_named(ctx, call, error, named):
+    """The call raises ``error`` within LIMIT_S seconds, before any long work, naming the bad value."""
+    bad = named(ctx)
+    start = time.perf_counter()
+    with pytest.raises(error) as raised:
+        call(ctx)
+    elapsed = time.perf_counter() - start
+    assert not isinstance(raised.value, LongWorkStarted), "long work started before the bad input was refused"
+    assert bad in str(raised.value), f"the message does not name {bad!r}: {raised.value}"
+    assert elapsed < LIMIT_S, f"refused only after {elapsed:.1f} s"
+
+
+def test_the_table_covers_every_kind_of_value_and_many_entry_points():
+    """The table's size, as the closing note reports it; shrinking it should be a decision, not an accident."""
+    entries = {p.id.split("[")[0] for p in ROWS}
+    assert len(entries) >= 50 and len(ROWS) >= 130, (len(entries), len(ROWS))
+
+
+def test_a_check_that_comes_too_late_fails_the_table(ctx):
+    """The table's trap works: a call that reaches long work raises LongWorkStarted, not a clear error."""
+    from tdsae.artifacts import ArtifactStore
+
+    with pytest.raises(LongWorkStarted):
+        ArtifactStore().load_or_build("x", {}, lambda tmp: None)
