@@ -136,7 +136,8 @@ def read_model_config(folder: Path) -> dict:
     try:
         config = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ModelNotFoundError(f"the config.json of model directory {str(folder)!r} cannot be read: {error}") from None
+        raise ModelNotFoundError(f"the config.json of model directory {str(folder)!r} cannot be read: "
+                                 f"{error}") from None
     if not isinstance(config, dict):
         raise ModelNotFoundError(f"the config.json of model directory {str(folder)!r} is not a JSON object")
     return config

@@ -27,19 +27,27 @@ from conftest import saved_micro_organism
 
 import tdsae
 from tdsae import cli
-from tdsae.activations import ActivationStore, harvest_activations
-from tdsae.agents import QLearner
+from tdsae.activations import ActivationStore, harvest_activations, max_difference_from_forward
+from tdsae.agents import QLearner, get_agent
+from tdsae.behaviour import stay_probabilities
 from tdsae.behaviour.estimation import fit_model
 from tdsae.claims import ClaimBook
-from tdsae.interventions import EditedModel, LatentEdit, ce_loss_score, matched_latents, play_with_edits, traced_output
-from tdsae.latents import best_unit, mds_coordinates, probe_score, shuffled_target, split_experiments, units_at, units_of
+from tdsae.interventions import (EditedModel, LatentEdit, behaviour_of, ce_loss_score, drop_difference, effects_against,
+                                 later_layer_tracking, matched_latents, play_conditions, play_with_edits, traced_output)
+from tdsae.latents import (best_unit, compare_best, mds_coordinates, probe_score, profile, reference_sweep,
+                           reference_targets, shuffled_target, split_experiments, sr_targets, unit_profile, units_at,
+                           units_of)
 from tdsae.models import ModelNotFoundError, check_layer, load_model, site_hook_names, source_layers
-from tdsae.organism import OrganismConfig, TrainingConfig, TranscriptRecipe
+from tdsae.organism import (OrganismConfig, TrainingConfig, TranscriptRecipe, build_batches, compare_choices,
+                            evaluate_choice_correlation, list_checkpoints, simulate_transcripts, train_organism)
+from tdsae.organism.corpus import seed_for
 from tdsae.pipeline import (AGENTS, agent_trajectories, analysis_saes, chosen_l1, episodes_for, harvested_store,
                             l1_sweep, layer_saes, load_preset_model, model_source, played_episodes, trained_organism,
                             training_rows, untrained_source)
 from tdsae.play.dispatch import play_task
-from tdsae.sae import SAE, SAEConfig, SAETrainingConfig, load_sae, save_sae, train_sae
+from tdsae.play.result import load_played
+from tdsae.sae import (SAE, SAEConfig, SAETrainingConfig, choose_l1, load_sae, reconstruction_metrics, save_sae,
+                       train_sae)
 from tdsae.stats import bootstrap_interval
 from tdsae.tasks import get_task, run_agent
 
@@ -101,7 +109,7 @@ def world(tmp_path_factory):
     (root / "corrupt" / "config.json").write_text("{not json")
     (root / "broken.gguf").write_bytes(b"this is not a gguf file")
     (root / "model.gguf").write_bytes(b"GGUF" + (3).to_bytes(4, "little") + bytes(64))
-    targets = pd.DataFrame({"row": np.arange(4), "td_error": np.linspace(-1, 1, 4)})
+    targets = pd.DataFrame({"row": np.arange(4), "experiment": [0, 0, 1, 1], "td_error": np.linspace(-1, 1, 4)})
     return SimpleNamespace(root=root, model=model, sae=sae, task=task, played=played, store=store,
                            settings=tdsae.resolve_settings("tiny"), ids=torch.tensor([[0, 5, 6, 7]]),
                            sae_dir=root / "sae", nan_sae=nan_sae, corrupt=root / "corrupt",
@@ -223,8 +231,8 @@ ROWS = [
     row("run_agent", "n_episodes=0", lambda c: run_agent(c.task, QLearner(), 2, 0, 0), V, "0"),
     row("run_agent", "n_experiments=0", lambda c: run_agent(c.task, QLearner(), 0, 3, 0), V, "0"),
     row("fit_model", "seed=-1", lambda c: fit_model(c.task, c.played.trajectory, "qlearning", 0, seed=-1), V, "-1"),
-    row("fit_model", "n_restarts=-2", lambda c: fit_model(c.task, c.played.trajectory, "qlearning", 0, n_restarts=-2), V,
-        "-2"),
+    row("fit_model", "n_restarts=-2",
+        lambda c: fit_model(c.task, c.played.trajectory, "qlearning", 0, n_restarts=-2), V, "-2"),
     row("fit_model", "'q-lerning'", lambda c: fit_model(c.task, c.played.trajectory, "q-lerning", 0), V),
     # play
     row("play_task", "n_random_episodes=3 of 3", lambda c: play_task(c.model, c.task, 2, 3, 0, 3), V, "3"),
@@ -347,6 +355,94 @@ ROWS = [
                                                           value="low", comparison=">", threshold=0), V, "'low'"),
     row("ClaimBook.check", "comparison '=>'",
         lambda c: ClaimBook("x", "tiny", 0).check("a", "s", 1.0, "=>", 0.0, "c"), V, "'=>'"),
+    # behaviour, agents and the organism's evaluation
+    row("get_agent", "'nobody'", lambda c: get_agent("nobody"), V),
+    row("QLearner", "alpha=2.0", lambda c: QLearner(alpha=2.0), V, "2.0"),
+    row("QLearner", "beta='hot'", lambda c: QLearner(beta="hot"), V, "'hot'"),
+    row("stay_probabilities", "n_random_episodes=-1", lambda c: stay_probabilities(c.played.trajectory, -1), V, "-1"),
+    row("fit_model", "grid_points=0", lambda c: fit_model(c.task, c.played.trajectory, "qlearning", 0, grid_points=0),
+        V, "0"),
+    row("compare_choices", "'graph'", lambda c: compare_choices(c.model, c.model.tokenizer, "graph"), V),
+    row("compare_choices", "n_experiments=0", lambda c: compare_choices(c.model, c.model.tokenizer, "twostep", 0), V,
+        "0"),
+    row("compare_choices", "seed=-1", lambda c: compare_choices(c.model, c.model.tokenizer, "twostep", 2, -1), V, "-1"),
+    row("evaluate_choice_correlation", "tasks ('bandit',)",
+        lambda c: evaluate_choice_correlation(c.model, c.model.tokenizer, ("bandit",)), V, "'bandit'"),
+    row("evaluate_choice_correlation", "tasks ('graph',)",
+        lambda c: evaluate_choice_correlation(c.model, c.model.tokenizer, ("graph",)), V, "'graph'"),
+    row("simulate_transcripts", "'bandit'",
+        lambda c: simulate_transcripts("bandit", 2, seed_for(0), TranscriptRecipe()), V),
+    row("simulate_transcripts", "seed=3", lambda c: simulate_transcripts("twostep", 2, 3, TranscriptRecipe()), V, "3"),
+    row("simulate_transcripts", "n_experiments=0",
+        lambda c: simulate_transcripts("twostep", 0, seed_for(0), TranscriptRecipe()), V, "0"),
+    row("seed_for", "-1", lambda c: seed_for(-1, 2), V),
+    row("build_batches", "n_batches=0", lambda c: build_batches(TranscriptRecipe(), c.model.tokenizer, 0, 1024, 0), V,
+        "0"),
+    row("build_batches", "seed=-1", lambda c: build_batches(TranscriptRecipe(), c.model.tokenizer, 2, 1024, -1), V,
+        "-1"),
+    row("train_organism", "device='tpu'", lambda c: train_organism(c.root / "never-trained", device="tpu"), V, "'tpu'"),
+    path_row("train_organism", "a folder that holds files", lambda c: train_organism(c.root / "micro"),
+             FileExistsError, "root"),
+    row("list_checkpoints", "missing folder", lambda c: list_checkpoints("/no/such/organism"), FileNotFoundError,
+        "/no/such/organism"),
+    row("load_played", "missing folder", lambda c: load_played("/no/such/played"), FileNotFoundError,
+        "/no/such/played"),
+    row("max_difference_from_forward", "experiments=[9]",
+        lambda c: max_difference_from_forward(c.model, c.played, c.store, experiments=[9]), V, "9"),
+    row("reconstruction_metrics", "acts of width 7", lambda c: reconstruction_metrics(c.sae, np.ones((4, 7))), V,
+        "(4, 7)"),
+    row("reconstruction_metrics", "batch_size=0", lambda c: reconstruction_metrics(c.sae, np.ones((4, 32)), 0), V, "0"),
+    row("choose_l1", "min_explained_variance=1.5",
+        lambda c: choose_l1(pd.DataFrame({"l1": [1e-5], "layer": [1], "explained_variance": [0.9]}), 1.5), V, "1.5"),
+    # targets, profiles and the intervention experiments
+    row("reference_targets", "alpha=2.0",
+        lambda c: reference_targets(c.task, c.played.trajectory, c.store.index, alpha=2.0), V, "2.0"),
+    row("reference_targets", "gamma=1.5",
+        lambda c: reference_targets(c.task, c.played.trajectory, c.store.index, gamma=1.5), V, "1.5"),
+    row("sr_targets", "alpha=-1.0", lambda c: sr_targets(c.task, c.played.trajectory, c.store.index, alpha=-1.0), V,
+        "-1.0"),
+    row("profile", "target 'td_eror'",
+        lambda c: profile({"trained": c.store}, {}, c.targets, target="td_eror", selection=np.ones(2, bool)), V,
+        "'td_eror'"),
+    row("unit_profile", "target 'td_eror'",
+        lambda c: unit_profile({1: np.ones((4, 2))}, c.targets, target="td_eror", selection=np.ones(2, bool)), V,
+        "'td_eror'"),
+    row("compare_best", "target 'td_eror'",
+        lambda c: compare_best(np.ones((4, 2)), np.ones((4, 2)), c.targets, target="td_eror",
+                               selection=np.ones(2, bool)), V, "'td_eror'"),
+    row("compare_best", "n_boot=-1",
+        lambda c: compare_best(np.ones((4, 2)), np.ones((4, 2)), c.targets, target="td_error",
+                               selection=np.array([True, False]), n_boot=-1), V, "-1"),
+    row("reference_sweep", "target 'reward'",
+        lambda c: reference_sweep(c.task, c.played.trajectory, c.targets, np.ones((4, 2)), selection=np.ones(2, bool),
+                                  alphas=[0.1], gammas=[0.9], target="reward"), V, "'reward'"),
+    row("reference_sweep", "alphas=[1.5]",
+        lambda c: reference_sweep(c.task, c.played.trajectory, c.targets, np.ones((4, 2)), selection=np.ones(2, bool),
+                                  alphas=[1.5], gammas=[0.9]), V, "1.5"),
+    row("reference_sweep", "gammas=[2.0]",
+        lambda c: reference_sweep(c.task, c.played.trajectory, c.targets, np.ones((4, 2)), selection=np.ones(2, bool),
+                                  alphas=[0.1], gammas=[2.0]), V, "2.0"),
+    row("behaviour_of", "n_random_episodes=2 of 2", lambda c: behaviour_of(c.task, c.played, 2, 0.1, 0.99, 0), V, "2"),
+    row("play_conditions", "a second condition at layer 9",
+        lambda c: play_conditions(c.model, c.task, {"plain": [], "bad": [LatentEdit(9, c.sae, [0])]}, 2, 2, [0], 0,
+                                  0.1, 0.99, progress=False), V, "9"),
+    row("play_conditions", "seeds=[0, -1]",
+        lambda c: play_conditions(c.model, c.task, {"plain": []}, 2, 2, [0, -1], 0, 0.1, 0.99, progress=False), V,
+        "-1"),
+    row("play_conditions", "n_random_episodes=2 of 2",
+        lambda c: play_conditions(c.model, c.task, {"plain": []}, 2, 2, [0], 2, 0.1, 0.99, progress=False), V, "2"),
+    row("effects_against", "baseline 'nobody'",
+        lambda c: effects_against(pd.DataFrame({"condition": ["plain"], "seed": [0], "experiment": [0],
+                                                "reward": [1.0]}), "nobody"), V, "'nobody'"),
+    row("later_layer_tracking", "a chosen unit at layer 5 without an SAE",
+        lambda c: later_layer_tracking(c.model, c.played, {}, {"plain": []}, c.targets, np.ones(2, bool),
+                                       {("td_error", 5, False): None}, c.root), V, "[5]"),
+    row("later_layer_tracking", "an edit at layer 9",
+        lambda c: later_layer_tracking(c.model, c.played, {1: SimpleNamespace(sae=c.sae)},
+                                       {"plain": [], "bad": [LatentEdit(9, c.sae, [0])]}, c.targets, np.ones(2, bool),
+                                       {("td_error", 1, False): None}, c.root), V, "9"),
+    row("drop_difference", "condition 'lesion' without samples",
+        lambda c: drop_difference({}, "td_error", [1], ("lesion", "plain"), ("control", "plain")), V, "'lesion'"),
     # the command line
     row("tdsae book", "--seed -1", lambda c: cli_call("book", "--seed", "-1", "--root", str(ROOT)), C, "-1"),
     row("tdsae book", "--seed abc", lambda c: cli_call("book", "--seed", "abc"), C, "'abc'"),

@@ -142,7 +142,7 @@ def test_choice_comparison_reads_legal_actions_after_random_episodes(trained):
     np.testing.assert_allclose(result.model_probs.sum(1), 1, atol=1e-5)
     np.testing.assert_allclose(result.agent_probs.sum(1), 1, atol=1e-9)
     assert -1 <= result.r <= 1
-    with pytest.raises(ValueError, match="no actions"):
+    with pytest.raises(ValueError, match="no choices to compare"):
         compare_choices(model, model.tokenizer, "graph", n_experiments=2, recipe=RECIPE)
 
 

@@ -9,6 +9,7 @@ import torch
 
 from tdsae.activations.store import KINDS, ActivationStore
 from tdsae.models import model_dims, torch_module
+from tdsae.validation import check_int
 
 
 @torch.no_grad()
@@ -19,6 +20,11 @@ def max_difference_from_forward(model: Any, played, store: ActivationStore, expe
     Layers 0..n_layers-1 are compared: HF applies the final norm to its last hidden state, which
     the store (the raw output of the last block) does not.
     """
+    n_experiments = played.trajectory.n_experiments
+    experiments = [check_int(e, "experiment", 0) for e in experiments]
+    if any(e >= n_experiments for e in experiments):
+        raise ValueError(f"experiments {experiments} are not all among the {n_experiments} played "
+                         f"(0..{n_experiments - 1})")
     hf, (n_layers, _) = torch_module(model), model_dims(model)
     device = next(hf.parameters()).device
     layers = [l for l in store.layers if l < n_layers]

@@ -18,8 +18,11 @@ TINY = 1e-300  # floor under probabilities before log, so a zero never gives -in
 
 def check_param(name: str, value, low: float, high: float) -> np.ndarray:
     """value as a float array if every element lies in [low, high], else ValueError naming it."""
-    array = np.asarray(value, dtype=float)
-    if array.ndim > 1 or not np.all((array >= low) & (array <= high)):
+    try:
+        array = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        array = None
+    if array is None or array.ndim > 1 or not np.all((array >= low) & (array <= high)):
         raise ValueError(f"{name} must be a scalar or 1-d array with values in [{low}, {high}], got {value!r}")
     return array
 

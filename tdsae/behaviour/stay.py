@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from tdsae.validation import check_int
+
 CONDITIONS = (("rewarded", "common"), ("rewarded", "rare"), ("unrewarded", "common"), ("unrewarded", "rare"))
 
 
@@ -24,6 +26,7 @@ def first_stage_table(traj, n_random_episodes: int = 0) -> pd.DataFrame:
     """
     if "common" not in traj.info:
         raise ValueError("first_stage_table needs a Two-Step trajectory (info['common'] is missing)")
+    n_random_episodes = check_int(n_random_episodes, "n_random_episodes", 0)
     stage1, stage2 = slice(0, None, 2), slice(1, None, 2)
     action = traj.action[:, stage1].astype(float)  # [n, n_episodes]
     reward = traj.reward[:, stage2]

@@ -21,10 +21,11 @@ from tqdm.auto import tqdm
 from tdsae.activations.harvest import harvest_activations
 from tdsae.behaviour.estimation import fit_model
 from tdsae.interventions.edits import play_with_edits
+from tdsae.models import check_edits
 from tdsae.latents.profiles import units_at
 from tdsae.latents.targets import covariates_of, reference_targets
 from tdsae.stats import bootstrap_interval, correlations, experiment_rows, residualize
-from tdsae.validation import check_latent_indices, check_seed
+from tdsae.validation import check_episode_counts, check_int, check_latent_indices, check_seed
 
 
 def matched_latents(frequency: np.ndarray, chosen, seed: int) -> list[int]:
@@ -53,6 +54,7 @@ def behaviour_of(task, played, n_random_episodes: int, alpha: float, gamma: floa
     difference (decisions after the random episodes; two-action tasks only).
     """
     traj = played.trajectory
+    check_episode_counts(traj.n_experiments, int(traj.episode.max()) + 1, n_random_episodes)
     rewards = traj.episode_rewards()[:, n_random_episodes:].mean(1)
     fit = fit_model(task, traj, "qlearning", n_random_episodes=n_random_episodes, seed=seed)
     frame = pd.DataFrame({"experiment": np.arange(traj.n_experiments), "reward": rewards,
@@ -74,7 +76,11 @@ def play_conditions(model, task, conditions: dict, n_experiments: int, n_episode
     """Play every condition (a name -> list of LatentEdits; [] is unedited play) on every seed.
 
     Returns: behaviour_of rows with condition and seed columns, one per experiment and seed.
+    Every condition's edits and every seed are checked before the first condition plays.
     """
+    check_episode_counts(n_experiments, n_episodes, n_random_episodes)
+    seeds = [check_seed(seed) for seed in seeds]
+    conditions = {name: check_edits(model, edits) for name, edits in conditions.items()}
     quiet = {} if progress else {"disable": True}
     frames = []
     for name, edits in tqdm(list(conditions.items()), desc="conditions", unit="condition", **quiet):
@@ -92,7 +98,11 @@ def effects_against(table: pd.DataFrame, baseline: str, measures=("reward", "alp
 
     Returns: rows of condition, measure, effect, low, high.
     """
-    rng = np.random.default_rng(seed)
+    if baseline not in set(table.condition):
+        raise ValueError(f"baseline condition {baseline!r} is not in the table; it holds conditions "
+                         f"{list(dict.fromkeys(table.condition))}")
+    n_boot = check_int(n_boot, "n_boot", 0)
+    rng = np.random.default_rng(check_seed(seed))
     base = table[table.condition == baseline].set_index(["seed", "experiment"])
     rows = []
     for condition, part in table[table.condition != baseline].groupby("condition", sort=False):
@@ -121,6 +131,10 @@ def later_layer_tracking(model, played, saes: dict, edits_by_condition: dict, ta
     regression, for drop_difference's bootstrap).
     """
     layers = sorted({layer for _, layer, _ in choices})
+    missing = [layer for layer in layers if layer not in saes]
+    if missing:
+        raise ValueError(f"layers {missing} have a chosen unit but no SAE; the SAEs cover layers {sorted(saes)}")
+    edits_by_condition = {name: check_edits(model, edits) for name, edits in edits_by_condition.items()}
     report = ~selection[targets.experiment.to_numpy()]
     rows, samples = [], {}
     for number, (name, edits) in enumerate(edits_by_condition.items()):
@@ -146,6 +160,10 @@ def drop_difference(samples: dict, target: str, layers, edited: tuple, controlle
     experiments (the same for all four conditions). Returns: {"difference", "low", "high"}.
     """
     conditions = [*edited, *controlled]
+    absent = sorted({(c, target, l) for c in conditions for l in layers} - set(samples), key=str)
+    if absent:
+        raise ValueError(f"no samples for (condition, target, layer) {absent[:3]}; later_layer_tracking gave "
+                         f"{sorted(samples, key=str)[:6]}")
 
     def statistic(pick):
         strength = {c: np.mean([abs(np.corrcoef(samples[(c, target, l)][0][pick[l]],

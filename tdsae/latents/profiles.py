@@ -11,8 +11,9 @@ import pandas as pd
 import torch
 
 from tdsae.latents.search import best_pair, best_unit
-from tdsae.latents.targets import covariates_of, reference_targets
+from tdsae.latents.targets import TARGETS, check_target, covariates_of, reference_targets
 from tdsae.stats import bootstrap_interval, correlations, experiment_rows, residualize
+from tdsae.validation import check_number
 
 UNIT_KINDS = ("SAE latent", "SAE latent pair", "residual dimension")  # what profile compares, per layer
 
@@ -25,6 +26,7 @@ def unit_profile(units_by_layer: dict, targets: pd.DataFrame, *, target: str, se
     target's kind (rows of ``targets``)}; targets: reference_targets rows of that kind.
     Returns: one row per layer: layer, unit, partner, r_select, r_report, low, high, n_report.
     """
+    check_target(targets, target)
     covariates = covariates_of(targets) if partial else None
     choose = best_pair if pair else best_unit
     rows = []
@@ -42,6 +44,10 @@ def reference_sweep(task, traj, targets: pd.DataFrame, units: np.ndarray, *, sel
     The unit is chosen afresh for each (alpha, gamma) on the selection half.
     Returns: rows of alpha, gamma, unit, r_report, low, high.
     """
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; a reference Q-learner gives: {', '.join(TARGETS)}")
+    alphas = [check_number(alpha, "alpha", low=0, high=1, low_open=True) for alpha in alphas]
+    gammas = [check_number(gamma, "gamma", low=0, high=1) for gamma in gammas]
     rows = []
     for gamma in gammas:
         for alpha in alphas:
@@ -73,6 +79,7 @@ def profile(stores: dict, saes: dict, targets: pd.DataFrame, *, target: str, sel
     Returns: rows of model, units (one of UNIT_KINDS), layer, unit, partner, r_select, r_report,
     low, high, n_report.
     """
+    check_target(targets, target)
     frames = []
     rows = targets.row.to_numpy()
     for label, store in stores.items():
@@ -104,6 +111,7 @@ def compare_best(units_a: np.ndarray, units_b: np.ndarray, targets: pd.DataFrame
     Args: units_a, units_b: [n, k_a], [n, k_b] at the rows of targets; pairs: whether each side is
     read as its best latent pair. Returns: {"difference", "low", "high", "r_a", "r_b"}.
     """
+    check_target(targets, target)
     y = targets[target].to_numpy(float)
     keep = np.isfinite(y)
     experiments = targets.experiment.to_numpy()[keep]

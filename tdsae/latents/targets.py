@@ -57,6 +57,14 @@ def covariates_of(targets: pd.DataFrame) -> np.ndarray:
     return np.column_stack([targets.last_reward.to_numpy(float), steps])
 
 
+def check_target(targets: pd.DataFrame, target: str) -> str:
+    """``target`` if it is a column of a reference_targets table, else ValueError naming the columns it has."""
+    quantities = [c for c in targets.columns if c not in ("experiment", "column", "step", "kind", "row")]
+    if not isinstance(target, str) or target not in targets.columns:
+        raise ValueError(f"unknown target {target!r}; these targets hold: {', '.join(map(str, quantities))}")
+    return target
+
+
 def split_experiments(n_experiments: int, seed: int) -> np.ndarray:
     """Which experiments select units (True) and which report them (False), half and half, seeded."""
     n_experiments = check_count(n_experiments, "n_experiments")

@@ -17,6 +17,7 @@ import torch
 from tdsae.agents import QLearner, RandomAgent
 from tdsae.organism.tokenizer import encode_transcripts
 from tdsae.tasks import TASKS, get_task, render_transcript, run_agent
+from tdsae.validation import check_count, check_seed, check_task_names
 
 TRAIN_STREAM = 0  # spawn key of training transcripts
 EVAL_STREAM = 1  # spawn key of held-out evaluation transcripts
@@ -84,7 +85,7 @@ class TranscriptSet:
 
 def seed_for(seed: int, *key: int) -> np.random.SeedSequence:
     """The SeedSequence of one independent stream below the master seed."""
-    return np.random.SeedSequence(int(seed), spawn_key=tuple(int(k) for k in key))
+    return np.random.SeedSequence(check_seed(seed), spawn_key=tuple(int(k) for k in key))
 
 
 def make_agent(task, recipe: TranscriptRecipe, n: int, rng: np.random.Generator):
@@ -100,7 +101,10 @@ def make_agent(task, recipe: TranscriptRecipe, n: int, rng: np.random.Generator)
 def simulate_transcripts(task_name: str, n_experiments: int, seed: np.random.SeedSequence,
                          recipe: TranscriptRecipe) -> TranscriptSet:
     """Play n_experiments fresh agents on a task and render each experiment's transcript."""
-
+    check_task_names(task_name)
+    n_experiments = check_count(n_experiments, "n_experiments")
+    if not isinstance(seed, np.random.SeedSequence):
+        raise ValueError(f"seed must be a numpy SeedSequence (tdsae.organism.corpus.seed_for), got {seed!r}")
     task = recipe.make_task(task_name)
     param_seed, env_seed = seed.spawn(2)
     agent, alpha, beta = make_agent(task, recipe, n_experiments, np.random.default_rng(param_seed))
@@ -144,6 +148,8 @@ def build_batches(recipe: TranscriptRecipe, tokenizer, n_batches: int, batch_tok
     pool, so Grid World's long and short transcripts are not padded to each other.
     Returns: n_batches (task name, ids [rows, len]) pairs, right-padded with tokenizer.pad_token_id.
     """
+    n_batches, batch_tokens = check_count(n_batches, "n_batches"), check_count(batch_tokens, "batch_tokens")
+    seed = check_seed(seed)
 
     names = sorted(recipe.task_mix)
     batches = []

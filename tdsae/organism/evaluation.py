@@ -16,6 +16,9 @@ from tdsae.agents import QLearner
 from tdsae.models import torch_module
 from tdsae.organism.corpus import EVAL_STREAM, TranscriptRecipe, seed_for, simulate_transcripts
 from tdsae.organism.tokenizer import encode_transcripts
+from tdsae.validation import check_task_names
+
+CHOICE_TASKS = ("twostep", "gridworld")  # the tasks whose steps are choices between actions
 
 
 @dataclass
@@ -48,12 +51,11 @@ def compare_choices(model, tokenizer, task_name: str, n_experiments: int = 64, s
     stream of seed. Decisions in the first recipe.n_random_episodes episodes are left out
     (the agent's choice there is uniform by construction). r pools every legal action's probability.
     """
-
+    if task_name not in CHOICE_TASKS:
+        raise ValueError(f"task {task_name!r} has no choices to compare; use one of: {', '.join(CHOICE_TASKS)}")
     model = torch_module(model)
     sims = simulate_transcripts(task_name, n_experiments, seed_for(seed, EVAL_STREAM, 0), recipe)
     task, traj = sims.task, sims.traj
-    if task.n_actions == 0:
-        raise ValueError(f"task {task_name!r} has no actions to compare; use twostep or gridworld")
     agent_probs = _agent(task, sims, recipe).evaluate(task, traj).probs  # [n, n_steps, n_actions]
     ids, _ = encode_transcripts(tokenizer, sims.tokens)
     logprobs = next_token_logprobs(model, ids)
@@ -84,4 +86,8 @@ def _agent(task, sims, recipe: TranscriptRecipe):
 def evaluate_choice_correlation(model, tokenizer, tasks=("twostep", "gridworld"), n_experiments: int = 64,
                                 seed: int = 0, recipe: TranscriptRecipe = TranscriptRecipe()) -> dict[str, float]:
     """Pearson r between the organism's and the held-out agents' choice probabilities, per task."""
+    tasks = check_task_names(tasks)
+    for task_name in tasks:
+        if task_name not in CHOICE_TASKS:
+            raise ValueError(f"task {task_name!r} has no choices to compare; use: {', '.join(CHOICE_TASKS)}")
     return {t: compare_choices(model, tokenizer, t, n_experiments, seed, recipe).r for t in tasks}

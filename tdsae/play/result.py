@@ -59,6 +59,8 @@ def save_played(played: PlayResult, directory) -> None:
 def load_played(directory) -> PlayResult:
     """The PlayResult saved by save_played."""
     directory = Path(directory)
+    if not (directory / "text.json").is_file() or not (directory / "arrays.npz").is_file():
+        raise FileNotFoundError(f"{str(directory)!r} holds no saved play (text.json and arrays.npz, from save_played)")
     text = json.loads((directory / "text.json").read_text())
     with np.load(directory / "arrays.npz", allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from tdsae.validation import check_count
+
 
 def _batches(acts, batch_size: int, device: torch.device):
     """acts [n, d_in] (torch tensor or numpy array) as float32 [<=batch_size, d_in] blocks on device."""
@@ -30,6 +32,11 @@ def reconstruction_metrics(sae, acts, batch_size: int = 4096) -> dict[str, float
     l0: mean number of non-zero latents per row. frac_alive: fraction of latents non-zero on at
     least one row (SAEBench). Returns a dict of floats with those keys.
     """
+    batch_size = check_count(batch_size, "batch_size")
+    width = np.shape(acts)[-1] if np.ndim(acts) == 2 else None
+    if width != sae.cfg.d_in:
+        raise ValueError(f"activations of shape {tuple(np.shape(acts))} do not fit an SAE reading d_in={sae.cfg.d_in}: "
+                         f"expected [n, {sae.cfg.d_in}]")
     n, sse, sum_sq, l0 = 0, 0.0, 0.0, 0.0
     sum_x = torch.zeros(sae.cfg.d_in, dtype=torch.float64)
     fired = torch.zeros(sae.cfg.d_sae, dtype=torch.bool, device=sae.device)
