@@ -133,13 +133,13 @@ def ctx(world, monkeypatch, tmp_path):
     assert leftovers == [], f"a refused call left files in the artifact cache: {leftovers[:5]}"
 
 
-def hub_unreachable(c, name: str):
-    """load_model(name) with the hub online but not answering (a closed local port stands in for it)."""
+def hub_unreachable(c, value):
+    """value, with the hub online but not answering from now on (a closed local port stands in for it)."""
     from huggingface_hub import constants
 
     c.monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     c.monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
-    return load_model(name)
+    return value
 
 
 def hub_offline(c, name: str):
@@ -212,7 +212,7 @@ ROWS = [
     row("load_model", "missing folder", lambda c: load_model("/no/such/model"), M, "/no/such/model"),
     row("load_model", "hub id, offline", lambda c: hub_offline(c, "nobody/not-a-model-xyz"), M,
         "'nobody/not-a-model-xyz'"),
-    row("load_model", "hub id, hub unreachable", lambda c: hub_unreachable(c, "nobody/not-a-model-xyz"), M,
+    row("load_model", "hub id, hub unreachable", lambda c: load_model(hub_unreachable(c, "nobody/not-a-model-xyz")), M,
         "'nobody/not-a-model-xyz'"),
     path_row("load_model", "unreadable GGUF", lambda c: load_model(c.broken_gguf), M, "broken_gguf"),
     row("load_model", "device='tpu'", lambda c: load_model(c.root / "micro", device="tpu"), V, "'tpu'"),
@@ -317,6 +317,9 @@ ROWS = [
     row("chosen_l1", "'three-step'", lambda c: chosen_l1(c.settings, "three-step"), V),
     row("analysis_saes", "'three-step'", lambda c: analysis_saes(c.settings, "three-step"), V),
     row("untrained_source", "'three-step'", lambda c: untrained_source(c.settings, task_name="three-step"), V),
+    row("untrained_source", "hub id, hub unreachable",
+        lambda c: untrained_source(hub_unreachable(c, tdsae.resolve_settings("small", model="nobody/not-a-model-xyz"))),
+        M, "'nobody/not-a-model-xyz'"),
     row("agent_trajectories", "'three-step'", lambda c: agent_trajectories(c.settings, "three-step"), V),
     row("episodes_for", "'three-step'", lambda c: episodes_for(c.settings, "three-step", c.model, AGENTS), V),
     row("trained_organism", "settings 'tiny'", lambda c: trained_organism("tiny"), V, "'tiny'"),

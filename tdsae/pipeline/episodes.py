@@ -14,7 +14,7 @@ from pathlib import Path
 from tdsae.activations.harvest import harvest_activations
 from tdsae.activations.store import ActivationStore
 from tdsae.artifacts import ArtifactStore
-from tdsae.models import load_model, pick_dtype
+from tdsae.models import check_source, load_model, pick_dtype
 from tdsae.organism import list_checkpoints
 from tdsae.organism.corpus import EVAL_STREAM, seed_for, simulate_transcripts
 from tdsae.pipeline.organisms import WALKER_MIX, configs_from_settings, trained_organism
@@ -156,6 +156,7 @@ def untrained_source(settings, store=None, task_name: str | None = None) -> str:
     check_request(settings, task_name)
     if settings.model == ORGANISM:
         return str(list_checkpoints(model_source(settings, task_name))[0])
+    check_source(settings.model)  # a hub id that cannot be reached is refused now, not after from_pretrained's retries
     def build(tmp: Path) -> None:
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
