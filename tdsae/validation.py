@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 TASK_NAMES = ("twostep", "gridworld", "graph")
+ARCHITECTURES = ("standard", "topk")  # SAE architectures: ReLU + L1 (the paper's) and TopK
 ORGANISM = "organism"  # the model setting that means "the organism tdsae trains", not a folder or hub id
 # Heads that make a model a causal (left-to-right) language model, as transformers names its classes.
 CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel", "GenerationDecoder")
@@ -119,6 +120,25 @@ def check_latent_indices(latents: Any, d_sae: int, name: str = "latents") -> lis
         raise ValueError(f"{name} {bad} are not latent indices: an SAE with d_sae={d_sae} has integer "
                          f"latents 0..{d_sae - 1}")
     return [int(i) for i in values]
+
+
+def check_sae_architecture(architecture: Any, k: Any, d_sae: int | None = None) -> None:
+    """An SAE architecture (ARCHITECTURES) and its k: an int in 1..d_sae for "topk" (d_sae None: not yet known),
+    None for "standard"."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown SAE architecture {architecture!r}; choose one of: {', '.join(ARCHITECTURES)}")
+    if architecture == "topk":
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1 or (d_sae is not None and k > d_sae):
+            fit = "" if d_sae is None else f" d_sae={d_sae}"
+            raise ValueError(f"topk SAE: k={k!r} does not fit{fit}; need an int with 1 <= k <= d_sae")
+    elif k is not None:
+        raise ValueError(f"k is only used by the topk architecture; got k={k!r} for {architecture!r}")
+
+
+def check_bf16_choice(value: Any, name: str = "bf16") -> None:
+    """A bf16 switch: True, False, or None (decided by the hardware, tdsae.runtime.matmul_precision)."""
+    if value not in (None, True, False):
+        raise ValueError(f"{name} must be True, False or None (decided by the hardware), got {value!r}")
 
 
 def looks_local(name_or_path: str) -> bool:

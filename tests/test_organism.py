@@ -185,6 +185,6 @@ def test_play_task_reads_transcripts_only_with_the_transcript_vocabulary(trained
     assert result.tokens[0][:2] == ["<bos>", "ts:start"] and result.prompts == []
 
 
-def test_an_unknown_training_precision_is_refused(tmp_path):
+def test_an_unknown_training_precision_is_refused():
     with pytest.raises(ValueError, match="training precision 'float16' is not one of"):
         TrainingConfig(steps=1, precision="float16")

@@ -21,9 +21,9 @@ from tqdm.auto import tqdm
 from tdsae.activations.harvest import harvest_activations
 from tdsae.behaviour.estimation import fit_model
 from tdsae.interventions.edits import play_with_edits
-from tdsae.models import check_edits
 from tdsae.latents.profiles import units_at
 from tdsae.latents.targets import covariates_of, reference_targets
+from tdsae.models import check_edits
 from tdsae.stats import bootstrap_interval, correlations, experiment_rows, residualize
 from tdsae.validation import check_episode_counts, check_int, check_latent_indices, check_seed
 
@@ -54,7 +54,7 @@ def behaviour_of(task, played, n_random_episodes: int, alpha: float, gamma: floa
     difference (decisions after the random episodes; two-action tasks only).
     """
     traj = played.trajectory
-    check_episode_counts(traj.n_experiments, int(traj.episode.max()) + 1, n_random_episodes)
+    check_episode_counts(traj.n_experiments, traj.n_episodes, n_random_episodes)
     rewards = traj.episode_rewards()[:, n_random_episodes:].mean(1)
     fit = fit_model(task, traj, "qlearning", n_random_episodes=n_random_episodes, seed=seed)
     frame = pd.DataFrame({"experiment": np.arange(traj.n_experiments), "reward": rewards,

@@ -24,11 +24,12 @@ from tdsae.pipeline.episodes import check_request, harvested_store
 from tdsae.runtime import matmul_precision, pick_device
 from tdsae.sae.config import SAETrainingConfig
 from tdsae.sae.metrics import reconstruction_metrics
-from tdsae.sae.model import ARCHITECTURES, SAEConfig
+from tdsae.sae.model import SAEConfig
 from tdsae.sae.saelens_format import load_sae, save_sae
 from tdsae.sae.sweep import L1_GRID, mean_explained_variance
 from tdsae.sae.training import train_sae
-from tdsae.validation import ORGANISM, check_count, check_int, check_layer_index, check_number, check_seed
+from tdsae.validation import (ORGANISM, check_bf16_choice, check_count, check_int, check_layer_index, check_number,
+                              check_sae_architecture, check_seed)
 
 METRICS_FILE = "metrics.json"
 LOG_FILE = "log.csv"
@@ -85,16 +86,10 @@ def layer_saes(settings, task_name: str, model: str | None = None, played_by: st
 
 def check_sae_request(architecture: str, l1, k, bf16) -> None:
     """The SAE choices of layer_saes, checked before anything is harvested (d_sae bounds k later)."""
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"unknown SAE architecture {architecture!r}; choose one of: {', '.join(ARCHITECTURES)}")
+    check_sae_architecture(architecture, k)
     if l1 is not None:
         check_number(l1, "l1", low=0)
-    if architecture == "topk":
-        check_count(k, "k")
-    elif k is not None:
-        raise ValueError(f"k is only used by the topk architecture; got k={k!r} for {architecture!r}")
-    if bf16 not in (None, True, False):
-        raise ValueError(f"bf16 must be True, False or None (decided by the hardware), got {bf16!r}")
+    check_bf16_choice(bf16)
 
 
 def check_l1_grid(grid) -> list[float]:

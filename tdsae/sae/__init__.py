@@ -8,10 +8,11 @@
 from tdsae.sae.config import SAETrainingConfig
 from tdsae.sae.gradients import compute_gradients
 from tdsae.sae.metrics import latent_frequency, reconstruction_metrics
-from tdsae.sae.model import ARCHITECTURES, SAE, SAEConfig, training_loss
+from tdsae.sae.model import SAE, SAEConfig, training_loss
 from tdsae.sae.saelens_format import load_sae, save_sae
 from tdsae.sae.sweep import L1_GRID, choose_l1, mean_explained_variance
 from tdsae.sae.training import TrainedSAE, train_sae
+from tdsae.validation import ARCHITECTURES
 
 __all__ = [
     "ARCHITECTURES", "L1_GRID", "SAE", "SAEConfig", "SAETrainingConfig", "TrainedSAE", "choose_l1", "compute_gradients",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tdsae.validation import check_count, check_int, check_number, check_seed
+from tdsae.validation import check_bf16_choice, check_count, check_int, check_number, check_seed
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,7 @@ class SAETrainingConfig:
             check_count(getattr(self, name), name)
         check_int(self.dead_steps, "dead_steps", 0)
         check_seed(self.seed)
-        if self.bf16 not in (None, True, False):
-            raise ValueError(f"bf16 must be True, False or None (decided by the hardware), got {self.bf16!r}")
+        check_bf16_choice(self.bf16)
         check_number(self.lr, "lr", low=0, low_open=True)
         check_number(self.l1_coefficient, "l1_coefficient", low=0)
         check_number(self.aux_k_coefficient, "aux_k_coefficient", low=0)

@@ -11,15 +11,13 @@ an SAE saved here loads there and back (tdsae.sae.saelens_format).
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from tdsae.validation import check_count, check_number, check_seed
+from tdsae.validation import check_count, check_number, check_sae_architecture, check_seed
 
-ARCHITECTURES = ("standard", "topk")
 # SAELens's normalize_activations values that act as the identity at inference; "expected_average_only_in"
 # is a training-time scale that a finished SAE has folded into its weights (or never applied at inference).
 NORMALIZATIONS = ("none", "expected_average_only_in")
@@ -44,20 +42,13 @@ class SAEConfig:
     model_name: str | None = None  # the model the activations came from (hub id or local name)
 
     def __post_init__(self):
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"unknown SAE architecture {self.architecture!r}; "
-                             f"choose one of: {', '.join(ARCHITECTURES)}")
         for name in ("d_in", "d_sae"):
             setattr(self, name, check_count(getattr(self, name), name))
+        check_sae_architecture(self.architecture, self.k, self.d_sae)
         if self.architecture == "topk":
-            if isinstance(self.k, bool) or not isinstance(self.k, numbers.Integral) or not 1 <= self.k <= self.d_sae:
-                raise ValueError(f"topk SAE: k={self.k!r} does not fit d_sae={self.d_sae}; need an int with "
-                                 f"1 <= k <= d_sae")
             if self.rescale_acts_by_decoder_norm is None:
                 self.rescale_acts_by_decoder_norm = True
         else:
-            if self.k is not None:
-                raise ValueError(f"k is only used by the topk architecture; got k={self.k!r} for {self.architecture!r}")
             if self.rescale_acts_by_decoder_norm:
                 raise ValueError("rescale_acts_by_decoder_norm is only used by the topk architecture")
             self.rescale_acts_by_decoder_norm = False

@@ -25,7 +25,8 @@ from packaging.version import InvalidVersion, Version
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from tdsae.sae.model import ARCHITECTURES, DTYPES, NORMALIZATIONS, SAE, SAEConfig
+from tdsae.sae.model import DTYPES, NORMALIZATIONS, SAE, SAEConfig
+from tdsae.validation import ARCHITECTURES
 
 CFG_FILENAME = "cfg.json"  # sae_lens.constants.SAE_CFG_FILENAME
 WEIGHTS_FILENAME = "sae_weights.safetensors"  # sae_lens.constants.SAE_WEIGHTS_FILENAME
