@@ -8,6 +8,11 @@ chapter's prose reports which. A finding that this machine cannot measure in
 useful time (bf16 on a CPU without native bf16) is recorded as *not measured*,
 with the reason, rather than skipped in silence.
 
+A claim about organisms is stated across the preset's *population* of organisms (one trained network
+is one sample): :meth:`ClaimBook.population_finding` records every organism's value and tests the
+bound of a t-interval over organisms; :meth:`ClaimBook.population_check` requires every organism to
+pass. The record's ``population`` field carries the per-organism values.
+
 Each claim is displayed in the notebook as a small table row and carries a
 machine-readable copy under the MIME type :data:`CLAIM_MIME`; the book build
 collects those into ``_build/claims.json``.
@@ -20,6 +25,10 @@ import math
 import operator
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import numpy as np
+
+from tdsae.stats import population_interval
 
 CLAIM_MIME = "application/vnd.tdsae.claim+json"
 FATAL_PRESETS = ("tiny",)
@@ -49,6 +58,8 @@ class Claim:
     seed: int  # master seed of the run
     measured: bool = True  # False: not measured on this machine (value NaN, holds False); reason says why
     reason: str = ""  # why a claim was not measured
+    population: dict | None = None  # a claim across organisms: n, per_organism, per_organism_bound, mean, low,
+    #   high (t-interval over organisms), holding (organisms that pass on their own), rule (how value was formed)
 
     def to_record(self) -> dict[str, Any]:
         """A JSON-safe dict (NaN becomes None)."""
@@ -56,6 +67,8 @@ class Claim:
         for key in ("value", "threshold", "control_value"):
             if isinstance(record[key], float) and not math.isfinite(record[key]):
                 record[key] = None
+        if self.population is not None:
+            record["population"] = {key: _finite_or_none(value) for key, value in self.population.items()}
         return record
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
@@ -78,8 +91,17 @@ class Claim:
             control += f" = {self.control_value:.4g}"
         return (
             f"[{self.kind}] {self.name}: {self.value:.4g} {self.comparison} "
-            f"{self.threshold:.4g} -> {self._verdict()}{control}"
+            f"{self.threshold:.4g} -> {self._verdict()}{control}{self._population_text()}"
         )
+
+    def _population_text(self) -> str:
+        """'; over 3 organisms: 0.1, 0.2, 0.3 (2 of 3 pass alone); value = ...' or '' for a one-network claim."""
+        if self.population is None:
+            return ""
+        pop = self.population
+        values = ", ".join(f"{v:.3g}" for v in pop["per_organism"])
+        return (f"; {pop['n']} organism{'s' if pop['n'] != 1 else ''}: {values} "
+                f"({pop['holding']} of {pop['n']} pass alone); value = {pop['rule']}")
 
     def _html(self) -> str:
         colour = "#1a7f37" if self.holds else ("#cf222e" if self.kind == "check" else "#9a6700")
@@ -98,8 +120,17 @@ class Claim:
             f'<b style="color:{colour}">{self.kind} {self._verdict()}</b> &nbsp;<code>{html.escape(self.name)}</code><br>'
             f"{html.escape(self.statement)}<br>"
             f"<small>value {self.value:.4g} {html.escape(self.comparison)} {self.threshold:.4g}; "
-            f"control: {control}</small></div>"
+            f"control: {control}{html.escape(self._population_text())}</small></div>"
         )
+
+
+def _finite_or_none(value: Any) -> Any:
+    """JSON-safe: NaN and infinities (also inside lists) become None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    return value
 
 
 def _display(obj: Any) -> None:
@@ -148,6 +179,64 @@ class ClaimBook:
                                    None if control_value is None else row[control_value])
                 for name, row in table.iterrows()}
 
+    def population_finding(self, name: str, statement: str, per_organism, comparison: str, threshold: float,
+                           control: str, control_values=None, per_organism_bound=None) -> bool:
+        """Record a finding across the population of organisms; return whether it holds (never raises).
+
+        Args: per_organism: one estimate per organism (e.g. each organism's paired difference);
+        per_organism_bound: optionally each organism's own interval bound on the side that matters
+        (e.g. its bootstrap lower bound for ">"), to count the organisms that pass alone;
+        control_values: each organism's control measurement (their mean is shown).
+        The value tested is the bound of the 95% t-interval over organisms on the side the comparison
+        looks at (its lower bound for > and >=, upper for < and <=): the finding holds only if the
+        mean over organisms clears the threshold beyond the spread between them. A population of
+        one (a pretrained preset) has no such interval: its own bound is tested (or its estimate).
+        """
+        if comparison not in _COMPARISONS:
+            raise ValueError(f"unknown comparison {comparison!r}; choose one of: {', '.join(_COMPARISONS)}")
+        estimates = np.asarray(per_organism, float).ravel()
+        bounds = None if per_organism_bound is None else np.asarray(per_organism_bound, float).ravel()
+        if bounds is not None and bounds.shape != estimates.shape:
+            raise ValueError(f"per_organism_bound has {bounds.size} values for {estimates.size} organisms")
+        interval = population_interval(estimates)
+        upper = comparison in ("<", "<=")
+        if interval["n"] > 1:
+            value = interval["high" if upper else "low"]
+            rule = f"95% t-interval {'upper' if upper else 'lower'} bound over {interval['n']} organisms"
+        else:
+            value = estimates[0] if bounds is None else bounds[0]
+            rule = "the one organism's " + ("estimate" if bounds is None else "own interval bound")
+        alone = estimates if bounds is None else bounds
+        holding = int(sum(_COMPARISONS[comparison](v, threshold) for v in alone if math.isfinite(v)))
+        population = {"n": interval["n"], "per_organism": estimates.tolist(),
+                      "per_organism_bound": None if bounds is None else bounds.tolist(),
+                      "mean": interval["mean"], "low": interval["low"], "high": interval["high"],
+                      "holding": holding, "rule": rule}
+        control_value = None if control_values is None else float(np.mean(np.asarray(control_values, float)))
+        return self._record("finding", name, statement, value, comparison, threshold, control, control_value,
+                            population=population).holds
+
+    def population_check(self, name: str, statement: str, per_organism, comparison: str, threshold: float,
+                         control: str, control_values=None) -> None:
+        """Record a check that every organism must pass (a check holds for any correctly coded network).
+
+        The value shown is the worst organism's; under a fatal preset a failure raises ClaimFailed.
+        """
+        if comparison not in _COMPARISONS:
+            raise ValueError(f"unknown comparison {comparison!r}; choose one of: {', '.join(_COMPARISONS)}")
+        values = np.asarray(per_organism, float).ravel()
+        interval = population_interval(values)
+        worst = float(values.max() if comparison in ("<", "<=") else values.min())
+        holding = int(sum(_COMPARISONS[comparison](v, threshold) for v in values))
+        population = {"n": interval["n"], "per_organism": values.tolist(), "per_organism_bound": None,
+                      "mean": interval["mean"], "low": interval["low"], "high": interval["high"],
+                      "holding": holding, "rule": f"the worst of {interval['n']} organisms"}
+        control_value = None if control_values is None else float(np.mean(np.asarray(control_values, float)))
+        claim = self._record("check", name, statement, worst, comparison, threshold, control, control_value,
+                             population=population)
+        if not (claim.holds and holding == interval["n"]) and self.preset in FATAL_PRESETS:
+            raise ClaimFailed(f"check {name!r} of chapter {self.chapter!r} failed: {claim._text()}")
+
     def not_measured(self, name: str, statement: str, comparison: str, threshold: float, control: str,
                      reason: str) -> bool:
         """Record and show a finding this machine cannot measure in useful time, with the reason; return False."""
@@ -157,7 +246,8 @@ class ClaimBook:
                             reason=reason).holds
 
     def _record(self, kind: str, name: str, statement: str, value: float, comparison: str,
-                threshold: float, control: str, control_value: float | None, reason: str = "") -> Claim:
+                threshold: float, control: str, control_value: float | None, reason: str = "",
+                population: dict | None = None) -> Claim:
         if comparison not in _COMPARISONS:
             raise ValueError(f"unknown comparison {comparison!r}; choose one of: {', '.join(_COMPARISONS)}")
         if any(c.name == name for c in self.claims):
@@ -170,6 +260,7 @@ class ClaimBook:
             comparison=comparison, threshold=threshold, control=control,
             control_value=None if control_value is None else float(control_value),
             holds=holds, preset=self.preset, seed=self.seed, measured=not reason, reason=reason,
+            population=population,
         )
         self.claims.append(claim)
         _display(claim)

@@ -41,6 +41,11 @@ class Preset:
     organism_layers: int = _knob("organism decoder layers (trained at every preset)", "pos_int")
     organism_steps: int = _knob("organism training steps (trained at every preset; the walker takes half as many, "
                                 "of 4x the tokens)", "pos_int")
+    n_organisms: int = _knob("organisms trained from the master seed, differing only in their training seed; "
+                             "chapters 2 and 7-9 state findings across them (1 at small and full: the one "
+                             "pretrained model)", "pos_int")
+    organism: int = _knob("which organism of the population a single-model chapter studies (0 .. n_organisms - 1; "
+                          "0 is the one the master seed itself trains)", "nonneg_int")
     sae_expansion: int = _knob("SAE latents per residual dimension (d_sae = expansion x d_model)", "pos_int")
     sae_l1: float = _knob("L1 coefficient beta of the ReLU SAE (paper: 1e-5)", "nonneg_float")
     sae_lr: float = _knob("Adam learning rate of the SAE (paper: 1e-4)", "pos_float")
@@ -68,6 +73,8 @@ _TINY = Preset(
     organism_d_model=128,
     organism_layers=4,
     organism_steps=1500,
+    n_organisms=3,
+    organism=0,
     sae_expansion=4,
     sae_l1=1e-5,
     sae_lr=1e-4,
@@ -80,8 +87,9 @@ _TINY = Preset(
 # The larger presets differ from tiny only where a pretrained model changes what is sensible.
 PRESETS: dict[str, Preset] = {
     "tiny": _TINY,
-    "small": dataclasses.replace(_TINY, name="small", model="meta-llama/Llama-3.2-1B", sae_vectors=18000),
-    "full": dataclasses.replace(_TINY, name="full", model="meta-llama/Meta-Llama-3-70B", sae_vectors=18000),
+    "small": dataclasses.replace(_TINY, name="small", model="meta-llama/Llama-3.2-1B", n_organisms=1, sae_vectors=18000),
+    "full": dataclasses.replace(_TINY, name="full", model="meta-llama/Meta-Llama-3-70B", n_organisms=1,
+                                sae_vectors=18000),
 }
 
 KNOBS: tuple[str, ...] = tuple(f.name for f in fields(Preset) if f.name != "name")
@@ -145,6 +153,9 @@ def resolve_settings(preset: str = "tiny", **overrides: Any) -> Preset:
         validate_value(knob, value)
     settings = dataclasses.replace(base, **given)
     check_episode_counts(settings.n_experiments, settings.n_episodes, settings.n_random_episodes)
+    if settings.organism >= settings.n_organisms:
+        raise ValueError(f"bad value {settings.organism!r} for setting 'organism': the population has "
+                         f"n_organisms={settings.n_organisms}, so expected 0 .. {settings.n_organisms - 1}")
     if settings.model != ORGANISM:  # a folder that is missing, not a causal LM or an unreadable file: refused now
         check_model_source(settings.model)
     return settings

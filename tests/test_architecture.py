@@ -14,8 +14,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tdsae"
 # Each top-level part of tdsae and its layer: a part may import only parts of lower layers.
 LAYERS = {
     "validation": 0,
-    "runtime": 1, "presets": 1, "stats": 1, "claims": 1,
-    "artifacts": 2, "models": 2, "tasks": 2, "plots": 2,
+    "runtime": 1, "presets": 1, "stats": 1,
+    "artifacts": 2, "claims": 2, "models": 2, "tasks": 2, "plots": 2,
     "agents": 3,
     "behaviour": 4, "organism": 4, "play": 4, "sae": 4,
     "activations": 5,

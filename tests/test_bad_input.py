@@ -42,7 +42,8 @@ from tdsae.organism import (OrganismConfig, TrainingConfig, TranscriptRecipe, bu
                             evaluate_choice_correlation, list_checkpoints, simulate_transcripts, train_organism)
 from tdsae.organism.corpus import seed_for
 from tdsae.pipeline import (AGENTS, agent_trajectories, analysis_saes, chosen_l1, episodes_for, harvested_store,
-                            l1_sweep, layer_saes, load_preset_model, model_source, played_episodes, trained_organism,
+                            l1_sweep, layer_saes, load_preset_model, model_source, organism_seed, played_episodes,
+                            population, trained_organism,
                             training_rows, untrained_source)
 from tdsae.play.dispatch import play_task
 from tdsae.play.result import load_played
@@ -188,6 +189,8 @@ ROWS = [
     row("resolve_settings", "sae_l1=nan", lambda c: tdsae.resolve_settings("tiny", sae_l1=NAN), V, "nan"),
     row("resolve_settings", "sae_lr='1e-4'", lambda c: tdsae.resolve_settings("tiny", sae_lr="1e-4"), V, "'1e-4'"),
     row("resolve_settings", "device='tpu'", lambda c: tdsae.resolve_settings("tiny", device="tpu"), V, "'tpu'"),
+    row("resolve_settings", "organism=3 of 3", lambda c: tdsae.resolve_settings("tiny", organism=3), V, "3"),
+    row("resolve_settings", "n_organisms=0", lambda c: tdsae.resolve_settings("tiny", n_organisms=0), V, "0"),
     row("resolve_settings", "n_epochs", lambda c: tdsae.resolve_settings("tiny", n_epochs=3), V, "'n_epochs'"),
     row("resolve_settings", "model=''", lambda c: tdsae.resolve_settings("tiny", model=""), V, "''"),
     row("resolve_settings", "model='organsim'", lambda c: tdsae.resolve_settings("tiny", model="organsim"), V,
@@ -323,6 +326,8 @@ ROWS = [
     row("agent_trajectories", "'three-step'", lambda c: agent_trajectories(c.settings, "three-step"), V),
     row("episodes_for", "'three-step'", lambda c: episodes_for(c.settings, "three-step", c.model, AGENTS), V),
     row("trained_organism", "settings 'tiny'", lambda c: trained_organism("tiny"), V, "'tiny'"),
+    row("population", "settings 'tiny'", lambda c: population("tiny"), V, "'tiny'"),
+    row("organism_seed", "settings None", lambda c: organism_seed(None), V, "None"),
     row("trained_organism", "task_mix bandit", lambda c: trained_organism(c.settings, task_mix={"bandit": 1.0}), V,
         "bandit"),
     row("load_preset_model", "settings 'tiny'", lambda c: load_preset_model("tiny"), V, "'tiny'"),
@@ -356,6 +361,13 @@ ROWS = [
     row("ClaimBook.findings_from", "value column 'low'",
         lambda c: ClaimBook("x", "tiny", 0).findings_from(pd.DataFrame({"statement": ["s"], "control": ["c"]}),
                                                           value="low", comparison=">", threshold=0), V, "'low'"),
+    row("ClaimBook.population_finding", "NaN organism",
+        lambda c: ClaimBook("x", "tiny", 0).population_finding("a", "s", [0.1, NAN], ">", 0.0, "c"), V, "nan"),
+    row("ClaimBook.population_finding", "bounds for 2 of 3",
+        lambda c: ClaimBook("x", "tiny", 0).population_finding("a", "s", [0.1, 0.2, 0.3], ">", 0.0, "c",
+                                                               per_organism_bound=[0.0, 0.1]), V, "2"),
+    row("ClaimBook.population_check", "comparison '=>'",
+        lambda c: ClaimBook("x", "tiny", 0).population_check("a", "s", [1.0], "=>", 0.0, "c"), V, "'=>'"),
     row("ClaimBook.check", "comparison '=>'",
         lambda c: ClaimBook("x", "tiny", 0).check("a", "s", 1.0, "=>", 0.0, "c"), V, "'=>'"),
     # behaviour, agents and the organism's evaluation

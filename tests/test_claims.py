@@ -84,3 +84,38 @@ def test_findings_from_a_table_record_one_finding_per_row_in_order():
         ("a_beats_b", "finding", 0.2, "b", 0.3), ("c_beats_d", "finding", -0.1, "d", 0.4)]
     with pytest.raises(ValueError, match=r"lacks columns \['high'\]"):
         book.findings_from(table, value="high", comparison=">", threshold=0)
+
+
+def test_population_finding_tests_the_interval_over_organisms_and_keeps_every_value():
+    book = ClaimBook("07_x", "tiny", 0)
+    # consistent across organisms: the t-interval over three (t = 4.30) clears 0
+    assert book.population_finding("steady", "", [0.20, 0.25, 0.30], ">", 0, "untrained",
+                                   per_organism_bound=[0.1, 0.15, -0.01]) is True
+    # one organism the other way: the mean is positive but the interval straddles 0
+    assert book.population_finding("flips", "", [0.25, -0.07, 0.30], ">", 0, "untrained") is False
+    steady, flips = (c.to_record() for c in book.claims)
+    assert steady["population"]["per_organism"] == [0.20, 0.25, 0.30]
+    assert steady["population"]["holding"] == 2  # organisms passing on their own bounds
+    assert flips["population"]["holding"] == 2
+    assert steady["value"] == pytest.approx(0.25 - 4.3027 * 0.05 / 3 ** 0.5, abs=1e-3)
+    # for "<" the upper bound is tested
+    assert book.population_finding("lower", "", [-0.2, -0.25, -0.3], "<", 0, "c") is True
+    assert book.claims[-1].value == pytest.approx(-0.25 + 4.3027 * 0.05 / 3 ** 0.5, abs=1e-3)
+
+
+def test_population_of_one_tests_its_own_bound_and_serialises():
+    book = ClaimBook("07_x", "small", 0)
+    assert book.population_finding("one", "", [0.3], ">", 0, "c", per_organism_bound=[-0.01]) is False
+    record = book.claims[0].to_record()
+    assert record["value"] == -0.01 and record["population"]["low"] is None and record["population"]["n"] == 1
+    assert "1 organism:" in book.claims[0]._text()
+
+
+def test_population_check_needs_every_organism():
+    book = ClaimBook("02_x", "tiny", 0)
+    book.population_check("all_pass", "", [0.9, 0.8, 0.85], ">", 0, "untrained")
+    assert book.claims[0].value == 0.8
+    with pytest.raises(ClaimFailed, match="one_fails"):
+        book.population_check("one_fails", "", [0.9, -0.01, 0.85], ">", 0, "untrained")
+    with pytest.raises(ValueError, match="one finite value per organism"):
+        book.population_finding("nan", "", [0.1, float("nan")], ">", 0, "c")

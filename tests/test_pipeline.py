@@ -62,6 +62,25 @@ def test_configs_follow_the_preset():
     assert recipe.n_random_episodes == 7 and recipe.gridworld_max_steps == 12
 
 
+def test_population_members_differ_only_in_their_training_seed():
+    import dataclasses
+
+    from tdsae.pipeline import organism_seed, population
+    from tdsae.presets import resolve_settings
+
+    settings = resolve_settings("tiny", seed=3)
+    members = population(settings)
+    assert [m.organism for m in members] == list(range(settings.n_organisms)) and settings.n_organisms >= 3
+    seeds = [configs_from_settings(m)[2].seed for m in members]
+    assert seeds[0] == 3 and len(set(seeds)) == len(seeds)  # organism 0 is the master seed's own organism
+    assert all(dataclasses.replace(m, organism=0) == settings for m in members)  # nothing else differs
+    # another master seed shares no organism with this population
+    assert not set(seeds) & {organism_seed(m) for m in population(resolve_settings("tiny", seed=4))}
+    assert seeds == [organism_seed(m) for m in population(resolve_settings("tiny", seed=3))]  # reproducible
+    # a pretrained preset's population is its one model
+    assert population(resolve_settings("small")) == [resolve_settings("small")]
+
+
 def test_trained_organism_is_cached_by_its_settings(tmp_path, monkeypatch):
     import tdsae.pipeline.organisms as organism
     from tdsae.artifacts import ArtifactStore

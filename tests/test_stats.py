@@ -1,6 +1,6 @@
 import numpy as np
 
-from tdsae.stats import masked_mean, mean_ci, paired_difference
+from tdsae.stats import masked_mean, mean_ci, paired_difference, population_interval
 
 
 def test_ci_covers_true_mean_at_about_the_nominal_rate():
@@ -25,3 +25,12 @@ def test_masked_mean_ignores_masked_values_and_gives_nan_for_empty_rows():
     mask = np.array([[True, False, True], [False, False, False]])
     out = masked_mean(values, mask, axis=1)
     assert out[0] == 2.0 and np.isnan(out[1])
+
+
+def test_population_interval_is_a_t_interval_over_organisms():
+    draws = np.random.default_rng(0).normal(1.0, 1.0, size=(4000, 3))  # 4000 populations of three organisms
+    intervals = [population_interval(row) for row in draws]
+    coverage = np.mean([i["low"] <= 1.0 <= i["high"] for i in intervals])
+    assert 0.93 < coverage < 0.97  # nominal 95% with n = 3 (a z-interval would cover only ~83%)
+    single = population_interval([0.4])
+    assert single["mean"] == 0.4 and np.isnan(single["low"]) and single["n"] == 1

@@ -8,6 +8,7 @@ it, and later chapters reload it:
     store = harvested_store(S, "twostep")                   # its residual stream (ActivationStore)
     l1, saes = analysis_saes(S, "twostep")                  # one SAE per layer, at the chosen sparsity
     untrained = untrained_source(S)                         # the same architecture, untrained
+    for member in population(S): ...                        # the same, for every organism of the population
 
 Modules: organisms (the organism's configs and training, the preset's model), episodes (play,
 held-out agents, harvest, the untrained control), saes (per-layer SAEs and the L1 sweep).
@@ -16,10 +17,11 @@ held-out agents, harvest, the untrained control), saes (per-layer SAEs and the L
 from tdsae.pipeline.episodes import (AGENTS, agent_trajectories, episodes_for, harvested_store, model_source,
                                      play_params, played_episodes, task_for, untrained_source)
 from tdsae.pipeline.organisms import (WALKER_BATCH_TOKENS, WALKER_MIX, WALKER_STEP_FRACTION, configs_from_settings,
-                                      load_preset_model, trained_organism)
+                                      load_preset_model, organism_seed, population, trained_organism)
 from tdsae.pipeline.saes import LayerSAE, analysis_saes, chosen_l1, l1_sweep, layer_saes, training_rows
 
 __all__ = ["AGENTS", "WALKER_BATCH_TOKENS", "WALKER_MIX", "WALKER_STEP_FRACTION", "LayerSAE", "agent_trajectories",
            "analysis_saes", "chosen_l1", "configs_from_settings", "episodes_for", "harvested_store", "l1_sweep",
-           "layer_saes", "load_preset_model", "model_source", "play_params", "played_episodes", "task_for",
+           "layer_saes", "load_preset_model", "model_source", "organism_seed", "play_params", "played_episodes",
+           "population", "task_for",
            "trained_organism", "training_rows", "untrained_source"]

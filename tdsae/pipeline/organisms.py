@@ -3,6 +3,13 @@
     folder = trained_organism(settings)                   # the all-task organism (chapters 2-8)
     walker = trained_organism(settings, task_mix=WALKER_MIX)   # graph walks only (chapter 9)
     model = load_preset_model(settings)                   # the preset's model, organism or hub id
+    for member in population(settings): ...               # one resolved Preset per organism of the population
+
+One trained network is one sample: the same recipe from another seed can show another finding. So
+``tiny`` trains ``n_organisms`` organisms that differ only in their training seed (data, batch order
+and initial weights), and the chapters that make claims about organisms state them across all of them.
+Member ``i`` is ``settings`` with ``organism=i``: everything else (held-out agents, play seeds,
+selection halves, SAE seeds) stays the same, so members differ only in the network.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import dataclasses
 from tdsae.artifacts import ArtifactStore
 from tdsae.models import load_model
 from tdsae.organism import OrganismConfig, TrainingConfig, TranscriptRecipe, train_organism
+from tdsae.organism.corpus import seed_for
 from tdsae.presets import check_settings
 from tdsae.runtime import matmul_precision, pick_device
 from tdsae.validation import ORGANISM
@@ -29,11 +37,36 @@ WALKER_MIX = {"graph": 1.0}
 # in 45% of the time, with the same Two-Step choice correlation (0.907 against 0.910).
 WALKER_BATCH_TOKENS = 4096
 WALKER_STEP_FRACTION = 0.5
+POPULATION_STREAM = 6  # spawn key of the training seeds of organisms 1, 2, ... of a population
+
+
+def organism_seed(settings) -> int:
+    """The training seed of the organism ``settings.organism`` of the population of ``settings.seed``.
+
+    Organism 0 trains from the master seed itself, so a population of one is the organism that seed
+    always gave; organism i > 0 from an independent stream below it (seeds 0 and 1 share no organism).
+    """
+    check_settings(settings)
+    if settings.organism == 0:
+        return int(settings.seed)
+    return int(seed_for(settings.seed, POPULATION_STREAM, settings.organism).generate_state(1)[0])
+
+
+def population(settings) -> list:
+    """One resolved Preset per organism of the population: ``settings`` with organism = 0 .. n_organisms - 1.
+
+    At a pretrained preset (small, full) the population is the one pretrained model: ``[settings]``.
+    """
+    check_settings(settings)
+    if settings.model != ORGANISM:
+        return [settings]
+    return [dataclasses.replace(settings, organism=i) for i in range(settings.n_organisms)]
 
 
 def configs_from_settings(settings, task_mix: dict | None = None) -> tuple[OrganismConfig, TranscriptRecipe,
                                                                            TrainingConfig]:
-    """The organism's three configs from a resolved Preset (tiny: organism_* knobs, seed, episodes).
+    """The organism's three configs from a resolved Preset (tiny: organism_* knobs, episodes, and the
+    training seed of organism ``settings.organism``: organism_seed).
 
     task_mix: the recipe's share of batches per task (default: TranscriptRecipe's all-task mix;
     WALKER_MIX for the walker, which takes WALKER_STEP_FRACTION of the steps, of WALKER_BATCH_TOKENS each).
@@ -49,7 +82,7 @@ def configs_from_settings(settings, task_mix: dict | None = None) -> tuple[Organ
     walker = task_mix is not None and dict(task_mix) == WALKER_MIX
     shape = (dict(steps=max(1, round(settings.organism_steps * WALKER_STEP_FRACTION)), batch_tokens=WALKER_BATCH_TOKENS)
              if walker else dict(steps=settings.organism_steps))
-    training = TrainingConfig(**shape, seed=settings.seed, precision=matmul_precision(settings.device).dtype)
+    training = TrainingConfig(**shape, seed=organism_seed(settings), precision=matmul_precision(settings.device).dtype)
     return config, recipe, training
 
 
