@@ -34,7 +34,7 @@ from tdsae.behaviour.estimation import fit_model
 from tdsae.claims import ClaimBook
 from tdsae.interventions import (EditedModel, LatentEdit, behaviour_of, ce_loss_score, drop_difference, effects_against,
                                  later_layer_tracking, matched_latents, play_conditions, play_with_edits, traced_output)
-from tdsae.latents import (best_unit, compare_best, mds_coordinates, probe_score, profile, reference_sweep,
+from tdsae.latents import (best_unit, panel_rows, td_q_contrasts, compare_best, mds_coordinates, probe_score, profile, reference_sweep,
                            reference_targets, shuffled_target, split_experiments, sr_targets, unit_profile, units_at,
                            units_of)
 from tdsae.models import ModelNotFoundError, check_layer, load_model, site_hook_names, source_layers
@@ -43,7 +43,7 @@ from tdsae.organism import (OrganismConfig, TrainingConfig, TranscriptRecipe, bu
 from tdsae.organism.corpus import seed_for
 from tdsae.pipeline import (AGENTS, agent_trajectories, analysis_saes, chosen_l1, episodes_for, harvested_store,
                             l1_sweep, layer_saes, load_preset_model, model_source, organism_seed, played_episodes,
-                            population, trained_organism,
+                            population, trained_and_untrained, trained_organism,
                             training_rows, untrained_source)
 from tdsae.play.dispatch import play_task
 from tdsae.play.result import load_played
@@ -419,6 +419,14 @@ ROWS = [
     row("profile", "target 'td_eror'",
         lambda c: profile({"trained": c.store}, {}, c.targets, target="td_eror", selection=np.ones(2, bool)), V,
         "'td_eror'"),
+    row("td_q_contrasts", "stores {'a'}",
+        lambda c: td_q_contrasts({"a": c.store}, {}, c.targets, np.ones(2, bool)), V, "'a'"),
+    row("td_q_contrasts", "n_boot=-1",
+        lambda c: td_q_contrasts({"trained": c.store, "untrained": c.store}, {"trained": {}, "untrained": {}},
+                                 c.targets, np.ones(2, bool), n_boot=-1), V, "-1"),
+    row("panel_rows", "panel 'TD'", lambda c: panel_rows(c.targets, "TD"), V, "'TD'"),
+    row("trained_and_untrained", "task 'bandit'", lambda c: trained_and_untrained(c.settings, "bandit"), V,
+        "'bandit'"),
     row("unit_profile", "target 'td_eror'",
         lambda c: unit_profile({1: np.ones((4, 2))}, c.targets, target="td_eror", selection=np.ones(2, bool)), V,
         "'td_eror'"),

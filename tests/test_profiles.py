@@ -100,3 +100,51 @@ def test_compare_at_best_layers_reads_each_side_at_its_own_layer():
     assert got == direct and got["low"] > 0
     with pytest.raises(ValueError, match="unknown kind of unit 'neuron'"):
         units_of(stores, {}, "a", "neuron", 1, targets)
+
+
+class _LayeredStore(_Store):
+    @property
+    def layers(self):
+        return sorted(self.acts_by_layer)
+
+
+def _split_sign_sae():
+    """An 'SAE' whose latents are every dimension's positive and negative parts (what a ReLU SAE learns at best)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    return SimpleNamespace(sae=SimpleNamespace(encode=lambda x: torch.cat([torch.relu(x), torch.relu(-x)], 1),
+                                               W_enc=torch.zeros(1), device="cpu"))
+
+
+def test_td_q_contrasts_find_a_planted_td_and_q_code_only_in_the_network_that_has_it():
+    from tdsae.latents import td_q_contrasts
+
+    rng = np.random.default_rng(0)
+    n_experiments, per = 40, 30
+    n = n_experiments * per
+    targets = pd.DataFrame({"row": np.arange(n), "experiment": np.repeat(np.arange(n_experiments), per),
+                            "step": np.tile(np.arange(per) % 2, n_experiments),
+                            "kind": np.tile(["decision", "outcome"], n // 2), "reward": rng.integers(0, 2, n) * 1.0})
+    surprise, q_diff = rng.normal(size=n), rng.normal(size=n)
+    targets = targets.assign(last_reward=targets.reward, td_error=2 * targets.reward + surprise, q_diff=q_diff)
+    noise = lambda seed: np.random.default_rng(seed).normal(size=(n, 8))  # noqa: E731
+    coded = noise(1)
+    coded[:, 0], coded[:, 1] = surprise + 0.5 * rng.normal(size=n), q_diff + 0.5 * rng.normal(size=n)
+    stores = {"trained": _LayeredStore({1: noise(2), 2: coded}), "untrained": _LayeredStore({1: noise(3), 2: noise(4)})}
+    saes = {label: {1: _split_sign_sae(), 2: _split_sign_sae()} for label in stores}
+    selection = split_experiments(n_experiments, seed=0)
+    result = td_q_contrasts(stores, saes, targets, selection, n_boot=20, contrast_boot=200, seed=0)
+    assert result.reward_r > 0.5  # the reward is most of the TD error, as in the task
+    assert int(result.best.loc[("TD error, reward controlled", "trained", "SAE latent"), "layer"]) == 2
+    for test in ("td_partial_latent_vs_untrained", "q_latent_vs_untrained", "q_pair_vs_untrained"):
+        assert result.tests[test]["low"] > 0.2, test
+    # the dimension carries the signed code whole, each latent half of it: the pair ties the dimension, a latent loses
+    assert result.tests["td_partial_latent_vs_dimension"]["high"] < 0
+    assert abs(result.tests["q_pair_vs_dimension"]["difference"]) < 0.05
+    swapped = td_q_contrasts({"trained": stores["untrained"], "untrained": stores["trained"]}, saes, targets, selection,
+                             n_boot=0, contrast_boot=200, seed=0)
+    assert swapped.tests["q_latent_vs_untrained"]["high"] < -0.2
+    with pytest.raises(ValueError, match="'trained' and 'untrained'"):
+        td_q_contrasts({"a": stores["trained"]}, saes, targets, selection)

@@ -20,7 +20,7 @@ import pandas as pd
 
 from tdsae.artifacts import ArtifactStore
 from tdsae.models import source_layers
-from tdsae.pipeline.episodes import check_request, harvested_store
+from tdsae.pipeline.episodes import check_request, harvested_store, model_source, untrained_source
 from tdsae.runtime import matmul_precision, pick_device
 from tdsae.sae.config import SAETrainingConfig
 from tdsae.sae.metrics import reconstruction_metrics
@@ -177,3 +177,19 @@ def analysis_saes(settings, task_name: str, model: str | None = None, played_by:
     check_request(settings, task_name, model, played_by)
     l1 = chosen_l1(settings, task_name, store=store)
     return l1, layer_saes(settings, task_name, model, played_by, l1=l1, store=store)
+
+
+def trained_and_untrained(settings, task_name: str, store=None) -> tuple[float, dict, dict]:
+    """The preset model's activation store and analysis SAEs beside its untrained control's, reading the
+    same episodes (the trained model's own play): what chapter 7 compares, for one organism of a population.
+
+    Returns: (l1, {"trained": store, "untrained": store}, {"trained": {layer: LayerSAE}, "untrained": ...}).
+    """
+    check_request(settings, task_name)
+    trained = model_source(settings, task_name)
+    untrained = untrained_source(settings, store, task_name)
+    stores = {"trained": harvested_store(settings, task_name, store=store),
+              "untrained": harvested_store(settings, task_name, model=untrained, played_by=trained, store=store)}
+    l1, saes_trained = analysis_saes(settings, task_name, store=store)
+    _, saes_untrained = analysis_saes(settings, task_name, model=untrained, played_by=trained, store=store)
+    return l1, stores, {"trained": saes_trained, "untrained": saes_untrained}

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from tdsae.plots.core import new_figure
+from tdsae.plots.population import ORGANISM_MARKERS
 
 MODEL_COLOURS = {"trained": "#0b6e99", "untrained": "#8d8d8d"}
 UNIT_STYLES = {"SAE latent": "-", "SAE latent pair": "-.", "residual dimension": ":", "TopK latent": "--"}
@@ -52,4 +53,34 @@ def plot_reference_sweep(sweep: Any, paper_alpha: float, title: str, ax: Any = N
     ax.axvline(paper_alpha, color="0.5", linestyle=":", linewidth=1)
     ax.set(title=title, xlabel="reference learning rate alpha", ylabel="|r| on report half", xscale="log")
     ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
+def plot_population_profiles(profiles_by_organism: dict, units: str = "SAE latent") -> Any:
+    """One panel per target: every organism's best-unit |r| by layer, trained in colour and its untrained
+    control in grey, one marker per organism, and the mean over organisms as a thick line.
+
+    Args: profiles_by_organism: {organism: {panel title: tdsae.latents.profile rows}} (the same panels
+    for every organism); units: the kind of unit drawn (one of tdsae.latents.UNIT_KINDS).
+    """
+    panels = list(next(iter(profiles_by_organism.values())))
+    ncols = 2 if len(panels) > 1 else 1
+    nrows = int(np.ceil(len(panels) / ncols))
+    fig, axes = new_figure(ncols=ncols, nrows=nrows, width=5.5 * ncols, height=3.4 * nrows, squeeze=False)
+    for ax, panel in zip(axes.flat, panels):
+        for model in ("trained", "untrained"):
+            lines = []
+            for (organism, profiles), marker in zip(profiles_by_organism.items(), ORGANISM_MARKERS * 8):
+                part = profiles[panel]
+                part = part[(part.model == model) & (part.units == units)].sort_values("layer")
+                lines.append(part.set_index("layer").r_report.abs())
+                ax.plot(part.layer, lines[-1].to_numpy(), marker=marker, markersize=4, linewidth=0.9, alpha=0.75,
+                        color=MODEL_COLOURS[model], label=f"organism {organism}, {model}")
+            mean = np.mean(lines, axis=0)
+            ax.plot(lines[0].index, mean, linewidth=2.6, color=MODEL_COLOURS[model], label=f"mean, {model}")
+        ax.set(title=f"{panel}: {units}", xlabel="layer (0 = embeddings)", ylabel="|r| on report half", ylim=(0, 1))
+        ax.set_xticks(sorted(lines[0].index))
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(frameon=False, fontsize=7, ncol=2)
     return fig
