@@ -29,12 +29,13 @@ import tdsae
 from tdsae import cli
 from tdsae.activations import ActivationStore, harvest_activations, max_difference_from_forward
 from tdsae.agents import QLearner, get_agent
-from tdsae.behaviour import stay_probabilities
+from tdsae.behaviour import next_node_prediction, stay_probabilities
 from tdsae.behaviour.estimation import fit_model
 from tdsae.claims import ClaimBook
-from tdsae.interventions import (EditedModel, LatentEdit, behaviour_of, ce_loss_score, drop_difference, effects_against,
+from tdsae.interventions import (EditedModel, EditTargets, LatentEdit, behaviour_of, ce_loss_score, choose_edit_targets,
+                                 drop_difference, edit_conditions, effects_against, intervention_study,
                                  later_layer_tracking, matched_latents, play_conditions, play_with_edits, traced_output)
-from tdsae.latents import (best_unit, panel_rows, td_q_contrasts, compare_best, mds_coordinates, probe_score, profile, reference_sweep,
+from tdsae.latents import (best_unit, community_contrasts, panel_rows, sr_contrasts, td_q_contrasts, compare_best, mds_coordinates, probe_score, profile, reference_sweep,
                            reference_targets, shuffled_target, split_experiments, sr_targets, unit_profile, units_at,
                            units_of)
 from tdsae.models import ModelNotFoundError, check_layer, load_model, site_hook_names, source_layers
@@ -114,7 +115,9 @@ def world(tmp_path_factory):
     return SimpleNamespace(root=root, model=model, sae=sae, task=task, played=played, store=store,
                            settings=tdsae.resolve_settings("tiny"), ids=torch.tensor([[0, 5, 6, 7]]),
                            sae_dir=root / "sae", nan_sae=nan_sae, corrupt=root / "corrupt",
-                           broken_gguf=root / "broken.gguf", gguf=root / "model.gguf", targets=targets, **folders)
+                           broken_gguf=root / "broken.gguf", gguf=root / "model.gguf", targets=targets,
+                           chosen=EditTargets({"TD": 1, "Q": 1}, {"TD": [0], "Q": [1, 2]}, {"TD": [3], "Q": [4, 5]},
+                                              {}, {}), **folders)
 
 
 @pytest.fixture
@@ -424,6 +427,11 @@ ROWS = [
     row("td_q_contrasts", "n_boot=-1",
         lambda c: td_q_contrasts({"trained": c.store, "untrained": c.store}, {"trained": {}, "untrained": {}},
                                  c.targets, np.ones(2, bool), n_boot=-1), V, "-1"),
+    row("sr_contrasts", "stores {'a'}", lambda c: sr_contrasts({"a": c.store}, {}, c.targets, np.ones(2, bool)), V,
+        "'a'"),
+    row("community_contrasts", "stores {'a'}",
+        lambda c: community_contrasts({"a": c.store}, c.targets, np.zeros(15), 1), V, "'a'"),
+    row("next_node_prediction", "n_nodes=1", lambda c: next_node_prediction(c.played, 1), V, "1"),
     row("panel_rows", "panel 'TD'", lambda c: panel_rows(c.targets, "TD"), V, "'TD'"),
     row("trained_and_untrained", "task 'bandit'", lambda c: trained_and_untrained(c.settings, "bandit"), V,
         "'bandit'"),
@@ -446,6 +454,18 @@ ROWS = [
         lambda c: reference_sweep(c.task, c.played.trajectory, c.targets, np.ones((4, 2)), selection=np.ones(2, bool),
                                   alphas=[0.1], gammas=[2.0]), V, "2.0"),
     row("behaviour_of", "n_random_episodes=2 of 2", lambda c: behaviour_of(c.task, c.played, 2, 0.1, 0.99, 0), V, "2"),
+    row("choose_edit_targets", "n_layers=0",
+        lambda c: choose_edit_targets(c.store, {1: SimpleNamespace(sae=c.sae)}, c.targets, np.ones(2, bool), 0), V, "0"),
+    row("choose_edit_targets", "SAEs only at the last layer",
+        lambda c: choose_edit_targets(c.store, {2: SimpleNamespace(sae=c.sae)}, c.targets, np.ones(2, bool), 2), V,
+        "[2]"),
+    row("edit_conditions", "strong_factor=nan",
+        lambda c: edit_conditions({1: SimpleNamespace(sae=c.sae)}, c.chosen, NAN), V, "nan"),
+    row("intervention_study", "tracking_factors without 1",
+        lambda c: intervention_study(c.model, c.task, c.played, c.store, {1: SimpleNamespace(sae=c.sae)}, c.targets,
+                                     np.ones(2, bool), c.chosen, seeds=[0], n_experiments=2, n_episodes=2,
+                                     n_random_episodes=0, alpha=0.1, gamma=0.9, tracking_factors=(0.0, -5.0)), V,
+        "1.0"),
     row("play_conditions", "a second condition at layer 9",
         lambda c: play_conditions(c.model, c.task, {"plain": [], "bad": [LatentEdit(9, c.sae, [0])]}, 2, 2, [0], 0,
                                   0.1, 0.99, progress=False), V, "9"),

@@ -17,10 +17,11 @@ from tdsae.behaviour.likelihoods import (GAMMA, MODELS, ModelSpec, ParamSpec, co
                                          make_choice_mask, models_for_task)
 from tdsae.behaviour.recovery import RecoveryResult, draw_params, recover_models, recover_parameters, simulate_subjects
 from tdsae.behaviour.stay import CONDITIONS, first_stage_table, stay_effects, stay_probabilities
+from tdsae.behaviour.walks import next_node_prediction
 
 __all__ = [
     "CONDITIONS", "GAMMA", "MODELS", "FitResult", "ModelSpec", "ParamSpec", "RecoveryResult", "compare_models",
     "compute_nll", "count_choices", "draw_params", "fit_model", "fit_models", "get_model",
-    "make_choice_mask", "models_for_task", "recover_models", "recover_parameters", "simulate_subjects", "first_stage_table",
+    "make_choice_mask", "models_for_task", "next_node_prediction", "recover_models", "recover_parameters", "simulate_subjects", "first_stage_table",
     "stay_effects", "stay_probabilities",
 ]

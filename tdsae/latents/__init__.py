@@ -10,8 +10,9 @@ comparisons between models), contrasts (chapter 7's panels and tests of one netw
 representations: communities and MDS).
 """
 
-from tdsae.latents.contrasts import CONTRASTS, PANELS, LatentContrasts, panel_rows, td_q_contrasts
-from tdsae.latents.geometry import community_silhouettes, mds_coordinates, node_means
+from tdsae.latents.contrasts import (CONTRASTS, PANELS, SR_CONTRASTS, SR_PANELS, LatentContrasts, panel_rows,
+                                     sr_contrasts, td_q_contrasts)
+from tdsae.latents.geometry import community_contrasts, community_silhouettes, mds_coordinates, node_means
 from tdsae.latents.probes import probe_score
 from tdsae.latents.profiles import (UNIT_KINDS, best_layers, compare_at_best_layers, compare_best, profile,
                                     reference_sweep, unit_profile, units_at, units_of)
@@ -19,8 +20,8 @@ from tdsae.latents.search import BestUnit, best_pair, best_unit
 from tdsae.latents.targets import (TARGETS, covariates_of, reference_targets, shuffled_target, split_experiments,
                                    sr_targets)
 
-__all__ = ["CONTRASTS", "PANELS", "TARGETS", "UNIT_KINDS", "BestUnit", "LatentContrasts", "panel_rows",
-           "td_q_contrasts", "best_layers", "best_pair", "best_unit", "community_silhouettes",
+__all__ = ["CONTRASTS", "PANELS", "SR_CONTRASTS", "SR_PANELS", "TARGETS", "UNIT_KINDS", "BestUnit", "LatentContrasts", "panel_rows",
+           "sr_contrasts", "td_q_contrasts", "best_layers", "best_pair", "best_unit", "community_contrasts", "community_silhouettes",
            "compare_at_best_layers", "compare_best", "covariates_of", "mds_coordinates", "node_means", "probe_score",
            "profile", "reference_sweep", "reference_targets", "shuffled_target", "split_experiments", "sr_targets",
            "unit_profile", "units_at", "units_of"]

@@ -86,3 +86,33 @@ def td_q_contrasts(stores: dict, saes: dict, targets: pd.DataFrame, selection: n
                                              selection=selection, a=a, b=b, partial=partial, n_boot=contrast_boot,
                                              seed=seed)
     return LatentContrasts(reward_r, profiles, best, tests)
+
+
+SR_PANELS = {"SR TD error at the reached node": "sr_td_error", "norm of the SR TD-error vector": "sr_td_norm"}
+SR_CONTRASTS = {"sr_latent_vs_untrained": UNTRAINED_LATENT, "sr_latent_vs_dimension": TRAINED_DIMENSION}
+
+
+def sr_contrasts(stores: dict, saes: dict, targets: pd.DataFrame, selection: np.ndarray, *, n_boot: int = 200,
+                 contrast_boot: int = 500, seed: int = 0) -> LatentContrasts:
+    """Chapter 9's SR-TD panels and tests for one walking network and its control, like td_q_contrasts.
+
+    Args: targets: sr_targets rows (SR TD errors at outcome tokens). Returns: LatentContrasts whose tests
+    compare the trained network's best SR-TD latent (at the reached node) with the untrained network's best
+    latent and with the trained network's best residual dimension; reward_r is NaN (walks have no reward).
+    """
+    for label in ("trained", "untrained"):
+        if label not in stores or label not in saes:
+            raise ValueError(f"sr_contrasts needs stores and SAEs labelled 'trained' and 'untrained'; got stores "
+                             f"{sorted(stores)} and SAEs {sorted(saes)}")
+    n_boot, contrast_boot = check_int(n_boot, "n_boot", 0), check_count(contrast_boot, "contrast_boot")
+    seed = check_seed(seed)
+    outcomes = targets[targets.kind == "outcome"]
+    profiles = {panel: profile(stores, saes, outcomes, target=check_target(targets, column), selection=selection,
+                               n_boot=n_boot, seed=seed) for panel, column in SR_PANELS.items()}
+    best = pd.concat({panel: best_layers(table) for panel, table in profiles.items()}, names=["target"])
+    panel = next(iter(SR_PANELS))
+    tests = {test: compare_at_best_layers(stores, saes, best.loc[panel], outcomes, target=SR_PANELS[panel],
+                                          selection=selection, a=TRAINED_LATENT, b=control, n_boot=contrast_boot,
+                                          seed=seed)
+             for test, control in SR_CONTRASTS.items()}
+    return LatentContrasts(float("nan"), profiles, best, tests)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from tdsae.stats import paired_difference
 from tdsae.validation import check_int, check_seed
 
 
@@ -56,3 +57,27 @@ def mds_coordinates(points: np.ndarray, seed: int = 0) -> np.ndarray:
 
     return MDS(n_components=2, metric_mds=True, init="random", n_init=4,
                random_state=check_seed(seed)).fit_transform(points)
+
+
+def community_contrasts(stores: dict, decisions: pd.DataFrame, communities: np.ndarray, layer: int,
+                        n_shuffles: int = 20, seed: int = 0) -> dict:
+    """Chapter 9's community tests at one layer: each model's node means and silhouettes, each against its
+    shuffled labels, and trained against untrained, paired by experiment.
+
+    Args: stores: {"trained": ActivationStore, "untrained": ...} reading the same walks; decisions: sr_targets
+    rows of kind "decision" (one per token naming a node); communities [n_nodes].
+    Returns: {"means": {model: [n_experiments, n_nodes, d]}, "silhouettes": {model: community_silhouettes rows},
+    "over_null": {model: paired_difference}, "over_untrained": paired_difference (trained - untrained)}.
+    """
+    for label in ("trained", "untrained"):
+        if label not in stores:
+            raise ValueError(f"community_contrasts needs stores labelled 'trained' and 'untrained'; got {sorted(stores)}")
+    communities = np.asarray(communities)
+    means = {model: node_means(store.acts(layer, decisions.row.to_numpy()), decisions, len(communities))
+             for model, store in stores.items()}
+    silhouettes = {model: community_silhouettes(vectors, communities, n_shuffles, seed) for model, vectors in means.items()}
+    over_null = {model: paired_difference(table.silhouette.to_numpy(), table.shuffled.to_numpy())
+                 for model, table in silhouettes.items()}
+    common = silhouettes["trained"].merge(silhouettes["untrained"], on="experiment", suffixes=("_trained", "_untrained"))
+    over_untrained = paired_difference(common.silhouette_trained.to_numpy(), common.silhouette_untrained.to_numpy())
+    return {"means": means, "silhouettes": silhouettes, "over_null": over_null, "over_untrained": over_untrained}
