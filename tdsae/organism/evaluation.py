@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from tdsae.agents import QLearner
-from tdsae.models import torch_module
+from tdsae.models import masked_next_token_loss, torch_module
 from tdsae.organism.corpus import EVAL_STREAM, TranscriptRecipe, seed_for, simulate_transcripts
 from tdsae.organism.tokenizer import encode_transcripts
 from tdsae.validation import check_task_names
@@ -76,6 +76,32 @@ def compare_choices(model, tokenizer, task_name: str, n_experiments: int = 64, s
     r = float(np.corrcoef(model_probs.ravel(), agent.ravel())[0, 1])
     return ChoiceComparison(task_name, r, model_probs, agent, np.array(rows["state"]),
                             np.array(rows["experiment"]))
+
+
+@torch.no_grad()
+def heldout_loss(model, tokenizer, tasks=("twostep", "gridworld", "graph"), n_experiments: int = 48, seed: int = 0,
+                 recipe: TranscriptRecipe = TranscriptRecipe(), batch_rows: int = 16) -> dict[str, float]:
+    """Mean next-token loss (nats per word) on held-out transcripts of each task, padding left out.
+
+    The transcripts come from the evaluation stream of seed (key 9: neither training data nor
+    compare_choices' agents), so two organisms trained from different seeds are scored on the same words.
+    """
+    tasks = check_task_names(tasks)
+    model = torch_module(model)
+    device = next(model.parameters()).device
+    losses = {}
+    for task_name in tasks:
+        sims = simulate_transcripts(task_name, n_experiments, seed_for(seed, EVAL_STREAM, 9), recipe)
+        ids, _ = encode_transcripts(tokenizer, sims.tokens)
+        total = words = 0.0
+        for start in range(0, len(ids), batch_rows):
+            batch = ids[start:start + batch_rows].to(device)
+            logits = model(input_ids=batch[:, :-1]).logits
+            n_words = int((batch[:, 1:] != tokenizer.pad_token_id).sum())
+            total += float(masked_next_token_loss(logits, batch, tokenizer.pad_token_id)) * n_words
+            words += n_words
+        losses[task_name] = total / words
+    return losses
 
 
 def _agent(task, sims, recipe: TranscriptRecipe):
