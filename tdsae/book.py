@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -32,6 +33,10 @@ BOOK_TOOLS = ("papermill", "jupytext", "nbformat", "yaml", "jupyter_book")  # mo
 
 class ChapterFailed(RuntimeError):
     """A chapter raised while executing; the message names the chapter and the cell."""
+
+
+class WarningShown(RuntimeError):
+    """An executed chapter shows a warning to its readers (silence its cause, not the reader's view)."""
 
 
 class NotExecuted(RuntimeError):
@@ -155,6 +160,12 @@ def verify_executed(path: Path) -> None:
             f"{path} has no outputs (cells not executed: {not_run[:5]}); "
             "the book is built only from notebooks executed by papermill"
         )
+    for number, cell in enumerate(code, 1):
+        for output in cell.get("outputs", []):
+            text = output.get("text", "") if output.get("name") == "stderr" else ""
+            warning = re.search(r"\b\w*Warning\b[^\n]*", text)
+            if warning:
+                raise WarningShown(f"{path.name}, code cell {number}, shows a warning to readers: {warning.group(0)[:300]}")
 
 
 CHECKED_TAG = "nbval-check-output"

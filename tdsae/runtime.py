@@ -15,9 +15,16 @@ import functools
 import os
 import platform
 import time
+import warnings
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
+
+with warnings.catch_warnings():  # without ipywidgets tqdm.auto warns at import; its text bars are fine in a notebook
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    from tqdm.auto import tqdm
+
+__all__ = ["tqdm"]  # the progress bar every long loop of the package uses, imported once without the warning
 
 REPORTED_LIBRARIES = ("tdsae", "torch", "transformers", "nnsight", "numpy", "scipy", "pandas", "scikit-learn")
 PRECISION_ENV = "TDSAE_PRECISION"

@@ -158,3 +158,16 @@ def test_every_file_a_chapter_includes_exists():
     assert included, "no chapter includes package code: the test would check nothing"
     missing = [(name, target) for name, target in included if not (root / "book" / "chapters" / target).resolve().is_file()]
     assert missing == []
+
+
+def test_a_warning_in_an_executed_chapter_is_refused(tmp_path):
+    cell = nbformat.v4.new_code_cell("import tqdm.auto", execution_count=1)
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr",
+                                           text="tqdm/auto.py:21: TqdmWarning: IProgress not found.\n")]
+    path = tmp_path / "warned.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), path)
+    with pytest.raises(book.WarningShown, match="code cell 1, shows a warning to readers: TqdmWarning: IProgress"):
+        book.verify_executed(path)
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text="organism: 100%|####| 1500/1500\n")]
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), path)
+    book.verify_executed(path)  # a progress bar is not a warning

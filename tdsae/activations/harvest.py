@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from tdsae.activations.store import INDEX_FILE, KINDS, STORE_FILE, ActivationStore, layer_file, rows_of, write_index
 from tdsae.models import (check_edits, check_layer, is_remote, left_padding, model_dims, residual_sites,
                           site_hook_names, torch_module)
+from tdsae.runtime import tqdm
 
 
 def batch_experiments(counts: np.ndarray, n_layers: int, d_model: int, buffer_mb: float) -> list[np.ndarray]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from tdsae.activations.harvest import harvest_activations
 from tdsae.behaviour.estimation import fit_model
@@ -24,6 +23,7 @@ from tdsae.interventions.edits import play_with_edits
 from tdsae.latents.profiles import units_at
 from tdsae.latents.targets import covariates_of, reference_targets
 from tdsae.models import check_edits
+from tdsae.runtime import tqdm
 from tdsae.stats import bootstrap_interval, correlations, experiment_rows, residualize
 from tdsae.validation import check_episode_counts, check_int, check_latent_indices, check_seed
 

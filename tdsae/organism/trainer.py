@@ -20,13 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from tdsae.models import masked_next_token_loss
 from tdsae.organism.corpus import TranscriptRecipe, build_batches, seed_for
 from tdsae.organism.network import OrganismConfig, build_organism
 from tdsae.organism.tokenizer import action_token_ids, build_tokenizer
-from tdsae.runtime import library_versions, matmul_precision
+from tdsae.runtime import library_versions, matmul_precision, tqdm
 from tdsae.validation import check_count, check_int, check_number, check_seed
 
 RECORD = "training.json"

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
-from tdsae.runtime import matmul_precision, pick_device
+from tdsae.runtime import matmul_precision, pick_device, tqdm
 from tdsae.sae.config import SAETrainingConfig
 from tdsae.sae.gradients import TrainingState, gradient_step, write_back
 from tdsae.sae.model import SAE, SAEConfig
