@@ -44,7 +44,7 @@ from tdsae.organism import (OrganismConfig, TrainingConfig, TranscriptRecipe, bu
 from tdsae.organism.corpus import seed_for
 from tdsae.pipeline import (AGENTS, agent_trajectories, analysis_saes, chosen_l1, episodes_for, harvested_store,
                             l1_sweep, layer_saes, load_preset_model, model_source, organism_seed, played_episodes,
-                            population, trained_and_untrained, trained_organism,
+                            population, trained_and_untrained, trained_organism, trained_population,
                             training_rows, untrained_source)
 from tdsae.play.dispatch import play_task
 from tdsae.play.result import load_played
@@ -329,6 +329,8 @@ ROWS = [
     row("agent_trajectories", "'three-step'", lambda c: agent_trajectories(c.settings, "three-step"), V),
     row("episodes_for", "'three-step'", lambda c: episodes_for(c.settings, "three-step", c.model, AGENTS), V),
     row("trained_organism", "settings 'tiny'", lambda c: trained_organism("tiny"), V, "'tiny'"),
+    row("trained_population", "settings 'tiny'", lambda c: trained_population("tiny"), V, "'tiny'"),
+    row("trained_population", "workers=0", lambda c: trained_population(c.settings, workers=0), V, "0"),
     row("population", "settings 'tiny'", lambda c: population("tiny"), V, "'tiny'"),
     row("organism_seed", "settings None", lambda c: organism_seed(None), V, "None"),
     row("trained_organism", "task_mix bandit", lambda c: trained_organism(c.settings, task_mix={"bandit": 1.0}), V,

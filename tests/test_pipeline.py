@@ -130,3 +130,44 @@ def test_precision_comes_from_the_hardware_and_keys_the_organism(tmp_path, monke
     records = [read_training_record(path) for path in (fp32, bf16)]
     assert [r["training"]["precision"] for r in records] == ["float32", "bfloat16"]
     assert records[0]["losses"] != records[1]["losses"]  # the forward pass really ran in another dtype
+
+
+def test_an_organism_trains_to_the_same_weights_on_one_thread_or_two(tmp_path):
+    """What lets trained_population train organisms side by side, one thread each: the schedule never
+    changes an organism (on this machine's CPU kernels; a failure here means it would)."""
+    import torch
+
+    from tdsae.organism import OrganismConfig, TrainingConfig, TranscriptRecipe, train_organism
+
+    weights = []
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            result = train_organism(tmp_path / f"threads-{n}", OrganismConfig(d_model=32, n_layers=2, d_mlp=128),
+                                    TranscriptRecipe(n_episodes=8),
+                                    TrainingConfig(steps=6, batch_tokens=512, warmup_steps=2, precision="float32",
+                                                   checkpoint_steps=()))
+            weights.append({k: v.clone() for k, v in result.model.state_dict().items()})
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_the_population_trains_side_by_side_into_the_same_folders(tmp_path):
+    import tdsae.pipeline.organisms as organism
+    from tdsae.artifacts import ArtifactStore
+    from tdsae.models import load_model
+    from tdsae.presets import resolve_settings
+
+    settings = resolve_settings("tiny", organism_d_model=16, organism_layers=1, organism_steps=2, n_episodes=8,
+                                n_organisms=2, device="cpu")
+    store = ArtifactStore(tmp_path)
+    folders = organism.trained_population(settings, store=store, workers=2)
+    assert set(folders) == {(0, "all"), (1, "all"), (0, "walker"), (1, "walker")}
+    for (i, mix), folder in folders.items():  # each where trained_organism finds it, without training again
+        member = organism.population(settings)[i]
+        assert folder == organism.trained_organism(member, store, None if mix == "all" else organism.WALKER_MIX)
+        assert read_training_record(folder)["training"]["seed"] == organism.organism_seed(member)
+    assert load_model(str(folders[(1, "walker")])).config.hidden_size == 16
+    assert len(set(folders.values())) == 4

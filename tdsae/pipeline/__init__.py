@@ -17,12 +17,13 @@ held-out agents, harvest, the untrained control), saes (per-layer SAEs and the L
 from tdsae.pipeline.episodes import (AGENTS, agent_trajectories, episodes_for, harvested_store, model_source,
                                      play_params, played_episodes, task_for, untrained_source)
 from tdsae.pipeline.organisms import (WALKER_BATCH_TOKENS, WALKER_MIX, WALKER_STEP_FRACTION, configs_from_settings,
-                                      load_preset_model, organism_seed, population, trained_organism)
+                                      load_preset_model, organism_seed, population, trained_organism,
+                                      trained_population)
 from tdsae.pipeline.saes import (LayerSAE, analysis_saes, chosen_l1, l1_sweep, layer_saes, trained_and_untrained,
                                  training_rows)
 
 __all__ = ["AGENTS", "WALKER_BATCH_TOKENS", "WALKER_MIX", "WALKER_STEP_FRACTION", "LayerSAE", "agent_trajectories",
            "analysis_saes", "chosen_l1", "configs_from_settings", "episodes_for", "harvested_store", "l1_sweep",
            "layer_saes", "load_preset_model", "model_source", "organism_seed", "play_params", "played_episodes",
-           "population", "task_for", "trained_and_untrained",
+           "population", "task_for", "trained_and_untrained", "trained_population",
            "trained_organism", "training_rows", "untrained_source"]

@@ -15,14 +15,20 @@ selection halves, SAE seeds) stays the same, so members differ only in the netwo
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
-from tdsae.artifacts import ArtifactStore
+import torch
+
+from tdsae.artifacts import ArtifactError, ArtifactStore
 from tdsae.models import load_model
 from tdsae.organism import OrganismConfig, TrainingConfig, TranscriptRecipe, train_organism
 from tdsae.organism.corpus import seed_for
 from tdsae.presets import check_settings
 from tdsae.runtime import matmul_precision, pick_device
-from tdsae.validation import ORGANISM
+from tdsae.validation import ORGANISM, check_count
 
 # What the walker reads: graph walks only. Mixed into the all-task organism's training, walks were
 # never learned in context within the tiny budget (measured for issue 5: 750 steps of walks alone
@@ -86,6 +92,15 @@ def configs_from_settings(settings, task_mix: dict | None = None) -> tuple[Organ
     return config, recipe, training
 
 
+def organism_params(settings, task_mix: dict | None = None) -> tuple[dict, tuple, str]:
+    """The cache key of the organism these settings describe, its three configs and the device it trains on."""
+    config, recipe, training = configs_from_settings(settings, task_mix)
+    device = pick_device(settings.device)
+    params = {"config": dataclasses.asdict(config), "recipe": dataclasses.asdict(recipe),
+              "training": dataclasses.asdict(training), "device": device}
+    return params, (config, recipe, training), device
+
+
 def trained_organism(settings, store=None, task_mix: dict | None = None):
     """The folder of the organism these settings describe, trained first if the cache lacks it.
 
@@ -95,12 +110,52 @@ def trained_organism(settings, store=None, task_mix: dict | None = None):
     precision included) and the device, so changing any knob, the precision, or training on CUDA
     instead of the CPU, trains a new organism.
     """
-    config, recipe, training = configs_from_settings(settings, task_mix)
-    device = pick_device(settings.device)
-    params = {"config": dataclasses.asdict(config), "recipe": dataclasses.asdict(recipe),
-              "training": dataclasses.asdict(training), "device": device}
+    params, (config, recipe, training), device = organism_params(settings, task_mix)
     store = ArtifactStore() if store is None else store
     return store.load_or_build("organism", params, lambda tmp: train_organism(tmp, config, recipe, training, device))
+
+
+def trained_population(settings, task_mixes=(None, WALKER_MIX), store=None, workers: int | None = None) -> dict:
+    """Every organism of the population, for each task mix, trained first where the cache lacks it, several at once.
+
+    A 1M-parameter network's matrices are too small to keep two cores busy: on 2 AVX2 cores one organism
+    trains 1.45x slower on one thread than on two, so two at once, one thread each, finish 1.4x sooner
+    (walkers, with longer sequences, 1.1x; benchmarks/organism.py). So the missing organisms train in
+    ``workers`` processes (default: one per core the process may use, at most one per organism), longest
+    first, each on cores // workers threads. On the CPU torch's kernels give these networks the same
+    weights at any thread count (tests/test_pipeline.py), so the schedule never changes an organism.
+    On CUDA they train one at a time, in this process.
+
+    Args: task_mixes: None (the all-task organism) and/or WALKER_MIX. Returns: {(organism, mix): Path}
+    with mix "all" or "walker".
+    """
+    check_settings(settings)
+    store = ArtifactStore() if store is None else store
+    jobs = {(member.organism, "walker" if mix is not None else "all"): (member, mix)
+            for mix in task_mixes for member in population(settings)}
+    missing = []
+    for key, (member, mix) in jobs.items():
+        try:
+            store.verify("organism", organism_params(member, mix)[0])
+        except ArtifactError:
+            missing.append(key)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = min(len(missing), cores if workers is None else check_count(workers, "workers"))
+    if workers > 1 and pick_device(settings.device) == "cpu":
+        # walkers read 4x the tokens per step: start them first so that no long job is left to run alone
+        missing.sort(key=lambda key: key[1] != "walker")
+        threads = max(1, cores // workers)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            done = [pool.submit(_train_member, jobs[key][0], jobs[key][1], str(store.root), threads) for key in missing]
+            for future in done:
+                future.result()
+    return {key: trained_organism(member, store, mix) for key, (member, mix) in jobs.items()}
+
+
+def _train_member(settings, task_mix, root: str, threads: int) -> str:
+    """One organism, trained in a worker process on ``threads`` threads (trained_population's unit of work)."""
+    torch.set_num_threads(threads)
+    return str(trained_organism(settings, ArtifactStore(Path(root)), task_mix))
 
 
 def load_preset_model(settings, store=None):
