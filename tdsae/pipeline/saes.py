@@ -170,12 +170,14 @@ def analysis_saes(settings, task_name: str, model: str | None = None, played_by:
                   store=None) -> tuple[float, dict]:
     """The SAEs chapters 7 to 9 analyse: standard SAEs at the L1 coefficient choose_l1 picks on the
     preset model's own sweep for this task (found by chosen_l1), the same coefficient for any other
-    reader, e.g. the untrained control, so that both are decomposed alike.
+    reader, e.g. the untrained control, so that both are decomposed alike. For a population the sweep is
+    organism 0's (the one chapter 6 runs), and every organism's SAEs use its choice: one SAE recipe for
+    the whole population, as one recipe trains every organism.
 
     Returns: (l1, {layer: LayerSAE}).
     """
     check_request(settings, task_name, model, played_by)
-    l1 = chosen_l1(settings, task_name, store=store)
+    l1 = chosen_l1(dataclasses.replace(settings, organism=0), task_name, store=store)
     return l1, layer_saes(settings, task_name, model, played_by, l1=l1, store=store)
 
 
