@@ -68,11 +68,13 @@ def choose_edit_targets(store, saes: dict, targets: pd.DataFrame, selection: np.
         raise ValueError(f"no SAE sits at a layer an edit can act from (1 .. {n_layers - 1}); SAEs at {sorted(saes)}")
     outcomes = targets[targets.kind == "outcome"].dropna(subset=["td_error"])
     decisions = targets[targets.kind == "decision"].dropna(subset=["q_diff"])
-    td = {layer: best_unit(units_at(store, layer, outcomes.row.to_numpy(), saes[layer].sae), outcomes.td_error.to_numpy(),
-                           outcomes.experiment.to_numpy(), selection, covariates_of(outcomes), n_boot=0)
+    td = {layer: best_unit(units_at(store, layer, outcomes.row.to_numpy(), saes[layer].sae),
+                           outcomes.td_error.to_numpy(), outcomes.experiment.to_numpy(), selection,
+                           covariates_of(outcomes), n_boot=0)
           for layer in editable}
-    q = {layer: best_pair(units_at(store, layer, decisions.row.to_numpy(), saes[layer].sae), decisions.q_diff.to_numpy(),
-                          decisions.experiment.to_numpy(), selection, n_boot=0) for layer in editable}
+    q = {layer: best_pair(units_at(store, layer, decisions.row.to_numpy(), saes[layer].sae),
+                          decisions.q_diff.to_numpy(), decisions.experiment.to_numpy(), selection, n_boot=0)
+         for layer in editable}
     layer = {"TD": max(td, key=lambda l: abs(td[l].r_select)), "Q": max(q, key=lambda l: abs(q[l].r_select))}
     latents = {"TD": [td[layer["TD"]].unit], "Q": [q[layer["Q"]].unit, q[layer["Q"]].partner]}
     matched, frequency = {}, {}

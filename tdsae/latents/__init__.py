@@ -6,8 +6,9 @@
 
 Modules: targets (reference quantities, covariates, halves, nulls), search (the best unit or latent
 pair, chosen on one half and reported on the other), profiles (that search layer by layer, and
-comparisons between models), contrasts (chapter 7's panels and tests of one network in one call), probes (cross-validated linear read-outs), geometry (node
-representations: communities and MDS).
+comparisons between models), contrasts (chapters 7 and 9's panels and tests of one network in one
+call), probes (cross-validated linear read-outs), geometry (node representations: communities and
+MDS, and chapter 9's community tests).
 """
 
 from tdsae.latents.contrasts import (CONTRASTS, PANELS, SR_CONTRASTS, SR_PANELS, LatentContrasts, panel_rows,
@@ -20,8 +21,9 @@ from tdsae.latents.search import BestUnit, best_pair, best_unit
 from tdsae.latents.targets import (TARGETS, covariates_of, reference_targets, shuffled_target, split_experiments,
                                    sr_targets)
 
-__all__ = ["CONTRASTS", "PANELS", "SR_CONTRASTS", "SR_PANELS", "TARGETS", "UNIT_KINDS", "BestUnit", "LatentContrasts", "panel_rows",
-           "sr_contrasts", "td_q_contrasts", "best_layers", "best_pair", "best_unit", "community_contrasts", "community_silhouettes",
-           "compare_at_best_layers", "compare_best", "covariates_of", "mds_coordinates", "node_means", "probe_score",
-           "profile", "reference_sweep", "reference_targets", "shuffled_target", "split_experiments", "sr_targets",
+__all__ = ["CONTRASTS", "PANELS", "SR_CONTRASTS", "SR_PANELS", "TARGETS", "UNIT_KINDS", "BestUnit", "LatentContrasts",
+           "best_layers", "best_pair", "best_unit", "community_contrasts", "community_silhouettes",
+           "compare_at_best_layers", "compare_best", "covariates_of", "mds_coordinates", "node_means",
+           "panel_rows", "probe_score", "profile", "reference_sweep", "reference_targets",
+           "shuffled_target", "split_experiments", "sr_contrasts", "sr_targets", "td_q_contrasts",
            "unit_profile", "units_at", "units_of"]

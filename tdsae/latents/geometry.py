@@ -71,13 +71,16 @@ def community_contrasts(stores: dict, decisions: pd.DataFrame, communities: np.n
     """
     for label in ("trained", "untrained"):
         if label not in stores:
-            raise ValueError(f"community_contrasts needs stores labelled 'trained' and 'untrained'; got {sorted(stores)}")
+            raise ValueError(f"community_contrasts needs stores labelled 'trained' and 'untrained'; "
+                             f"got {sorted(stores)}")
     communities = np.asarray(communities)
     means = {model: node_means(store.acts(layer, decisions.row.to_numpy()), decisions, len(communities))
              for model, store in stores.items()}
-    silhouettes = {model: community_silhouettes(vectors, communities, n_shuffles, seed) for model, vectors in means.items()}
+    silhouettes = {model: community_silhouettes(vectors, communities, n_shuffles, seed)
+                   for model, vectors in means.items()}
     over_null = {model: paired_difference(table.silhouette.to_numpy(), table.shuffled.to_numpy())
                  for model, table in silhouettes.items()}
-    common = silhouettes["trained"].merge(silhouettes["untrained"], on="experiment", suffixes=("_trained", "_untrained"))
+    common = silhouettes["trained"].merge(silhouettes["untrained"], on="experiment",
+                                          suffixes=("_trained", "_untrained"))
     over_untrained = paired_difference(common.silhouette_trained.to_numpy(), common.silhouette_untrained.to_numpy())
     return {"means": means, "silhouettes": silhouettes, "over_null": over_null, "over_untrained": over_untrained}
