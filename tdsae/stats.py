@@ -71,9 +71,15 @@ def masked_mean(values: np.ndarray, mask: np.ndarray, axis: int = -1) -> np.ndar
 def residualize(values: np.ndarray, covariates: np.ndarray | None) -> np.ndarray:
     """values [n] or [n, k] minus their least-squares fit on an intercept and covariates [n, c]."""
     values = np.asarray(values, float)
-    design = np.ones((len(values), 1)) if covariates is None else np.column_stack([np.ones(len(values)), covariates])
-    coef, *_ = np.linalg.lstsq(design, values, rcond=None)
-    return values - design @ coef
+    if covariates is None:
+        return values - values.mean(0)
+    design = np.column_stack([np.ones(len(values)), covariates])
+    # project on an orthonormal basis of the design's column space (its left singular vectors with non-zero
+    # singular values): the least-squares residual, rank-deficient designs included, at a fraction of lstsq's
+    # cost when values has hundreds of columns (every latent of an SAE)
+    basis, singular, _ = np.linalg.svd(design, full_matrices=False)
+    basis = basis[:, singular > singular.max() * max(design.shape) * np.finfo(float).eps]
+    return values - basis @ (basis.T @ values)
 
 
 def correlations(units: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -108,6 +114,8 @@ def bootstrap_interval(statistic, labels, n_boot: int, rng, percentiles=(2.5, 97
         return np.nan, np.nan
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(check_seed(rng, "rng"))
     labels = np.asarray(labels)
-    draws = [statistic(labels[rng.integers(0, len(labels), len(labels))]) for _ in range(n_boot)]
+    draws = np.asarray([statistic(labels[rng.integers(0, len(labels), len(labels))]) for _ in range(n_boot)], float)
+    if np.isnan(draws).all():  # e.g. a unit that never fires on the rows drawn: no interval, and no warning
+        return np.nan, np.nan
     low, high = np.nanpercentile(draws, list(percentiles))
     return float(low), float(high)

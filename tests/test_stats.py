@@ -34,3 +34,28 @@ def test_population_interval_is_a_t_interval_over_organisms():
     assert 0.93 < coverage < 0.97  # nominal 95% with n = 3 (a z-interval would cover only ~83%)
     single = population_interval([0.4])
     assert single["mean"] == 0.4 and np.isnan(single["low"]) and single["n"] == 1
+
+
+def test_bootstrap_of_a_statistic_that_is_never_defined_is_nan_without_a_warning():
+    import warnings
+
+    from tdsae.stats import bootstrap_interval
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(bootstrap_interval(lambda chosen: np.nan, np.arange(5), 20, 0)).all()
+    low, high = bootstrap_interval(lambda chosen: float(np.mean(chosen)), np.arange(10), 200, 0)
+    assert 2 < low < 4.5 < high < 7
+
+
+def test_residualize_is_the_least_squares_residual_even_for_a_rank_deficient_design():
+    from tdsae.stats import residualize
+
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=(200, 7))
+    covariates = np.column_stack([rng.integers(0, 2, 200), np.zeros(200), rng.normal(size=200)])  # a dead column
+    design = np.column_stack([np.ones(200), covariates])
+    expected = values - design @ np.linalg.lstsq(design, values, rcond=None)[0]
+    np.testing.assert_allclose(residualize(values, covariates), expected, atol=1e-12)
+    np.testing.assert_allclose(residualize(values, None), values - values.mean(0), atol=1e-12)
+    assert np.abs(design.T @ residualize(values, covariates)).max() < 1e-9  # orthogonal to every regressor

@@ -53,10 +53,14 @@ def community_silhouettes(means: np.ndarray, communities: np.ndarray, n_shuffles
 
 def mds_coordinates(points: np.ndarray, seed: int = 0) -> np.ndarray:
     """Metric MDS (scikit-learn, as the paper) of points [n, d] to [n, 2], on Euclidean distances."""
+    from scipy.spatial.distance import pdist, squareform
     from sklearn.manifold import MDS
 
-    return MDS(n_components=2, metric_mds=True, init="random", n_init=4,
-               random_state=check_seed(seed)).fit_transform(points)
+    # the distances are computed here and passed as such: given a square [n, n] array of points (the SR's
+    # 15 x 15 rows), scikit-learn would warn that it might be a dissimilarity matrix
+    distances = squareform(pdist(np.asarray(points, float)))
+    return MDS(n_components=2, metric_mds=True, metric="precomputed", init="random", n_init=4,
+               random_state=check_seed(seed)).fit_transform(distances)
 
 
 def community_contrasts(stores: dict, decisions: pd.DataFrame, communities: np.ndarray, layer: int,
