@@ -36,3 +36,18 @@ def saved_micro_organism(path, n_layers: int = 2, seed: int = 0):
     build_organism(OrganismConfig(d_model=32, n_layers=n_layers, n_heads=2, d_mlp=64), tokenizer).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return load_model(path, device="cpu")
+
+
+def planted_targets(rng, n_experiments: int = 40, per: int = 30):
+    """A reference_targets-like table, decision and outcome rows alternating, whose TD error is mostly the reward
+    (as in the task) plus a surprise. Returns: (targets, surprise [n], q_diff [n])."""
+    import numpy as np
+    import pandas as pd
+
+    n = n_experiments * per
+    targets = pd.DataFrame({"row": np.arange(n), "experiment": np.repeat(np.arange(n_experiments), per),
+                            "step": np.tile(np.arange(per) % 2, n_experiments),
+                            "kind": np.tile(["decision", "outcome"], n // 2), "reward": rng.integers(0, 2, n) * 1.0})
+    surprise, q_diff = rng.normal(size=n), rng.normal(size=n)
+    return (targets.assign(last_reward=targets.reward, td_error=2 * targets.reward + surprise, q_diff=q_diff),
+            surprise, q_diff)

@@ -3,6 +3,8 @@
 import numpy as np
 import pandas as pd
 
+from conftest import planted_targets
+
 from tdsae.interventions.experiments import drop_difference, effects_against, matched_latents
 
 
@@ -71,11 +73,7 @@ def test_edit_targets_are_the_planted_td_and_q_codes_at_editable_layers_with_dis
     rng = np.random.default_rng(0)
     n_experiments, per, d = 40, 30, 6
     n = n_experiments * per
-    targets = pd.DataFrame({"row": np.arange(n), "experiment": np.repeat(np.arange(n_experiments), per),
-                            "step": np.tile(np.arange(per) % 2, n_experiments),
-                            "kind": np.tile(["decision", "outcome"], n // 2), "reward": rng.integers(0, 2, n) * 1.0})
-    surprise, q_diff = rng.normal(size=n), rng.normal(size=n)
-    targets = targets.assign(last_reward=targets.reward, td_error=2 * targets.reward + surprise, q_diff=q_diff)
+    targets, surprise, q_diff = planted_targets(rng, n_experiments, per)
     layers = {layer: rng.normal(size=(n, d)) for layer in (1, 2, 3)}
     layers[1][:, 4] = q_diff + 0.3 * rng.normal(size=n)  # Q code at layer 1, dimension 4
     layers[2][:, 2] = surprise + 0.3 * rng.normal(size=n)  # TD code at layer 2, dimension 2

@@ -4,6 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import planted_targets
+
 from tdsae.latents.profiles import best_layers, compare_at_best_layers, compare_best, units_of
 from tdsae.latents.targets import split_experiments
 
@@ -124,11 +126,7 @@ def test_td_q_contrasts_find_a_planted_td_and_q_code_only_in_the_network_that_ha
     rng = np.random.default_rng(0)
     n_experiments, per = 40, 30
     n = n_experiments * per
-    targets = pd.DataFrame({"row": np.arange(n), "experiment": np.repeat(np.arange(n_experiments), per),
-                            "step": np.tile(np.arange(per) % 2, n_experiments),
-                            "kind": np.tile(["decision", "outcome"], n // 2), "reward": rng.integers(0, 2, n) * 1.0})
-    surprise, q_diff = rng.normal(size=n), rng.normal(size=n)
-    targets = targets.assign(last_reward=targets.reward, td_error=2 * targets.reward + surprise, q_diff=q_diff)
+    targets, surprise, q_diff = planted_targets(rng, n_experiments, per)
     noise = lambda seed: np.random.default_rng(seed).normal(size=(n, 8))  # noqa: E731
     coded = noise(1)
     coded[:, 0], coded[:, 1] = surprise + 0.5 * rng.normal(size=n), q_diff + 0.5 * rng.normal(size=n)

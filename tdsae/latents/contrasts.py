@@ -49,6 +49,15 @@ class LatentContrasts:
     tests: dict  # test -> {"difference", "low", "high", "r_a", "r_b"}; "td_latent_vs_reward" has the difference only
 
 
+def check_contrast_request(entry: str, stores: dict, saes: dict, n_boot, contrast_boot, seed) -> tuple[int, int, int]:
+    """What td_q_contrasts and sr_contrasts check first: a trained and an untrained network, counts, a seed."""
+    for label in ("trained", "untrained"):
+        if label not in stores or label not in saes:
+            raise ValueError(f"{entry} needs stores and SAEs labelled 'trained' and 'untrained'; got stores "
+                             f"{sorted(stores)} and SAEs {sorted(saes)}")
+    return check_int(n_boot, "n_boot", 0), check_count(contrast_boot, "contrast_boot"), check_seed(seed)
+
+
 def panel_rows(targets: pd.DataFrame, panel: str) -> pd.DataFrame:
     """The rows a panel reads: its kind of token, where its target is defined."""
     if panel not in PANELS:
@@ -66,12 +75,7 @@ def td_q_contrasts(stores: dict, saes: dict, targets: pd.DataFrame, selection: n
     targets: reference_targets rows of both kinds; selection: split_experiments' selection half;
     n_boot, contrast_boot: bootstrap resamples of the profiles' and the tests' intervals.
     """
-    for label in ("trained", "untrained"):
-        if label not in stores or label not in saes:
-            raise ValueError(f"td_q_contrasts needs stores and SAEs labelled 'trained' and 'untrained'; got stores "
-                             f"{sorted(stores)} and SAEs {sorted(saes)}")
-    n_boot, contrast_boot = check_int(n_boot, "n_boot", 0), check_count(contrast_boot, "contrast_boot")
-    seed = check_seed(seed)
+    n_boot, contrast_boot, seed = check_contrast_request("td_q_contrasts", stores, saes, n_boot, contrast_boot, seed)
     outcomes = panel_rows(targets, "TD error (outcome token)")
     reward_r = float(correlations(outcomes[["reward"]].to_numpy(float), outcomes.td_error.to_numpy(float))[0])
     profiles = {panel: profile(stores, saes, panel_rows(targets, panel), target=column, selection=selection,
@@ -100,12 +104,7 @@ def sr_contrasts(stores: dict, saes: dict, targets: pd.DataFrame, selection: np.
     compare the trained network's best SR-TD latent (at the reached node) with the untrained network's best
     latent and with the trained network's best residual dimension; reward_r is NaN (walks have no reward).
     """
-    for label in ("trained", "untrained"):
-        if label not in stores or label not in saes:
-            raise ValueError(f"sr_contrasts needs stores and SAEs labelled 'trained' and 'untrained'; got stores "
-                             f"{sorted(stores)} and SAEs {sorted(saes)}")
-    n_boot, contrast_boot = check_int(n_boot, "n_boot", 0), check_count(contrast_boot, "contrast_boot")
-    seed = check_seed(seed)
+    n_boot, contrast_boot, seed = check_contrast_request("sr_contrasts", stores, saes, n_boot, contrast_boot, seed)
     outcomes = targets[targets.kind == "outcome"]
     profiles = {panel: profile(stores, saes, outcomes, target=check_target(targets, column), selection=selection,
                                n_boot=n_boot, seed=seed) for panel, column in SR_PANELS.items()}
