@@ -118,11 +118,10 @@ def trained_organism(settings, store=None, task_mix: dict | None = None):
 def trained_population(settings, task_mixes=(None, WALKER_MIX), store=None, workers: int | None = None) -> dict:
     """Every organism of the population, for each task mix, trained first where the cache lacks it, several at once.
 
-    A 1M-parameter network's matrices are too small to keep two cores busy: on 2 AVX2 cores one organism
-    trains 1.45x slower on one thread than on two, so two at once, one thread each, finish 1.4x sooner
-    (walkers, with longer sequences, 1.1x; benchmarks/organism.py). So the missing organisms train in
+    A 1M-parameter network's matrices are too small to keep many cores busy, so the missing organisms train in
     ``workers`` processes (default: one per core the process may use, at most one per organism), longest
-    first, each on cores // workers threads. On the CPU torch's kernels give these networks the same
+    first, each on cores // workers threads (on 2 AVX2 cores that gains little: 1.16x for organisms, none for
+    walkers; benchmarks/organism.py). On the CPU torch's kernels give these networks the same
     weights at any thread count (tests/test_pipeline.py), so the schedule never changes an organism.
     On CUDA they train one at a time, in this process.
 
