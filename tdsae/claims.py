@@ -133,6 +133,23 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
+def _population(values: np.ndarray, bounds: np.ndarray | None, comparison: str, threshold: float) -> dict:
+    """The population record of a claim (its rule filled in by the caller): n, per-organism values and bounds,
+    the t-interval over organisms, and how many organisms pass on their own (their bound, else their value)."""
+    if comparison not in _COMPARISONS:
+        raise ValueError(f"unknown comparison {comparison!r}; choose one of: {', '.join(_COMPARISONS)}")
+    interval = population_interval(values)
+    alone = values if bounds is None else bounds
+    return {"n": interval["n"], "per_organism": values.tolist(),
+            "per_organism_bound": None if bounds is None else bounds.tolist(),
+            "mean": interval["mean"], "low": interval["low"], "high": interval["high"],
+            "holding": int(sum(_COMPARISONS[comparison](v, threshold) for v in alone if math.isfinite(v)))}
+
+
+def _mean_or_none(values) -> float | None:
+    return None if values is None else float(np.mean(np.asarray(values, float)))
+
+
 def _display(obj: Any) -> None:
     try:
         from IPython.display import display
@@ -152,9 +169,11 @@ class ClaimBook:
         self.claims: list[Claim] = []
 
     def check(self, name: str, statement: str, value: float, comparison: str,
-              threshold: float, control: str, control_value: float | None = None) -> None:
+              threshold: float, control: str, control_value: float | None = None,
+              population: dict | None = None) -> None:
         """Record and show a check; under a fatal preset a failure raises ClaimFailed."""
-        claim = self._record("check", name, statement, value, comparison, threshold, control, control_value)
+        claim = self._record("check", name, statement, value, comparison, threshold, control, control_value,
+                             population=population)
         if not claim.holds and self.preset in FATAL_PRESETS:
             raise ClaimFailed(f"check {name!r} of chapter {self.chapter!r} failed: {claim._text()}")
 
@@ -192,50 +211,34 @@ class ClaimBook:
         mean over organisms clears the threshold beyond the spread between them. A population of
         one (a pretrained preset) has no such interval: its own bound is tested (or its estimate).
         """
-        if comparison not in _COMPARISONS:
-            raise ValueError(f"unknown comparison {comparison!r}; choose one of: {', '.join(_COMPARISONS)}")
         estimates = np.asarray(per_organism, float).ravel()
         bounds = None if per_organism_bound is None else np.asarray(per_organism_bound, float).ravel()
         if bounds is not None and bounds.shape != estimates.shape:
             raise ValueError(f"per_organism_bound has {bounds.size} values for {estimates.size} organisms")
-        interval = population_interval(estimates)
+        population = _population(estimates, bounds, comparison, threshold)
         upper = comparison in ("<", "<=")
-        if interval["n"] > 1:
-            value = interval["high" if upper else "low"]
-            rule = f"95% t-interval {'upper' if upper else 'lower'} bound over {interval['n']} organisms"
+        if population["n"] > 1:
+            value = population["high" if upper else "low"]
+            side = "upper" if upper else "lower"
+            population["rule"] = f"95% t-interval {side} bound over {population['n']} organisms"
         else:
             value = estimates[0] if bounds is None else bounds[0]
-            rule = "the one organism's " + ("estimate" if bounds is None else "own interval bound")
-        alone = estimates if bounds is None else bounds
-        holding = int(sum(_COMPARISONS[comparison](v, threshold) for v in alone if math.isfinite(v)))
-        population = {"n": interval["n"], "per_organism": estimates.tolist(),
-                      "per_organism_bound": None if bounds is None else bounds.tolist(),
-                      "mean": interval["mean"], "low": interval["low"], "high": interval["high"],
-                      "holding": holding, "rule": rule}
-        control_value = None if control_values is None else float(np.mean(np.asarray(control_values, float)))
-        return self._record("finding", name, statement, value, comparison, threshold, control, control_value,
-                            population=population).holds
+            population["rule"] = "the one organism's " + ("estimate" if bounds is None else "own interval bound")
+        return self._record("finding", name, statement, value, comparison, threshold, control,
+                            _mean_or_none(control_values), population=population).holds
 
     def population_check(self, name: str, statement: str, per_organism, comparison: str, threshold: float,
                          control: str, control_values=None) -> None:
         """Record a check that every organism must pass (a check holds for any correctly coded network).
 
-        The value shown is the worst organism's; under a fatal preset a failure raises ClaimFailed.
+        The value tested is the worst organism's; under a fatal preset a failure raises ClaimFailed.
         """
-        if comparison not in _COMPARISONS:
-            raise ValueError(f"unknown comparison {comparison!r}; choose one of: {', '.join(_COMPARISONS)}")
         values = np.asarray(per_organism, float).ravel()
-        interval = population_interval(values)
+        population = _population(values, None, comparison, threshold)
+        population["rule"] = f"the worst of {population['n']} organisms"
         worst = float(values.max() if comparison in ("<", "<=") else values.min())
-        holding = int(sum(_COMPARISONS[comparison](v, threshold) for v in values))
-        population = {"n": interval["n"], "per_organism": values.tolist(), "per_organism_bound": None,
-                      "mean": interval["mean"], "low": interval["low"], "high": interval["high"],
-                      "holding": holding, "rule": f"the worst of {interval['n']} organisms"}
-        control_value = None if control_values is None else float(np.mean(np.asarray(control_values, float)))
-        claim = self._record("check", name, statement, worst, comparison, threshold, control, control_value,
-                             population=population)
-        if not (claim.holds and holding == interval["n"]) and self.preset in FATAL_PRESETS:
-            raise ClaimFailed(f"check {name!r} of chapter {self.chapter!r} failed: {claim._text()}")
+        self.check(name, statement, worst, comparison, threshold, control, _mean_or_none(control_values),
+                   population=population)
 
     def not_measured(self, name: str, statement: str, comparison: str, threshold: float, control: str,
                      reason: str) -> bool:
