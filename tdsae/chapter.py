@@ -28,6 +28,17 @@ def setup_chapter(chapter: str, preset: str, seed: int | None = None, **override
     return settings, ClaimBook(chapter, settings.name, settings.seed)
 
 
+def glue_population(claims: ClaimBook, name: str, prefix: str | None = None) -> None:
+    """Glue a population claim's summary for the prose: {prefix}_mean, _low, _high (the t-interval over
+    organisms) and _alone ("2 of 3": organisms passing on their own); prefix defaults to the claim's name."""
+    found = [c for c in claims.claims if c.name == name and c.population is not None]
+    if not found:
+        raise ValueError(f"no population claim {name!r} in chapter {claims.chapter!r}")
+    population, prefix = found[0].population, prefix or name
+    glue_values(**{f"{prefix}_{key}": population[key] for key in ("mean", "low", "high")},
+                **{f"{prefix}_alone": f"{population['holding']} of {population['n']}"})
+
+
 def glue_values(**values) -> None:
     """Glue each value under its name for the prose ({glue:text}`name`), without displaying it; numpy
     numbers become plain Python numbers so that format specs such as ``:.2f`` apply."""

@@ -373,6 +373,8 @@ ROWS = [
                                                                per_organism_bound=[0.0, 0.1]), V, "2"),
     row("ClaimBook.population_check", "comparison '=>'",
         lambda c: ClaimBook("x", "tiny", 0).population_check("a", "s", [1.0], "=>", 0.0, "c"), V, "'=>'"),
+    row("glue_population", "claim 'nowhere'", lambda c: tdsae.glue_population(ClaimBook("x", "tiny", 0), "nowhere"), V,
+        "'nowhere'"),
     row("ClaimBook.check", "comparison '=>'",
         lambda c: ClaimBook("x", "tiny", 0).check("a", "s", 1.0, "=>", 0.0, "c"), V, "'=>'"),
     # behaviour, agents and the organism's evaluation
