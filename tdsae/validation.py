@@ -193,11 +193,14 @@ def check_gguf_file(path: Path) -> None:
 
 
 def check_model_source(name_or_path: Any) -> str:
-    """"local" for a model folder, "hub" for something shaped like a hub id; refuse anything else.
+    """"local" for a model folder, "gguf" for a GGUF file, "hub" for something shaped like a hub id;
+    refuse anything else.
 
     Local checks only, so it answers in milliseconds: a folder must hold a config.json describing a
-    causal LM; a path that does not exist, a plain file, an unreadable GGUF file and a string that is
-    neither a path nor a hub id are refused. Whether a hub id is reachable is tdsae.models' question.
+    causal LM, a GGUF file must start with the GGUF magic bytes and a known version; a path that does
+    not exist, any other file and a string that is neither a path nor a hub id are refused. Whether a
+    hub id is reachable is tdsae.models' question; a GGUF file is dequantised into a folder once, by
+    tdsae.pipeline.model_folder.
     """
     if not isinstance(name_or_path, (str, os.PathLike)) or str(name_or_path).strip() == "":
         raise ValueError(f"model must be a hub id or a local directory, got {name_or_path!r}")
@@ -209,10 +212,9 @@ def check_model_source(name_or_path: Any) -> str:
     if path.exists():
         if path.suffix.lower() == ".gguf" or _starts_with(path, GGUF_MAGIC):
             check_gguf_file(path)
-            raise ModelNotFoundError(f"model path {str(path)!r} is a GGUF file; tdsae loads model folders and hub "
-                                     "ids, so convert it first: transformers' from_pretrained(folder, gguf_file=name) "
-                                     "dequantises it, and save_pretrained writes the folder")
-        raise ModelNotFoundError(f"model path {str(path)!r} is a file; expected a directory from save_pretrained")
+            return "gguf"
+        raise ModelNotFoundError(f"model path {str(path)!r} is a file; expected a directory from save_pretrained "
+                                 "or a GGUF file")
     if looks_local(text) or not HUB_ID.match(text):
         raise ModelNotFoundError(f"model directory {str(path)!r} does not exist, and it is not a hub id either, so "
                                  "the hub was not tried: train or copy the model there first")

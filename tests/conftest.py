@@ -1,5 +1,7 @@
 """Shared stand-ins: a word-per-token tokenizer over story prompts, so story-mode code runs offline."""
 
+import json
+
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
@@ -51,3 +53,79 @@ def planted_targets(rng, n_experiments: int = 40, per: int = 30):
     surprise, q_diff = rng.normal(size=n), rng.normal(size=n)
     return (targets.assign(last_reward=targets.reward, td_error=2 * targets.reward + surprise, q_diff=q_diff),
             surprise, q_diff)
+
+
+def write_tiny_gguf(path, seed: int = 0):
+    """A tiny random Llama (2 layers, d_model 32, grouped-query attention) and a byte-level BPE tokenizer,
+    written as an F32 GGUF file the way llama.cpp writes one (q and k rows permuted, llama.cpp tensor
+    names). Returns: (the model, its tokenizer) as they were before writing, to compare the round trip with.
+    """
+    import gguf
+    import numpy as np
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    task = get_task("twostep")
+    traj = run_agent(task, RandomAgent(), 2, 4, seed=0)
+    texts = [task.story_prompt(traj.history_before(t), 0, int(traj.state[0, t])) for t in range(0, traj.n_steps, 2)]
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts * 4, vocab_size=320, min_frequency=1, special_tokens=["<|endoftext|>"])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>",
+                                        bos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         rope_theta=10000.0, rms_norm_eps=1e-5, tie_word_embeddings=False,
+                         bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config).eval()
+    with torch.no_grad():  # norms away from 1, so that a dropped or misplaced norm weight shows
+        for name, param in model.named_parameters():
+            if "norm" in name:
+                param.uniform_(0.5, 1.5)
+
+    def permute(weight, n_head):  # llama.cpp's convert_hf_to_gguf: rotary halves interleaved per head
+        return weight.reshape(n_head, 2, weight.shape[0] // n_head // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(
+            weight.shape)
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_block_count(2)
+    writer.add_context_length(512)
+    writer.add_embedding_length(32)
+    writer.add_feed_forward_length(64)
+    writer.add_head_count(4)
+    writer.add_head_count_kv(2)
+    writer.add_rope_freq_base(10000.0)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_rope_dimension_count(8)
+    writer.add_vocab_size(len(tokenizer))
+    writer.add_file_type(0)  # all F32
+    vocab = sorted(tokenizer.backend_tokenizer.get_vocab().items(), key=lambda item: item[1])
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list([token for token, _ in vocab])
+    writer.add_token_types([3 if token == "<|endoftext|>" else 1 for token, _ in vocab])
+    merges = json.loads(tokenizer.backend_tokenizer.to_str())["model"]["merges"]
+    writer.add_token_merges([" ".join(m) if isinstance(m, list) else m for m in merges])
+    writer.add_bos_token_id(0)
+    writer.add_eos_token_id(0)
+    writer.add_pad_token_id(0)
+    state = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
+    writer.add_tensor("token_embd.weight", state["model.embed_tokens.weight"])
+    writer.add_tensor("output_norm.weight", state["model.norm.weight"])
+    writer.add_tensor("output.weight", state["lm_head.weight"])
+    for i in range(2):
+        hf, cpp = f"model.layers.{i}.", f"blk.{i}."
+        writer.add_tensor(cpp + "attn_norm.weight", state[hf + "input_layernorm.weight"])
+        writer.add_tensor(cpp + "attn_q.weight", np.ascontiguousarray(permute(state[hf + "self_attn.q_proj.weight"], 4)))
+        writer.add_tensor(cpp + "attn_k.weight", np.ascontiguousarray(permute(state[hf + "self_attn.k_proj.weight"], 2)))
+        writer.add_tensor(cpp + "attn_v.weight", state[hf + "self_attn.v_proj.weight"])
+        writer.add_tensor(cpp + "attn_output.weight", state[hf + "self_attn.o_proj.weight"])
+        writer.add_tensor(cpp + "ffn_norm.weight", state[hf + "post_attention_layernorm.weight"])
+        writer.add_tensor(cpp + "ffn_gate.weight", state[hf + "mlp.gate_proj.weight"])
+        writer.add_tensor(cpp + "ffn_up.weight", state[hf + "mlp.up_proj.weight"])
+        writer.add_tensor(cpp + "ffn_down.weight", state[hf + "mlp.down_proj.weight"])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return model, tokenizer

@@ -15,8 +15,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tdsae"
 LAYERS = {
     "validation": 0,
     "runtime": 1, "presets": 1, "stats": 1,
-    "artifacts": 2, "claims": 2, "models": 2, "tasks": 2, "plots": 2,
-    "agents": 3,
+    "artifacts": 2, "claims": 2, "tasks": 2, "plots": 2,
+    "agents": 3, "models": 3,
     "behaviour": 4, "organism": 4, "play": 4, "sae": 4,
     "activations": 5,
     "latents": 6,

@@ -38,11 +38,12 @@ from tdsae.interventions import (EditedModel, EditTargets, LatentEdit, behaviour
 from tdsae.latents import (best_unit, community_contrasts, panel_rows, sr_contrasts, td_q_contrasts, compare_best, mds_coordinates, probe_score, profile, reference_sweep,
                            reference_targets, shuffled_target, split_experiments, sr_targets, unit_profile, units_at,
                            units_of)
-from tdsae.models import ModelNotFoundError, check_layer, load_model, site_hook_names, source_layers
+from tdsae.models import ModelNotFoundError, check_layer, convert_gguf, load_model, site_hook_names, source_layers
 from tdsae.organism import (OrganismConfig, TrainingConfig, TranscriptRecipe, build_batches, compare_choices,
                             evaluate_choice_correlation, list_checkpoints, simulate_transcripts, train_organism)
 from tdsae.organism.corpus import seed_for
 from tdsae.pipeline import (AGENTS, agent_trajectories, analysis_saes, chosen_l1, episodes_for, harvested_store,
+                            model_folder,
                             l1_sweep, layer_saes, load_preset_model, model_source, organism_seed, played_episodes,
                             population, trained_and_untrained, trained_organism, trained_population,
                             training_rows, untrained_source)
@@ -208,7 +209,6 @@ ROWS = [
              M, "corrupt"),
     path_row("resolve_settings", "unreadable GGUF", lambda c: tdsae.resolve_settings("tiny", model=str(c.broken_gguf)),
              M, "broken_gguf"),
-    path_row("resolve_settings", "GGUF file", lambda c: tdsae.resolve_settings("tiny", model=str(c.gguf)), M, "gguf"),
     row("get_preset", "'huge'", lambda c: tdsae.get_preset("huge"), V),
     row("setup_chapter", "preset 'huge'", lambda c: tdsae.setup_chapter("07_x", "huge"), V, "'huge'"),
     row("setup_chapter", "chapter ''", lambda c: tdsae.setup_chapter("", "tiny"), V, "''"),
@@ -221,6 +221,15 @@ ROWS = [
     row("load_model", "hub id, hub unreachable", lambda c: load_model(hub_unreachable(c, "nobody/not-a-model-xyz")), M,
         "'nobody/not-a-model-xyz'"),
     path_row("load_model", "unreadable GGUF", lambda c: load_model(c.broken_gguf), M, "broken_gguf"),
+    path_row("load_model", "GGUF file, not yet a folder", lambda c: load_model(c.gguf), M, "gguf"),
+    path_row("model_folder", "unreadable GGUF", lambda c: model_folder(c.broken_gguf),
+             M, "broken_gguf"),
+    path_row("model_folder", "GGUF header, no contents", lambda c: model_folder(c.gguf),
+             M, "gguf"),
+    row("model_folder", "missing folder", lambda c: model_folder("/no/such/model"), M,
+        "/no/such/model"),
+    path_row("convert_gguf", "unreadable GGUF", lambda c: convert_gguf(c.broken_gguf, c.root / "out"), M,
+             "broken_gguf"),
     row("load_model", "device='tpu'", lambda c: load_model(c.root / "micro", device="tpu"), V, "'tpu'"),
     path_row("load_model", "remote with a folder", lambda c: load_model(c.root / "micro", remote=True), V, "root"),
     path_row("source_layers", "T5 folder", lambda c: source_layers(c.t5), V, "t5"),

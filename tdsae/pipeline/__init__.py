@@ -10,8 +10,9 @@ it, and later chapters reload it:
     untrained = untrained_source(S)                         # the same architecture, untrained
     for member in population(S): ...                        # the same, for every organism of the population
 
-Modules: organisms (the organism's configs and training, the preset's model), episodes (play,
-held-out agents, harvest, the untrained control), saes (per-layer SAEs and the L1 sweep).
+Modules: organisms (the organism's configs and training, the preset's model), weights (a pretrained
+model's folder: a GGUF file dequantised once), episodes (play, held-out agents, harvest, the
+untrained control), saes (per-layer SAEs and the L1 sweep).
 """
 
 from tdsae.pipeline.episodes import (AGENTS, agent_trajectories, episodes_for, harvested_store, model_source,
@@ -19,11 +20,12 @@ from tdsae.pipeline.episodes import (AGENTS, agent_trajectories, episodes_for, h
 from tdsae.pipeline.organisms import (WALKER_BATCH_TOKENS, WALKER_MIX, WALKER_STEP_FRACTION, configs_from_settings,
                                       load_preset_model, organism_seed, population, trained_organism,
                                       trained_population)
+from tdsae.pipeline.weights import model_folder, weights_description
 from tdsae.pipeline.saes import (LayerSAE, analysis_saes, chosen_l1, l1_sweep, layer_saes, trained_and_untrained,
                                  training_rows)
 
 __all__ = ["AGENTS", "WALKER_BATCH_TOKENS", "WALKER_MIX", "WALKER_STEP_FRACTION", "LayerSAE", "agent_trajectories",
            "analysis_saes", "chosen_l1", "configs_from_settings", "episodes_for", "harvested_store", "l1_sweep",
-           "layer_saes", "load_preset_model", "model_source", "organism_seed", "play_params", "played_episodes",
+           "layer_saes", "load_preset_model", "model_folder", "model_source", "organism_seed", "play_params", "played_episodes",
            "population", "task_for", "trained_and_untrained", "trained_population",
-           "trained_organism", "training_rows", "untrained_source"]
+           "trained_organism", "training_rows", "untrained_source", "weights_description"]

@@ -14,10 +14,11 @@ from pathlib import Path
 from tdsae.activations.harvest import harvest_activations
 from tdsae.activations.store import ActivationStore
 from tdsae.artifacts import ArtifactStore
-from tdsae.models import check_source, load_model, pick_dtype
+from tdsae.models import load_model, pick_dtype
 from tdsae.organism import list_checkpoints
 from tdsae.organism.corpus import EVAL_STREAM, seed_for, simulate_transcripts
 from tdsae.pipeline.organisms import WALKER_MIX, configs_from_settings, trained_organism
+from tdsae.pipeline.weights import model_folder
 from tdsae.play.dispatch import play_task, render_episodes
 from tdsae.play.result import PlayResult, load_played, save_played
 from tdsae.presets import check_settings
@@ -57,7 +58,7 @@ def play_params(settings, task_name: str, model: str | None = None, seed: int | 
     check_request(settings, task_name, model, seed=seed)
     task = task_for(settings, task_name)
     device = pick_device(settings.device)
-    return {"model": str(model if model is not None else model_source(settings, task_name)), "task": repr(task),
+    return {"model": model_folder(model) if model is not None else model_source(settings, task_name), "task": repr(task),
             "n_experiments": settings.n_experiments, "n_episodes": settings.n_episodes,
             "n_random_episodes": settings.n_random_episodes,
             "seed": settings.seed if seed is None else int(seed), "device": device,
@@ -75,7 +76,7 @@ def model_source(settings, task_name: str | None = None) -> str:
     check_request(settings, task_name)
     if settings.model == ORGANISM:
         return str(trained_organism(settings, task_mix=WALKER_MIX if task_name == "graph" else None))
-    return settings.model
+    return model_folder(settings.model)
 
 
 def played_episodes(settings, task_name: str, model: str | None = None, seed: int | None = None,
@@ -156,16 +157,16 @@ def untrained_source(settings, store=None, task_name: str | None = None) -> str:
     check_request(settings, task_name)
     if settings.model == ORGANISM:
         return str(list_checkpoints(model_source(settings, task_name))[0])
-    check_source(settings.model)  # a hub id that cannot be reached is refused now, not after from_pretrained's retries
+    source = model_source(settings)  # a hub id that cannot be reached is refused now, not after from_pretrained's retries
     def build(tmp: Path) -> None:
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-        config = AutoConfig.from_pretrained(settings.model)
+        config = AutoConfig.from_pretrained(source)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed_for(settings.seed, 5).generate_state(1)[0]))
             AutoModelForCausalLM.from_config(config).save_pretrained(tmp)
-        AutoTokenizer.from_pretrained(settings.model).save_pretrained(tmp)
+        AutoTokenizer.from_pretrained(source).save_pretrained(tmp)
 
     store = ArtifactStore() if store is None else store
-    return str(store.load_or_build("untrained", {"model": settings.model, "seed": settings.seed}, build))
+    return str(store.load_or_build("untrained", {"model": source, "seed": settings.seed}, build))

