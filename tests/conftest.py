@@ -2,27 +2,40 @@
 
 import json
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from tdsae.agents import RandomAgent
 from tdsae.tasks import NOUNS, get_task, run_agent
 
 
-def story_tokenizer(drop: str | None = None) -> PreTrainedTokenizerFast:
-    """A word-per-token tokenizer over the words of sampled story prompts (Metaspace: ' X' is one token)."""
-    pre = pre_tokenizers.Metaspace()
-    words = {w for w, _ in pre.pre_tokenize_str(" " + " ".join(NOUNS) + " X Y D F J K up down left right")}
+# GPT-2's pre-tokenizer split (also SmolLM2's): a space joins the word after it, runs of whitespace stay together
+GPT2_SPLIT = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+
+def story_texts() -> list[str]:
+    """Whole stories of every task, played by random agents: the text a story tokenizer must cover."""
+    from tdsae.tasks import write_story
+
+    texts = []
     for name in ("twostep", "gridworld", "graph"):
-        task = get_task(name)
-        traj = run_agent(task, RandomAgent(), 2, 3, seed=0)
-        for t in range(0, traj.n_steps, 2):
-            if traj.valid[0, t]:
-                words |= {w for w, _ in pre.pre_tokenize_str(task.story_prompt(traj.history_before(t), 0, int(traj.state[0, t])))}
+        task = get_task(name, **({"max_steps": 4} if name != "twostep" else {}))
+        traj = run_agent(task, RandomAgent(), 4, 6, seed=0)
+        texts += [write_story(traj, e, task).text for e in range(traj.n_experiments)]
+    return texts
+
+
+def story_tokenizer(drop: str | None = None) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer that cuts text as GPT-2 and SmolLM2 do (a word keeps the space before it,
+    whitespace runs stay one piece), over every piece of sampled stories and every noun; ``drop``
+    leaves one word out (it then reads as the unknown token)."""
+    split = pre_tokenizers.Split(Regex(GPT2_SPLIT), behavior="isolated")
+    words = {w for text in story_texts() + [" " + " ".join(NOUNS) + " X Y D F J K up down left right"]
+             for w, _ in split.pre_tokenize_str(text)}
     words.discard(drop)
     vocab = {"<unk>": 0, "<pad>": 1, "</s>": 2, **{w: i + 3 for i, w in enumerate(sorted(words))}}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer, backend.decoder = pre, decoders.Metaspace()
+    backend.pre_tokenizer = split
     return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>", eos_token="</s>")
 
 
@@ -66,11 +79,8 @@ def write_tiny_gguf(path, seed: int = 0):
     from tokenizers import ByteLevelBPETokenizer
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    task = get_task("twostep")
-    traj = run_agent(task, RandomAgent(), 2, 4, seed=0)
-    texts = [task.story_prompt(traj.history_before(t), 0, int(traj.state[0, t])) for t in range(0, traj.n_steps, 2)]
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(texts * 4, vocab_size=320, min_frequency=1, special_tokens=["<|endoftext|>"])
+    bpe.train_from_iterator(story_texts(), vocab_size=320, min_frequency=1, special_tokens=["<|endoftext|>"])
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>",
                                         bos_token="<|endoftext|>", pad_token="<|endoftext|>")
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,

@@ -123,7 +123,7 @@ def test_a_harvest_killed_mid_write_leaves_no_store_and_the_next_run_completes(m
     assert json.loads((tmp_path / "store" / "store.json").read_text())["n_rows"] == store.n_rows > 0
 
 
-def test_story_mode_rows_equal_single_prompt_forwards(tmp_path):
+def test_story_mode_rows_equal_forwards_of_the_story_text_up_to_them(tmp_path):
     from conftest import story_tokenizer
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -137,15 +137,17 @@ def test_story_mode_rows_equal_single_prompt_forwards(tmp_path):
     tokenizer.save_pretrained(tmp_path / "lm")
     model = load_model(tmp_path / "lm", device="cpu")
     played = play_task(model, get_task("twostep"), 3, 2, seed=4, n_random_episodes=1)
-    assert played.prompts and not played.tokens
+    assert len(played.prompts) == len(played.tokens) == 3
     store = harvest_activations(model, played, tmp_path / "store", progress=False)
-    assert store.meta["mode"] == "story" and store.n_rows == 2 * 12 - 3  # the last outcome of each has no prompt
+    assert store.meta["mode"] == "story" and store.n_rows == 2 * 12  # every step's decision and outcome, in one story
     for _, entry in store.index.iterrows():
-        rank = int(played.trajectory.valid[entry.experiment, :entry.column].sum())
-        prompt = played.prompts[entry.experiment][rank + (entry.kind == "outcome")]
-        ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+        # the story's text up to the row's token, tokenized afresh: what a reader of the text would feed
+        story = played.prompts[entry.experiment]
+        end = tokenizer(story, return_offsets_mapping=True)["offset_mapping"][entry.position][1]
+        ids = tokenizer(story[:end])["input_ids"]
+        assert ids == tokenizer.convert_tokens_to_ids(played.tokens[entry.experiment][: entry.position + 1])
         with torch.no_grad():
-            hidden = torch_module(model)(input_ids=ids, output_hidden_states=True).hidden_states
+            hidden = torch_module(model)(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
         np.testing.assert_allclose(store.acts(1, [entry.row])[0], hidden[1][0, entry.position].numpy(),
                                    rtol=1e-4, atol=1e-4)
 

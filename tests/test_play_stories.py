@@ -1,4 +1,5 @@
-"""Story-prompt play, as a pretrained LM would do it, on an offline word-level stand-in tokenizer."""
+"""Story play, as a pretrained LM does it: stories written forward, read through one KV cache, on offline
+stand-in tokenizers that cut text as GPT-2 and SmolLM2 do."""
 
 import numpy as np
 import pytest
@@ -6,8 +7,11 @@ import torch
 from conftest import story_tokenizer
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from tdsae.play.stories import last_token_logits, play_stories
-from tdsae.tasks import get_task
+from tdsae.play.policy import restricted_logprobs
+from tdsae.play.stories import StoryTokens, play_stories, render_stories, single_token_ids
+from tdsae.tasks import check_piece, get_task, render_story_prompt, write_story
+
+TASKS = {"twostep": {}, "gridworld": {"max_steps": 4}, "graph": {"max_steps": 4}}
 
 
 @pytest.fixture(scope="module")
@@ -19,47 +23,112 @@ def lm():
     return LlamaForCausalLM(config).eval(), tokenizer
 
 
-def test_left_padded_batch_equals_single_prompts(lm):
+@pytest.fixture(scope="module")
+def played(lm):
     model, tokenizer = lm
-    prompts = ["Q: Do you want to take the spaceship to planet X or planet Y?\nA: Planet", "Sequence: towel, key,"]
-    batched = last_token_logits(model, tokenizer, prompts)
-    for i, prompt in enumerate(prompts):
-        single = last_token_logits(model, tokenizer, [prompt])[0]
-        torch.testing.assert_close(batched[i], single, atol=1e-4, rtol=1e-4)
+    return {name: play_stories(model, tokenizer, get_task(name, **params), 3, 3, seed=5, n_random_episodes=1)
+            for name, params in TASKS.items()}
 
 
-def test_story_play_probabilities_and_determinism(lm):
+@pytest.mark.parametrize("name", TASKS)
+def test_cached_play_equals_a_fresh_forward_of_every_prompt(lm, played, name):
+    """The cache is only a shortcut: each decision's log-probs are those of the story up to it, read afresh."""
     model, tokenizer = lm
-    task = get_task("twostep")
-    runs = [play_stories(model, tokenizer, task, 3, 3, seed=s, n_random_episodes=1) for s in (5, 5)]
-    valid = runs[0].trajectory.valid
-    np.testing.assert_allclose(np.nansum(np.exp(runs[0].choice_logprobs), axis=2)[valid], 1.0, atol=1e-6)
-    np.testing.assert_array_equal(runs[0].choice_logprobs, runs[1].choice_logprobs)
-    assert runs[0].prompts[0][-1].endswith("A: Alien") and len(runs[0].prompts[0]) == valid[0].sum()
+    result, task = played[name], get_task(name, **TASKS[name])
+    vocab = tokenizer.get_vocab()
+    checked = 0
+    for e in range(3):
+        ids = [vocab[w] for w in result.tokens[e]]
+        for column in np.nonzero(result.trajectory.valid[e])[0]:
+            prompt = ids[: result.decision_pos[e, column] + 1]
+            with torch.no_grad():
+                logits = model(input_ids=torch.tensor([prompt])).logits[:, -1]
+            state = int(result.trajectory.state[e, column])
+            choices = single_token_ids(tokenizer, task.story_choices(result.trajectory.experiment_info, e, state))
+            fresh = restricted_logprobs(logits, [choices], np.array([0]), result.choice_logprobs.shape[2])
+            np.testing.assert_allclose(result.choice_logprobs[e, column], fresh[0], atol=1e-4)
+            checked += 1
+    assert checked == result.trajectory.valid.sum()
+
+
+def test_cached_play_equals_play_that_rereads_the_whole_story(lm, played):
+    model, tokenizer = lm
+    again = play_stories(model, tokenizer, get_task("twostep"), 3, 3, seed=5, n_random_episodes=1, use_cache=False)
+    np.testing.assert_allclose(again.choice_logprobs, played["twostep"].choice_logprobs, atol=1e-4)
+    assert again.tokens == played["twostep"].tokens
+
+
+def test_story_play_probabilities_and_determinism(lm, played):
+    model, tokenizer = lm
+    first = played["twostep"]
+    valid = first.trajectory.valid
+    np.testing.assert_allclose(np.nansum(np.exp(first.choice_logprobs), axis=2)[valid], 1.0, atol=1e-6)
+    second = play_stories(model, tokenizer, get_task("twostep"), 3, 3, seed=5, n_random_episodes=1)
+    np.testing.assert_array_equal(first.choice_logprobs, second.choice_logprobs)
+    assert len(first.prompts) == 3 and first.prompts[0].startswith("You will travel to foreign planets")
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_positions_point_at_the_answer_prefix_and_at_the_words_that_reveal_the_outcome(played, name):
+    result = played[name]
+    traj, task = result.trajectory, get_task(name, **TASKS[name])
+    prefix = {"twostep": (" Planet", " Alien"), "gridworld": (" Move",), "graph": (",",)}[name]
+    for e in range(3):
+        for column in np.nonzero(traj.valid[e])[0]:
+            assert result.tokens[e][result.decision_pos[e, column]] in prefix
+            revealed = result.tokens[e][result.outcome_pos[e, column]]
+            state, next_state = int(traj.state[e, column]), int(traj.next_state[e, column])
+            if name == "twostep":
+                expected = (" " + "XY"[next_state - 1] if state == 0 else
+                            " treasures" if traj.reward[e, column] > 0 else " junk")
+            elif name == "graph":
+                expected = " " + traj.experiment_info["node_names"][e][next_state]
+            else:
+                expected = (" treasure" if traj.done[e, column] else f" {next_state % task.size + 1}")  # the column
+            assert revealed == expected, (e, column, revealed, expected)
+            assert result.outcome_pos[e, column] > result.decision_pos[e, column]
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_rendering_a_played_trajectory_gives_the_text_and_positions_play_read(lm, played, name):
+    _, tokenizer = lm
+    result = played[name]
+    rendered = render_stories(tokenizer, get_task(name, **TASKS[name]), result.trajectory)
+    assert rendered.tokens == result.tokens and rendered.prompts == result.prompts
+    np.testing.assert_array_equal(rendered.decision_pos, result.decision_pos)
+    np.testing.assert_array_equal(rendered.outcome_pos, result.outcome_pos)
+    column = int(np.nonzero(result.trajectory.valid[1])[0][3])
+    prompt = render_story_prompt(result.trajectory, 1, column, get_task(name, **TASKS[name]))
+    assert tokenizer(prompt)["input_ids"] == tokenizer.convert_tokens_to_ids(
+        result.tokens[1][: result.decision_pos[1, column] + 1])
+
+
+def test_stories_read_piece_by_piece_as_a_byte_level_bpe_reads_them_whole(tmp_path):
+    """SmolLM2's kind of tokenizer merges whitespace runs; the pieces are cut so that it never has to."""
+    from conftest import write_tiny_gguf
+
+    from tdsae.agents import RandomAgent
+    from tdsae.tasks import run_agent
+
+    _, bpe = write_tiny_gguf(tmp_path / "tiny.gguf")
+    for name, params in TASKS.items():
+        task = get_task(name, **params)
+        traj = run_agent(task, RandomAgent(), 3, 4, seed=1)
+        for e in range(3):
+            writer = write_story(traj, e, task)
+            reader = StoryTokens(bpe)
+            reader.add(writer.pieces)
+            reader.check_whole(writer.text)  # raises where the two tokenizations part
+
+
+@pytest.mark.parametrize("piece", ["A: Planet ", "junk.\n\n", "\n\nDay 2.", "  X"])
+def test_a_piece_a_tokenizer_would_cut_differently_is_refused(piece):
+    with pytest.raises(ValueError, match="at most one newline"):
+        check_piece(piece)
 
 
 def test_a_choice_that_is_not_one_token_is_refused(lm):
     model, _ = lm
-    tokenizer = story_tokenizer(drop="▁Y")
+    tokenizer = story_tokenizer(drop=" Y")
     with pytest.raises(ValueError, match=r"choice ' Y' is the unknown token"):
         play_stories(model, tokenizer, get_task("twostep"), 2, 1, seed=0)
-
-
-@pytest.mark.parametrize("name", ["twostep", "gridworld", "graph"])
-def test_outcome_positions_point_at_the_words_that_reveal_the_outcome(lm, name):
-    model, tokenizer = lm
-    task = get_task(name, **({"max_steps": 4} if name != "twostep" else {}))
-    played = play_stories(model, tokenizer, task, 2, 3, seed=2, n_random_episodes=1)
-    traj = played.trajectory
-    for e in range(2):
-        columns = np.nonzero(traj.valid[e])[0]
-        assert played.outcome_pos[e, columns[-1]] == -1  # no prompt follows the last step
-        for k, column in enumerate(columns[:-1]):
-            prompt = played.prompts[e][k + 1]
-            start, end = tokenizer(prompt, return_offsets_mapping=True)["offset_mapping"][played.outcome_pos[e, column]]
-            span, words = prompt[start:end], task.story_outcome_text(traj, e, int(column))
-            told = prompt.rfind(words) + len(words.rstrip(",."))  # end of the last telling of the outcome
-            assert start < told <= end  # the token holding the outcome's last character
-            assert words.rstrip(",.").split()[-1] in span
-            if name == "twostep" and traj.state[e, column] > 0:
-                assert ("treasures" if traj.reward[e, column] > 0 else "junk") in span

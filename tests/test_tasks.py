@@ -227,44 +227,46 @@ def test_transcript_lengths_and_vocabulary():
 
 # --- story prompts ---------------------------------------------------------------------------
 
-def test_twostep_story_prompt():
+def test_twostep_story_is_written_forward_and_each_prompt_extends_the_last():
     task = TwoStepTask()
     env = task.reset_experiments(1, seed=0)
-    for action in ([0], [1]):
+    for action in ([0], [1], [0]):
         env.start_episode()
         env.step(action)
         env.step([1])
-    env.start_episode()
-    prompt = render_story_prompt(task, env.to_trajectory(), 0, 0)
-    assert prompt.startswith("You will travel to foreign planets in search of treasures.")
-    assert prompt.endswith("Q: Do you want to take the spaceship to planet X or planet Y?\nA: Planet")
-    assert "- 2 days ago, you boarded the spaceship to planet X, arrived at planet" in prompt
-    assert "- 1 day ago, you boarded the spaceship to planet Y" in prompt
-    planet = env.step([1]).next_state[0]
-    prompt = render_story_prompt(task, env.to_trajectory(), 0, planet)
+    traj = env.to_trajectory()
+    prompts = [render_story_prompt(traj, 0, c, task) for c in range(6)]
+    assert prompts[0].startswith("You will travel to foreign planets in search of treasures.")
+    assert prompts[0].endswith("\nDay 1.\nQ: Do you want to take the spaceship to planet X or planet Y?\nA: Planet")
+    planet = traj.next_state[0, 2]
     aliens = "J or K" if planet == 2 else "D or F"
-    assert prompt.endswith(f"A: Planet Y.\nYou arrive at planet {'XY'[planet - 1]}.\n"
-                           f"Q: Do you want to trade with alien {aliens}?\nA: Alien")
+    assert prompts[3].endswith(f"Day 2.\nQ: Do you want to take the spaceship to planet X or planet Y?\nA: Planet Y.\n"
+                               f"You arrive at planet {'XY'[planet - 1]}.\n"
+                               f"Q: Do you want to trade with alien {aliens}?\nA: Alien")
+    paid = "treasures" if traj.reward[0, 3] > 0 else "junk"
+    assert f"A: Alien {'DFJK'[2 * (planet - 1) + 1]}.\nYou received {paid}.\n\nDay 3." in prompts[4]
+    assert all(later.startswith(earlier) for earlier, later in zip(prompts, prompts[1:]))  # append-only
     assert story_action_strings(task, state=0) == [" X", " Y"]
     assert story_action_strings(task, state=2) == [" J", " K"]
 
 
-def test_gridworld_and_graph_story_prompts():
+def test_gridworld_and_graph_stories():
     grid = GridWorldTask()
     traj = play_random(grid, 1, 2, seed=0)
-    start = traj.experiment_info["start"][0]
-    prompt = render_story_prompt(grid, traj, 0, start)
-    assert "- 2 days ago, you started at " in prompt and prompt.endswith("or right?\nA: Move")
+    day_two = int(np.nonzero(traj.episode[0] == 1)[0][0])
+    prompt = render_story_prompt(traj, 0, day_two, grid)
+    start = grid.cell_name(traj.experiment_info["start"][0])
+    assert f"\nDay 1. You start at {start}.\n" in prompt and f"\nDay 2. You start at {start}.\n" in prompt
+    assert prompt.endswith("or right?\nA: Move") and "did not find the treasure.\n" in prompt
     assert story_action_strings(grid) == [" up", " down", " left", " right"]
     graph = GraphTask()
     walk = play_random(graph, 1, 1, seed=0)
-    here = walk.next_state[0, -1]
-    prompt = render_story_prompt(graph, walk, 0, here)
     names = walk.experiment_info["node_names"][0]
-    assert prompt.endswith(", " + names[here] + ",") and prompt.count(",") >= 20
-    assert story_action_strings(graph, walk, 0, here) == [" " + n for n in names]
-    with pytest.raises(ValueError, match="is not where the walk"):
-        render_story_prompt(graph, walk, 0, (here + 1) % 15)
+    prompt = render_story_prompt(walk, 0, 19, graph)
+    assert prompt.endswith(" " + names[walk.state[0, 19]] + ",") and prompt.split("Sequence:")[1].count(",") == 20
+    assert story_action_strings(graph, walk, 0, 0) == [" " + n for n in names]
+    with pytest.raises(ValueError, match="is not a valid step"):
+        render_story_prompt(walk, 0, 20, graph)
 
 
 # --- bad input -------------------------------------------------------------------------------

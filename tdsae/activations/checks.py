@@ -30,30 +30,22 @@ def max_difference_from_forward(model: Any, played, store: ActivationStore, expe
     layers = [l for l in store.layers if l < n_layers]
     worst = 0.0
     for e in experiments:
-        part = store.index[store.index.experiment == e].drop_duplicates("row")
-        for prompt, entries in part.groupby("prompt"):
-            if played.tokens:
-                vocab = model.tokenizer.get_vocab()
-                ids = torch.tensor([[vocab[w] for w in played.tokens[e]]])
-            else:
-                ids = model.tokenizer(played.prompts[e][prompt], return_tensors="pt")["input_ids"]
-            hidden = hf(input_ids=ids.to(device), output_hidden_states=True).hidden_states
-            positions = torch.tensor(entries.position.to_numpy().copy(), device=device)
-            for layer in layers:
-                recomputed = hidden[layer][0, positions].float().cpu().numpy()
-                worst = max(worst, float(np.abs(store.acts(layer, entries.row) - recomputed).max()))
+        entries = store.index[store.index.experiment == e].drop_duplicates("row")
+        ids = played_token_ids(model, played, [e])
+        hidden = hf(input_ids=ids.to(device), output_hidden_states=True).hidden_states
+        positions = torch.tensor(entries.position.to_numpy().copy(), device=device)
+        for layer in layers:
+            recomputed = hidden[layer][0, positions].float().cpu().numpy()
+            worst = max(worst, float(np.abs(store.acts(layer, entries.row) - recomputed).max()))
     return worst
 
 
 def played_token_ids(model: Any, played, experiments) -> torch.Tensor:
-    """What the model read in the given experiments as right-padded ids [n, max_len] (pad_token_id):
-    the whole transcript (organism), or the last prompt, which holds the whole history (stories)."""
+    """What the model read in the given experiments as right-padded ids [n, max_len] (pad_token_id, or
+    the end-of-text token where there is none): the whole transcript (organism) or story (pretrained)."""
     tokenizer = model.tokenizer
-    if played.tokens:
-        vocab = tokenizer.get_vocab()
-        sequences = [[vocab[w] for w in played.tokens[e]] for e in experiments]
-    else:
-        sequences = [tokenizer(played.prompts[e][-1])["input_ids"] for e in experiments]
+    vocab = tokenizer.get_vocab()
+    sequences = [[vocab[w] for w in played.tokens[e]] for e in experiments]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     ids = torch.full((len(sequences), max(map(len, sequences))), pad, dtype=torch.long)
     for i, sequence in enumerate(sequences):
@@ -63,9 +55,7 @@ def played_token_ids(model: Any, played, experiments) -> torch.Tensor:
 
 def played_position_mask(played, experiments, length: int, kinds=KINDS) -> torch.Tensor:
     """Where the store's tokens sit in played_token_ids' rows: [n, length] bool, True at every
-    decision and outcome token of the given experiments (transcript mode only)."""
-    if not played.tokens:
-        raise ValueError("position masks need transcripts; story-mode rows come from many prompts")
+    decision and outcome token of the given experiments."""
     mask = torch.zeros((len(experiments), length), dtype=torch.bool)
     for i, e in enumerate(experiments):
         for kind in kinds:

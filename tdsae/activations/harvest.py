@@ -1,8 +1,9 @@
 """Harvest the residual stream at decision and outcome tokens into a store (tdsae.activations.store).
 
-Transcript mode (the organism): each experiment's finished transcript is one sequence. Story mode
-(pretrained LMs): each row's prompt, left-padded. Rows are gathered inside one nnsight trace per
-batch, with optional latent edits applied in the same pass, and appended to one .npy file per layer.
+Each experiment's finished sequence (the organism's transcript, or a pretrained model's story) is read
+once, right-padded; the causal mask makes position p see exactly what the model saw when it played
+that step. Rows are gathered inside one nnsight trace per batch, with optional latent edits applied
+in the same pass, and appended to one .npy file per layer.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import pandas as pd
 import torch
 
 from tdsae.activations.store import INDEX_FILE, KINDS, STORE_FILE, ActivationStore, layer_file, rows_of, write_index
-from tdsae.models import (check_edits, check_layer, is_remote, left_padding, model_dims, residual_sites,
-                          site_hook_names, torch_module)
+from tdsae.activations.checks import played_token_ids
+from tdsae.models import check_edits, check_layer, is_remote, model_dims, residual_sites, site_hook_names, torch_module
 from tdsae.runtime import tqdm
 
 
@@ -74,10 +75,8 @@ def harvest_activations(model: Any, played, directory, layers=None, kinds=KINDS,
                         progress: bool = True, after_batch=None, edits=None) -> ActivationStore:
     """Run the model over what it played and store the residual stream at the chosen tokens.
 
-    Transcript mode (the organism): each experiment's finished transcript is one sequence; the
+    Each experiment's finished sequence (transcript or story tokens) is one row of a batch; the
     causal mask makes position p see exactly the tokens the model saw when it played that step.
-    Story mode (pretrained LMs): the decision row of a step is the last token of its own prompt,
-    the outcome row the token that reveals its result in the next prompt (play records both).
 
     Args:
         model: a tdsae.models.load_model result (an nnsight model).
@@ -96,16 +95,14 @@ def harvest_activations(model: Any, played, directory, layers=None, kinds=KINDS,
     layers = list(range(n_layers + 1)) if layers is None else sorted({check_layer(model, l) for l in layers})
     edits = check_edits(model, edits)
     index = rows_of(played, kinds)
-    story = not played.tokens
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
     try:
         n_rows = int(index.row.max()) + 1 if len(index) else 0
         vectors = index.drop_duplicates("row")
-        batches = _story_batches(vectors, buffer_mb, n_layers, d_model) if story else \
-            batch_experiments(vectors.groupby("experiment").size().reindex(
-                np.arange(played.trajectory.n_experiments), fill_value=0).to_numpy(), n_layers, d_model, buffer_mb)
+        batches = batch_experiments(vectors.groupby("experiment").size().reindex(
+            np.arange(played.trajectory.n_experiments), fill_value=0).to_numpy(), n_layers, d_model, buffer_mb)
         sites = residual_sites(model)
         device = next(torch_module(model).parameters()).device
         last = max(layers + [e.layer for e in edits])
@@ -115,7 +112,7 @@ def harvest_activations(model: Any, played, directory, layers=None, kinds=KINDS,
             # and first-touch page faults made a memory map several times slower to fill.
             writers = {l: files.enter_context(_ArrayWriter(tmp / layer_file(l), n_rows, d_model)) for l in layers}
             for number, batch in enumerate(tqdm(batches, desc="harvest", unit="batch", **quiet)):
-                inputs, picks, rows = (_story_inputs if story else _transcript_inputs)(model, played, vectors, batch)
+                inputs, picks, rows = _sequence_inputs(model, played, vectors, batch)
                 inputs = {k: v.to(device) for k, v in inputs.items()}
                 b_idx, p_idx = picks[0].to(device), picks[1].to(device)
                 with torch.no_grad(), model.trace(**inputs, remote=is_remote(model)) as tracer:
@@ -136,7 +133,7 @@ def harvest_activations(model: Any, played, directory, layers=None, kinds=KINDS,
         write_index(index, tmp / INDEX_FILE)
         meta = {"n_rows": n_rows, "d_model": d_model, "layers": layers, "dtype": "float32",
                 "model": str(getattr(torch_module(model).config, "_name_or_path", "")),
-                "task": played.trajectory.task, "mode": "story" if story else "transcript",
+                "task": played.trajectory.task, "mode": "story" if played.prompts else "transcript",
                 "hook_names": {str(l): list(site_hook_names(model, l)) for l in layers}}
         (tmp / STORE_FILE).write_text(json.dumps(meta, indent=2))  # written last: marks the store finished
         if directory.exists():
@@ -148,39 +145,10 @@ def harvest_activations(model: Any, played, directory, layers=None, kinds=KINDS,
     return ActivationStore(directory, index=index)
 
 
-def _transcript_inputs(model, played, vectors: pd.DataFrame, experiments: np.ndarray):
-    """Right-padded ids of the batch's transcripts and the (sequence, position) of each stored row."""
-    vocab = model.tokenizer.get_vocab()
-    tokens = [played.tokens[e] for e in experiments]
-    ids = torch.full((len(tokens), max(len(t) for t in tokens)), model.tokenizer.pad_token_id, dtype=torch.long)
-    for i, words in enumerate(tokens):
-        ids[i, : len(words)] = torch.tensor([vocab[w] for w in words])
+def _sequence_inputs(model, played, vectors: pd.DataFrame, experiments: np.ndarray):
+    """Right-padded ids of the batch's sequences and the (sequence, position) of each stored row."""
+    ids = played_token_ids(model, played, experiments)
     part = vectors[vectors.experiment.isin(experiments)]
     sequence = np.searchsorted(experiments, part.experiment.to_numpy())
     picks = (torch.tensor(sequence), torch.tensor(part.position.to_numpy()))
     return {"input_ids": ids}, picks, part.row.to_numpy()
-
-
-def _story_batches(vectors: pd.DataFrame, buffer_mb: float, n_layers: int, d_model: int) -> list[np.ndarray]:
-    """Batches of stored rows for story mode, at most 16 prompts each and within buffer_mb."""
-    limit = max(1, min(16, int(buffer_mb * 2**20 // (4 * (n_layers + 1) * d_model))))
-    rows = vectors.row.to_numpy()
-    return [rows[i:i + limit] for i in range(0, len(rows), limit)]
-
-
-def _story_inputs(model, played, vectors: pd.DataFrame, rows: np.ndarray):
-    """Left-padded prompts of a batch of story rows and the (prompt, position) of each row.
-
-    A decision row reads its own prompt; an outcome row reads the next prompt of its experiment,
-    where play_stories recorded the token that reveals the outcome.
-    """
-    part = vectors.set_index("row").loc[rows]
-    prompts = [played.prompts[e][p] for e, p in zip(part.experiment, part.prompt)]
-    positions = part.position.to_numpy()
-    tokenizer = model.tokenizer
-    batch = left_padding(tokenizer)(prompts, return_tensors="pt", padding=True)
-    pads = (1 - batch["attention_mask"]).sum(1)
-    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
-              "position_ids": (batch["attention_mask"].cumsum(1) - 1).clamp(min=0)}
-    picks = (torch.arange(len(prompts)), pads + torch.tensor(positions.copy()))
-    return inputs, picks, rows

@@ -11,7 +11,7 @@ leaves nothing that looks finished)::
 
     store.json          n_rows, d_model, layers, dtype, model, task, hook names
     index.npz           one array per column, one element per entry: row, experiment, episode, step,
-                        column, kind, prompt, position (``store.index`` reads it as a DataFrame)
+                        column, kind, position (``store.index`` reads it as a DataFrame)
     layer_00.npy ...    [n_rows, d_model] float32 arrays, one per layer, opened memory-mapped
 
 Both are binary because harvesting must cost little more than the forward pass itself: a CSV index
@@ -34,7 +34,7 @@ import pandas as pd
 STORE_FILE = "store.json"
 INDEX_FILE = "index.npz"
 KINDS = ("decision", "outcome")
-INDEX_COLUMNS = ("row", "experiment", "episode", "step", "column", "kind", "prompt", "position")
+INDEX_COLUMNS = ("row", "experiment", "episode", "step", "column", "kind", "position")
 
 
 class ActivationStoreError(ValueError):
@@ -51,10 +51,8 @@ def rows_of(played, kinds=KINDS) -> pd.DataFrame:
 
     Args: played: a tdsae.play.PlayResult; kinds: subset of ("decision", "outcome").
     Returns: DataFrame with INDEX_COLUMNS; ``position`` is the token index in the experiment's
-    transcript (transcript mode, ``prompt`` 0) or in its prompt number ``prompt`` (story mode: see
-    harvest_activations); ``row`` is
-    the stored vector, numbered in order of first appearance and shared by entries that read the
-    same token.
+    sequence (its transcript, or its story); ``row`` is the stored vector, numbered in order of first
+    appearance and shared by entries that read the same token.
     Steps whose position is unknown (-1, e.g. the last outcome of a story) are left out.
     """
     unknown = [k for k in kinds if k not in KINDS]
@@ -62,20 +60,17 @@ def rows_of(played, kinds=KINDS) -> pd.DataFrame:
         raise ValueError(f"unknown position kinds {unknown or kinds!r}; choose from {', '.join(KINDS)}")
     traj = played.trajectory
     experiment, column = np.nonzero(traj.valid)
-    story = not played.tokens
-    rank = (np.cumsum(traj.valid, axis=1) - 1)[experiment, column]  # a step's prompt in story mode
     frames = []
     for order, kind in enumerate(k for k in KINDS if k in kinds):
         position = (played.decision_pos if kind == "decision" else played.outcome_pos)[experiment, column]
-        prompt = rank + (kind == "outcome") if story else np.zeros_like(rank)
         frames.append(pd.DataFrame({"experiment": experiment, "episode": traj.episode[experiment, column],
                                     "step": traj.step[experiment, column], "column": column, "kind": kind,
-                                    "prompt": prompt, "position": position, "_order": order}))
+                                    "position": position, "_order": order}))
     table = pd.concat(frames).query("position >= 0").sort_values(["experiment", "column", "_order"], kind="stable")
     table = table.drop(columns="_order").reset_index(drop=True)
     # One stored vector per (experiment, token): where an outcome token is also the next decision's
-    # (the planet in Two-Step, the next node of a walk) both entries share a row.
-    table.insert(0, "row", table.groupby(["experiment", "prompt", "position"], sort=False).ngroup().to_numpy())
+    # (the planet in a Two-Step transcript, the next node of a walk) both entries share a row.
+    table.insert(0, "row", table.groupby(["experiment", "position"], sort=False).ngroup().to_numpy())
     return table
 
 

@@ -15,6 +15,7 @@ selection halves, SAE seeds) stays the same, so members differ only in the netwo
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -29,6 +30,7 @@ from tdsae.organism.corpus import seed_for
 from tdsae.pipeline.weights import model_folder
 from tdsae.presets import check_settings
 from tdsae.runtime import matmul_precision, pick_device
+from tdsae.tasks import transcript_vocabulary
 from tdsae.validation import ORGANISM, check_count
 
 # What the walker reads: graph walks only. Mixed into the all-task organism's training, walks were
@@ -97,8 +99,10 @@ def organism_params(settings, task_mix: dict | None = None) -> tuple[dict, tuple
     """The cache key of the organism these settings describe, its three configs and the device it trains on."""
     config, recipe, training = configs_from_settings(settings, task_mix)
     device = pick_device(settings.device)
+    # the words it reads are part of what it is: a renamed word must not reuse a network saved with the old name
+    vocabulary = hashlib.sha256("\n".join(transcript_vocabulary()).encode()).hexdigest()[:16]
     params = {"config": dataclasses.asdict(config), "recipe": dataclasses.asdict(recipe),
-              "training": dataclasses.asdict(training), "device": device}
+              "training": dataclasses.asdict(training), "device": device, "vocabulary": vocabulary}
     return params, (config, recipe, training), device
 
 

@@ -25,10 +25,9 @@ class PlayResult:
     trajectory: Trajectory  # the experiments as played (info["random_choice"] marks random-policy steps)
     choice_logprobs: np.ndarray  # [n_experiments, n_steps, n_choices] LM log-probs of each choice (NaN: padding/illegal)
     decision_pos: np.ndarray  # [n_experiments, n_steps] token index the choice was read at (-1: none)
-    # [n_experiments, n_steps] token index of the outcome (-1: none); story mode: in the next prompt
-    outcome_pos: np.ndarray
-    tokens: list[list[str]]  # transcript tokens per experiment (empty in story mode)
-    prompts: list[list[str]]  # story prompts per experiment, one per decision (empty in transcript mode)
+    outcome_pos: np.ndarray  # [n_experiments, n_steps] token index of the word that reveals the outcome (-1: none)
+    tokens: list[list[str]]  # each experiment's tokens (transcript words, or the story's tokens), positions index them
+    prompts: list[str]  # story mode: each experiment's whole story (empty in transcript mode)
 
     def to_frame(self) -> pd.DataFrame:
         """Tidy table: one row per valid step, with the log-prob of every choice and the token positions."""

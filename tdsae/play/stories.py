@@ -1,26 +1,32 @@
-"""Story-mode play: a pretrained LM plays a task from CogBench-style prompts.
+"""Story-mode play: a pretrained LM plays a task from a story that is written forward as it plays.
 
-Each decision rebuilds every playing experiment's prompt, because its wording ("3 days ago")
-changes as episodes pass, so there is no cache to reuse; prompts are batched and left-padded.
-The outcome of a step first appears in the experiment's next prompt, where
-:func:`story_outcome_positions` finds the word that tells it.
+Each experiment's story only grows (tdsae.tasks.story): cover story, then per day its questions,
+the answers chosen and the outcomes. So, as in transcript play, every experiment advances in
+lockstep through one KV cache (:class:`tdsae.play.transcripts.CachedBatch`) and each decision feeds
+only the pieces written since the last one. The text is tokenized piece by piece, cut where the
+tokenizer cuts anyway; play checks at the end that this equals tokenizing the whole story, so the
+recorded token positions are those of the text a reader sees.
+
+This departs from the paper's CogBench wording, which counts past days back ("3 days ago") and so
+rewrites every prompt at every decision, with nothing a cache could keep.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from typing import Any
 
 import numpy as np
-import torch
 
-from tdsae.models import left_padding
 from tdsae.play.policy import LM_POLICY_STREAM, restricted_logprobs, sample_choices
 from tdsae.play.result import PlayResult
-from tdsae.tasks import Task, Trajectory
+from tdsae.play.transcripts import CachedBatch
+from tdsae.tasks import StoryWriter, Task, Trajectory, write_story
 from tdsae.tasks.trajectory import make_rngs
 
 
-def _single_token_ids(tokenizer: Any, strings: list[str]) -> list[int]:
+def single_token_ids(tokenizer: Any, strings: list[str]) -> list[int]:
+    """The one token id of each choice string, or ValueError naming a string that is not one token."""
     ids = []
     for s in strings:
         encoded = tokenizer.encode(s, add_special_tokens=False)
@@ -32,94 +38,125 @@ def _single_token_ids(tokenizer: Any, strings: list[str]) -> list[int]:
     return ids
 
 
-@torch.no_grad()
-def last_token_logits(model: Any, tokenizer: Any, prompts: list[str], batch_size: int = 16) -> torch.Tensor:
-    """Next-token logits after each prompt, batched with left padding. Returns [n_prompts, vocab]."""
-    device = next(model.parameters()).device
-    left_padding(tokenizer)
-    rows = []
-    for start in range(0, len(prompts), batch_size):
-        batch = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True).to(device)
-        positions = (batch["attention_mask"].cumsum(1) - 1).clamp(min=0)
-        rows.append(model(**batch, position_ids=positions).logits[:, -1].float())
-    return torch.cat(rows)
+class StoryTokens:
+    """The tokens of one experiment's story, tokenized piece by piece, with each token's first character."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        if not getattr(tokenizer, "is_fast", False):
+            raise ValueError("story play needs a fast tokenizer (character offsets); "
+                             f"{type(tokenizer).__name__} is not one")
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.starts: list[int] = []  # character index where each token starts
+        self.length = 0  # characters tokenized so far
+
+    def add(self, pieces: list[str]) -> list[int]:
+        """Tokenize the pieces (the first piece of the story gets the tokenizer's special tokens). Returns: new ids."""
+        new = []
+        for piece in pieces:
+            encoded = self.tokenizer(piece, add_special_tokens=not self.ids, return_offsets_mapping=True)
+            new += encoded["input_ids"]
+            self.starts += [self.length + start for start, _ in encoded["offset_mapping"]]
+            self.length += len(piece)
+        self.ids += new
+        return new
+
+    def token_at(self, characters: np.ndarray) -> np.ndarray:
+        """Index of the token each character falls in (the last token starting at or before it)."""
+        return np.array([bisect_right(self.starts, int(c)) - 1 for c in characters], int)
+
+    def check_whole(self, text: str) -> None:
+        """RuntimeError unless tokenizing the whole story gives the tokens read piece by piece."""
+        whole = self.tokenizer(text)["input_ids"]
+        if whole != self.ids:
+            at = next((i for i, (a, b) in enumerate(zip(whole, self.ids)) if a != b), min(len(whole), len(self.ids)))
+            raise RuntimeError(f"this tokenizer ({type(self.tokenizer).__name__}) cuts the story differently as a whole "
+                               f"than piece by piece, from token {at} ({self.tokenizer.decode(whole[at:at + 5])!r}); "
+                               "the story's pieces need cutting elsewhere (tdsae.tasks.story.check_piece)")
+
+
+def _finish(tokenizer: Any, traj: Trajectory, logprobs: np.ndarray, writers: list[StoryWriter],
+            readers: list[StoryTokens], fed: list[int]) -> PlayResult:
+    """The PlayResult of finished stories: the pieces not yet fed (``fed`` per story) tokenized, positions
+    mapped from characters to tokens."""
+    decision, outcome = np.full(traj.state.shape, -1), np.full(traj.state.shape, -1)
+    for e, (writer, reader) in enumerate(zip(writers, readers)):
+        reader.add(writer.pieces[fed[e]:])
+        reader.check_whole(writer.text)
+        columns, positions = np.nonzero(traj.valid[e])[0], writer.positions()
+        decision[e, columns] = reader.token_at(positions["decision"])
+        outcome[e, columns] = reader.token_at(positions["outcome"])
+    tokens = [tokenizer.convert_ids_to_tokens(reader.ids) for reader in readers]
+    return PlayResult(traj, logprobs, decision, outcome, tokens, [writer.text for writer in writers])
 
 
 def play_stories(model: Any, tokenizer: Any, task: Task, n_experiments: int, n_episodes: int, seed: int,
-                 n_random_episodes: int = 0, batch_size: int = 16) -> PlayResult:
-    """A pretrained LM plays ``task`` from story prompts, all experiments in lockstep.
+                 n_random_episodes: int = 0, use_cache: bool = True) -> PlayResult:
+    """A pretrained LM plays ``task`` from forward-written stories, all experiments in lockstep.
 
-    Each decision rebuilds every playing experiment's prompt (history, question,
-    answer prefix) and reads the last position; every choice string must be one token.
+    Each decision feeds every playing experiment the pieces written since its last decision (the
+    outcome of its last step, a new day's opening, the question and answer prefix) through one KV
+    cache and reads the choice at the last token; every choice string must be one token.
+
+    Args: use_cache: False recomputes the whole story at every decision, as rebuilding a prompt per
+    decision does (for benchmarking and for checking the cache only).
+    Returns: PlayResult whose ``tokens`` are each experiment's story tokens and ``prompts`` its
+    whole story, one string per experiment.
     """
+    device = next(model.parameters()).device
     env = task.reset_experiments(n_experiments, seed)
     rngs = make_rngs(seed, n_experiments, LM_POLICY_STREAM)
+    writers = [StoryWriter(task, env.experiment_info, e) for e in range(n_experiments)]
+    readers = [StoryTokens(tokenizer) for _ in range(n_experiments)]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    batch = CachedBatch(model, n_experiments, pad_id, str(device), use_cache)
     n_choices = max(task.n_actions, task.n_states if task.n_actions == 0 else 0)
     steps = n_episodes * task.max_steps
     logprobs = np.full((n_experiments, steps, n_choices), np.nan)
-    decision = np.full((n_experiments, steps), -1)
     random_choice = np.zeros((n_experiments, steps), bool)
-    prompts: list[list[str]] = [[] for _ in range(n_experiments)]
+    choice_cache: dict[tuple, list[int]] = {}
+    fed = [0] * n_experiments  # pieces of each story already fed
     for episode in range(n_episodes):
-        env.start_episode()
+        state = env.start_episode()
+        for e in range(n_experiments):
+            writers[e].start_episode(state[e])
         while not env.episode_over:
             t, rows = env.episode * task.max_steps + env.t, np.nonzero(env.active)[0]
-            history = env.to_trajectory()
-            texts = [task.story_prompt(history, e, int(env.state[e])) for e in rows]
-            choice_ids = {e: _single_token_ids(tokenizer, task.story_choices(history, e, int(env.state[e]))) for e in rows}
-            logits = last_token_logits(model, tokenizer, texts, batch_size)
-            by_row = [choice_ids.get(e, []) for e in range(n_experiments)]
-            padded = torch.zeros((n_experiments, logits.shape[1]), device=logits.device)
-            padded[torch.as_tensor(rows, device=logits.device)] = logits
-            logprobs[rows, t] = restricted_logprobs(padded, by_row, rows, n_choices)
-            for e, text in zip(rows, texts):
-                prompts[e].append(text)
-                decision[e, t] = len(tokenizer.encode(text)) - 1
+            chunks = [[] for _ in range(n_experiments)]
+            choice_ids = [[] for _ in range(n_experiments)]
+            for e in rows:
+                writers[e].ask(env.state[e])
+                chunks[e] = readers[e].add(writers[e].pieces[fed[e]:])
+                fed[e] = len(writers[e].pieces)
+                strings = tuple(writers[e].choices(env.state[e]))
+                if strings not in choice_cache:
+                    choice_cache[strings] = single_token_ids(tokenizer, list(strings))
+                choice_ids[e] = choice_cache[strings]
+            logits = batch.feed(chunks)
+            logprobs[rows, t] = restricted_logprobs(logits, choice_ids, rows, n_choices)
             actions = np.full(n_experiments, -1)
             if task.n_actions:
                 random_policy = episode < n_random_episodes
                 uniforms = np.array([rngs[e].random() for e in rows])
-                actions[rows] = sample_choices(logprobs[rows, t], task.legal_actions(env.state[rows]), uniforms, random_policy)
+                actions[rows] = sample_choices(logprobs[rows, t], task.legal_actions(env.state[rows]), uniforms,
+                                               random_policy)
                 random_choice[rows, t] = random_policy
-            env.step(actions if task.n_actions else None)
+            states_before = env.state.copy()
+            for e in rows:
+                writers[e].answer(states_before[e], actions[e])
+            transition = env.step(actions if task.n_actions else None)
+            for e in rows:
+                writers[e].tell_outcome(states_before[e], actions[e], transition.reward[e], transition.next_state[e],
+                                        transition.done[e])
     traj = env.to_trajectory()
     traj.info["random_choice"] = random_choice
-    return PlayResult(traj, logprobs, decision, story_outcome_positions(tokenizer, task, traj, prompts), [], prompts)
-
-
-def story_outcome_positions(tokenizer: Any, task: Task, traj: Trajectory, prompts: list[list[str]]) -> np.ndarray:
-    """Token index, in each experiment's next prompt, of the word that reveals a step's outcome.
-
-    The outcome of the k-th step first appears in prompt k + 1 (the last occurrence of
-    ``task.story_outcome_text``); the step after the last prompt has none (-1).
-    Returns: int [n_experiments, n_steps].
-    """
-    if not getattr(tokenizer, "is_fast", False):
-        raise ValueError("story-mode outcome positions need a fast tokenizer (character offsets); "
-                         f"{type(tokenizer).__name__} is not one")
-    outcome = np.full(traj.state.shape, -1)
-    for e in range(traj.n_experiments):
-        columns = np.nonzero(traj.valid[e])[0]
-        for k, column in enumerate(columns[: len(prompts[e]) - 1]):
-            prompt, text = prompts[e][k + 1], task.story_outcome_text(traj, e, int(column))
-            start = prompt.rfind(text)
-            if start < 0:
-                raise ValueError(f"outcome words {text!r} of experiment {e}, step {column} are not in its next prompt")
-            last_char = start + len(text.rstrip(",.")) - 1
-            offsets = tokenizer(prompt, return_offsets_mapping=True)["offset_mapping"]
-            outcome[e, column] = next(i for i, (a, b) in enumerate(offsets) if a <= last_char < b)
-    return outcome
+    return _finish(tokenizer, traj, logprobs, writers, readers, fed)
 
 
 def render_stories(tokenizer: Any, task: Task, traj: Trajectory) -> PlayResult:
-    """Any agent's trajectory rendered as the story prompts a pretrained model would have read, with
-    the decision and outcome token positions; choice_logprobs are NaN (nothing was played)."""
+    """Any agent's trajectory written as the stories a pretrained model would have read, with the decision
+    and outcome token positions; choice_logprobs are NaN (nothing was played)."""
     n_choices = max(task.n_actions, task.n_states if task.n_actions == 0 else 0)
     logprobs = np.full(traj.state.shape + (n_choices,), np.nan)
-    decision = np.full(traj.state.shape, -1)
-    prompts: list[list[str]] = []
-    for e in range(traj.n_experiments):
-        columns = np.nonzero(traj.valid[e])[0]
-        prompts.append([task.story_prompt(traj.history_before(c), e, int(traj.state[e, c])) for c in columns])
-        decision[e, columns] = [len(tokenizer.encode(text)) - 1 for text in prompts[-1]]
-    return PlayResult(traj, logprobs, decision, story_outcome_positions(tokenizer, task, traj, prompts), [], prompts)
+    writers = [write_story(traj, e, task) for e in range(traj.n_experiments)]
+    return _finish(tokenizer, traj, logprobs, writers, [StoryTokens(tokenizer) for _ in writers], [0] * len(writers))

@@ -59,18 +59,22 @@ class CachedBatch:
             fed = self.mask.shape[1] - width
             if self.max_len is not None and fed + width > self.max_len:
                 raise RuntimeError(f"transcripts outgrew the preallocated cache of {self.max_len} tokens")
+            last = (lengths - 1).clamp(min=0)
+            # the unembedding runs only where a row's last token is (a 49k-word vocabulary makes it costly)
+            keep = torch.unique(last)
             out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=positions,
                              past_key_values=self.cache, use_cache=True,
-                             cache_position=torch.arange(fed, fed + width, device=self.device))
+                             cache_position=torch.arange(fed, fed + width, device=self.device), logits_to_keep=keep)
             self.cache = out.past_key_values
-            last = (lengths - 1).clamp(min=0)
         else:
             self.ids = torch.cat([self.ids, ids], dim=1)
             all_positions = (self.mask.cumsum(1) - 1).clamp(min=0)
-            out = self.model(input_ids=self.ids, attention_mask=self.mask, position_ids=all_positions, use_cache=False)
             last = self.ids.shape[1] - width + (lengths - 1).clamp(min=0)
+            keep = torch.unique(last)
+            out = self.model(input_ids=self.ids, attention_mask=self.mask, position_ids=all_positions, use_cache=False,
+                             logits_to_keep=keep)
         self.count += lengths
-        return out.logits[torch.arange(len(chunks), device=self.device), last].float()
+        return out.logits[torch.arange(len(chunks), device=self.device), torch.searchsorted(keep, last)].float()
 
 
 def _transcript_bound(task: Task, experiment_info: dict, n_episodes: int) -> int:

@@ -168,19 +168,30 @@ class Task(ABC):
         Returns: next_state [n], reward [n], terminal [n] bool, info dict of [n] arrays.
         """
 
-    # story renderer (pretrained LLMs)
+    # story renderer (pretrained LLMs); pieces that tdsae.tasks.story.StoryWriter appends in order, so a
+    # story only ever grows and one KV cache per experiment serves the whole play
     @abstractmethod
-    def story_prompt(self, traj: Trajectory, experiment: int, state: int) -> str:
-        """Cover story, history so far, question and answer prefix for the decision at state."""
+    def story_intro(self, experiment_info: dict, experiment: int) -> str:
+        """The cover story the experiment's text opens with."""
 
     @abstractmethod
-    def story_choices(self, traj: Trajectory, experiment: int, state: int) -> list[str]:
+    def story_opening(self, experiment_info: dict, experiment: int, state: int, episode: int) -> str:
+        """What opens an episode that starts in state ("" for none)."""
+
+    @abstractmethod
+    def story_question(self, experiment_info: dict, experiment: int, state: int) -> str:
+        """The question and answer prefix of the decision at state; the choice is read after its last
+        character ("" to read it after the text so far)."""
+
+    @abstractmethod
+    def story_choices(self, experiment_info: dict, experiment: int, state: int) -> list[str]:
         """The strings (each starting with a space) an LM emits for each choice at state."""
 
     @abstractmethod
-    def story_outcome_text(self, traj: Trajectory, experiment: int, column: int) -> str:
-        """The words that reveal the outcome of the step in ``column``; their last occurrence in the
-        experiment's next prompt is where that prompt first tells the model the outcome."""
+    def story_outcome(self, experiment_info: dict, experiment: int, state: int, action: int, reward: float,
+                      next_state: int, done: bool) -> tuple[str, str]:
+        """(text appended after the answer, the words in it that reveal the outcome): the outcome is
+        read at the token of the last letter of those words."""
 
     # transcript renderer (the model organism); pieces used by TranscriptBuilder
     @abstractmethod

@@ -19,21 +19,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from tdsae.tasks.environment import Task
-from tdsae.tasks.trajectory import Trajectory
 from tdsae.validation import check_count
-from tdsae.tasks.transcript import episode_columns
 
 N_COMMUNITIES = 3
 COMMUNITY_SIZE = 5
 
-# Common words, so that " " + noun is likely one token in GPT-2 and Llama 3 tokenizers
-# (a player should still check with its own tokenizer).
+# Common words, so that " " + noun is likely one token in GPT-2, SmolLM2 and Llama 3 tokenizers (story play
+# refuses a noun that is not, naming it). "shell" replaced "scarf", two tokens for SmolLM2, at the same place
+# in sorted order, so the organism's word ids, and so its training, are unchanged.
 NOUNS = (
     "apple", "bag", "ball", "banana", "basket", "bed", "bell", "bench", "bottle", "bowl",
     "box", "bread", "brush", "bucket", "cake", "camera", "candle", "car", "chair", "clock",
     "coat", "coin", "cup", "desk", "door", "drum", "egg", "fork", "glass", "guitar",
     "hammer", "hat", "jacket", "key", "knife", "ladder", "lamp", "lemon", "mirror", "nail",
-    "pen", "pencil", "phone", "piano", "pillow", "plate", "ring", "rope", "scarf", "shirt",
+    "pen", "pencil", "phone", "piano", "pillow", "plate", "ring", "rope", "shell", "shirt",
     "shoe", "sock", "spoon", "table", "tent", "towel", "train", "truck", "wallet", "window",
 )
 
@@ -102,30 +101,26 @@ class GraphTask(Task):
         next_state = neighbours[state, pick]
         return next_state, np.zeros(len(state)), np.zeros(len(state), bool), {}
 
-    # story renderer
-    def story_prompt(self, traj: Trajectory, experiment: int, state: int) -> str:
-        walk = self._walk(traj, experiment, state)
-        names = traj.experiment_info["node_names"][experiment]
+    # story renderer: the walk so far, one noun after another; the next noun is predicted after each comma
+    def story_intro(self, experiment_info, experiment):
         return ("In this task you will see a long sequence of objects. Which object comes next "
                 "depends only on the current object, following rules that you have to discover.\n"
                 "Your goal is to predict the next object in the sequence.\n\n"
-                "Sequence: " + ", ".join(names[walk]) + ",")
+                "Sequence:")
 
-    def _walk(self, traj: Trajectory, experiment: int, state: int) -> np.ndarray:
-        finished, running = episode_columns(traj, experiment)
-        cols = np.concatenate(finished + [running]).astype(int)
-        walk = np.concatenate([traj.state[experiment, cols[:1]], traj.next_state[experiment, cols]])
-        if walk.size == 0:
-            return np.array([state])
-        if walk[-1] != state:
-            raise ValueError(f"state {state} is not where the walk so far ends (node {walk[-1]})")
-        return walk
+    def story_opening(self, experiment_info, experiment, state, episode):
+        # segments continue one walk: only the first names where it starts
+        return f" {experiment_info['node_names'][experiment][state]}," if episode == 0 else ""
 
-    def story_choices(self, traj: Trajectory, experiment: int, state: int) -> list[str]:
-        return [" " + name for name in traj.experiment_info["node_names"][experiment]]
+    def story_question(self, experiment_info, experiment, state):
+        return ""
 
-    def story_outcome_text(self, traj: Trajectory, experiment: int, column: int) -> str:
-        return " " + traj.experiment_info["node_names"][experiment][traj.next_state[experiment, column]] + ","
+    def story_choices(self, experiment_info, experiment, state):
+        return [" " + name for name in experiment_info["node_names"][experiment]]
+
+    def story_outcome(self, experiment_info, experiment, state, action, reward, next_state, done):
+        name = f" {experiment_info['node_names'][experiment][next_state]}"
+        return name + ",", name
 
     # transcript renderer: the choice at a step is the next node itself
     def transcript_state_tokens(self, experiment_info, experiment):

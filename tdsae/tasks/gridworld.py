@@ -15,9 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tdsae.tasks.environment import Task
-from tdsae.tasks.trajectory import Trajectory
 from tdsae.validation import check_count
-from tdsae.tasks.transcript import episode_columns
 
 MOVES = ((-1, 0), (1, 0), (0, -1), (0, 1))  # (d_row, d_col) of up, down, left, right
 
@@ -75,47 +73,36 @@ class GridWorldTask(Task):
         terminal = next_state == params["goal"]
         return next_state, terminal.astype(float), terminal, {}
 
-    # story renderer
-    def story_prompt(self, traj: Trajectory, experiment: int, state: int) -> str:
-        finished, running = episode_columns(traj, experiment)
-        text = (f"You are exploring a grid of {self.size} rows and {self.size} columns to find a treasure. "
+    # story renderer: a forward-written log of days, questions, answers and moves
+    def story_intro(self, experiment_info, experiment):
+        return (f"You are exploring a grid of {self.size} rows and {self.size} columns to find a treasure. "
                 "Row 1 is at the top and column 1 is on the left.\n"
                 "Each day you start at the same place and the treasure is at the same place.\n"
                 "In each move you can go up, down, left or right; moving into the edge of the grid "
                 "leaves you where you are.\n"
                 f"A day ends when you find the treasure or after {self.max_steps} moves.\n"
-                "Your goal is to find the treasure as quickly as possible.\n\n")
-        if finished:
-            text += "Your previous days went as follows:\n"
-        for i, cols in enumerate(finished):
-            ago = len(finished) - i
-            found = traj.reward[experiment, cols[-1]] > 0
-            text += (f"- {ago} day{'' if ago == 1 else 's'} ago, " + self._story_moves(traj, experiment, cols)
-                     + (", and found the treasure.\n" if found else ", and did not find the treasure.\n"))
-        start = traj.state[experiment, running[0]] if len(running) else state
-        text += f"\nToday {self._story_moves(traj, experiment, running, start)}.\n"
-        return (text + f"Q: You are at {self.cell_name(state)}. "
-                "Do you want to move up, down, left or right?\nA: Move")
+                "Your goal is to find the treasure as quickly as possible.\n")
 
-    def _story_moves(self, traj, experiment, cols, start=None) -> str:
-        start = traj.state[experiment, cols[0]] if start is None else start
-        moves = [self._story_move(traj.action[experiment, c], traj.state[experiment, c],
-                                  traj.next_state[experiment, c]) for c in cols]
-        return ", ".join([f"you started at {self.cell_name(start)}"] + moves)
+    def story_opening(self, experiment_info, experiment, state, episode):
+        return f"\nDay {episode + 1}. You start at {self.cell_name(state)}.\n"
 
-    def _story_move(self, action: int, state: int, next_state: int) -> str:
-        if next_state == state:  # a move into the edge
-            return f"tried to move {self.action_names[action]} and stayed at {self.cell_name(state)}"
-        return f"moved {self.action_names[action]} to {self.cell_name(next_state)}"
+    def story_question(self, experiment_info, experiment, state):
+        # where you are was just told (the day's opening or the last move), so the question stays short
+        return "Q: Do you want to move up, down, left or right?\nA: Move"
 
-    def story_choices(self, traj: Trajectory, experiment: int, state: int) -> list[str]:
+    def story_choices(self, experiment_info, experiment, state):
         return [" " + name for name in self.action_names]
 
-    def story_outcome_text(self, traj: Trajectory, experiment: int, column: int) -> str:
-        if traj.done[experiment, column]:  # the day's summary line says whether the goal was reached
-            return "and found the treasure" if traj.reward[experiment, column] > 0 else "and did not find the treasure"
-        return self._story_move(traj.action[experiment, column], traj.state[experiment, column],
-                                traj.next_state[experiment, column])
+    def story_outcome(self, experiment_info, experiment, state, action, reward, next_state, done):
+        if next_state == state:  # a move into the edge
+            move = f"You tried to move {self.action_names[action]} and stayed at {self.cell_name(state)}"
+        else:
+            move = f"You moved {self.action_names[action]} to {self.cell_name(next_state)}"
+        if not done:
+            return f".\n{move}.\n", move
+        # the day's end says whether the goal was reached: that is the outcome a learner needs
+        words = "and found the treasure" if reward > 0 else "and did not find the treasure"
+        return f".\n{move}, {words}.\n", words
 
     # transcript renderer
     def transcript_state_tokens(self, experiment_info, experiment):

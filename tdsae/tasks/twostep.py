@@ -20,8 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tdsae.tasks.environment import Task
-from tdsae.tasks.trajectory import Trajectory, check_probability
-from tdsae.tasks.transcript import episode_columns
+from tdsae.tasks.trajectory import check_probability
 
 PLANETS = ("X", "Y")
 ALIENS = (("D", "F"), ("J", "K"))  # aliens of planet X, of planet Y
@@ -31,7 +30,7 @@ COVER_STORY = (
     "You will travel to foreign planets in search of treasures.\n"
     "When you visit a planet, you can choose an alien to trade with.\n"
     "The chance of getting treasures from these aliens changes over time.\n"
-    "Your goal is to maximize the number of received treasures.\n\n"
+    "Your goal is to maximize the number of received treasures.\n"
 )
 
 
@@ -95,42 +94,29 @@ class TwoStepTask(Task):
         info["common"] = np.where(stage1, common, False)
         return next_state, reward, ~stage1, info
 
-    # story renderer
-    def story_prompt(self, traj: Trajectory, experiment: int, state: int) -> str:
-        finished, running = episode_columns(traj, experiment)
-        text = COVER_STORY
-        if finished:
-            text += "Your previous space travels went as follows:\n"
-        for i, cols in enumerate(finished):
-            ago = len(finished) - i
-            text += f"- {ago} day{'' if ago == 1 else 's'} ago, " + self._story_episode(traj, experiment, cols)
-        text += "\nQ: Do you want to take the spaceship to planet X or planet Y?\nA: Planet"
+    # story renderer: a forward-written log of questions, answers and outcomes (the CogBench wording,
+    # except that past days are numbered forward, "Day 3.", instead of counted back, "3 days ago")
+    def story_intro(self, experiment_info, experiment):
+        return COVER_STORY
+
+    def story_opening(self, experiment_info, experiment, state, episode):
+        return f"\nDay {episode + 1}.\n"
+
+    def story_question(self, experiment_info, experiment, state):
         if state == 0:
-            return text
-        if len(running) != 1:
-            raise ValueError(f"state {state} is a planet, but the running episode has {len(running)} "
-                             "steps; a planet decision follows exactly one spaceship step")
-        ship = PLANETS[traj.action[experiment, running[0]]]
+            return "Q: Do you want to take the spaceship to planet X or planet Y?\nA: Planet"
         aliens = ALIENS[state - 1]
-        return (text + f" {ship}.\nYou arrive at planet {PLANETS[state - 1]}.\n"
-                f"Q: Do you want to trade with alien {aliens[0]} or {aliens[1]}?\nA: Alien")
+        return f"Q: Do you want to trade with alien {aliens[0]} or {aliens[1]}?\nA: Alien"
 
-    def _story_episode(self, traj: Trajectory, experiment: int, cols: np.ndarray) -> str:
-        first, second = cols
-        ship = PLANETS[traj.action[experiment, first]]
-        planet = traj.state[experiment, second]
-        alien = ALIENS[planet - 1][traj.action[experiment, second]]
-        paid = "treasures" if traj.reward[experiment, second] > 0 else "junk"
-        return (f"you boarded the spaceship to planet {ship}, arrived at planet {PLANETS[planet - 1]}, "
-                f"traded with alien {alien}, and received {paid}.\n")
-
-    def story_choices(self, traj: Trajectory, experiment: int, state: int) -> list[str]:
+    def story_choices(self, experiment_info, experiment, state):
         return [" " + self.action_label(state, a) for a in range(self.n_actions)]
 
-    def story_outcome_text(self, traj: Trajectory, experiment: int, column: int) -> str:
-        if traj.state[experiment, column] == 0:  # the spaceship's outcome is the planet reached
-            return f"You arrive at planet {PLANETS[traj.next_state[experiment, column] - 1]}"
-        return "received treasures" if traj.reward[experiment, column] > 0 else "received junk"
+    def story_outcome(self, experiment_info, experiment, state, action, reward, next_state, done):
+        if state == 0:  # the spaceship's outcome is the planet reached
+            words = f"You arrive at planet {PLANETS[next_state - 1]}"
+        else:
+            words = "You received treasures" if reward > 0 else "You received junk"
+        return f".\n{words}.\n", words
 
     # transcript renderer
     def transcript_state_tokens(self, experiment_info, experiment):
