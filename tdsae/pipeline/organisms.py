@@ -72,6 +72,14 @@ def population(settings) -> list:
     return [dataclasses.replace(settings, organism=i) for i in range(settings.n_organisms)]
 
 
+def pretrained_settings(settings):
+    """The settings chapter 10 runs with: the preset's pretrained ``lm_model`` and ``lm_experiments`` in place of
+    its model and experiment count, a population of one; every other knob (episodes, seed, SAEs) unchanged."""
+    check_settings(settings)
+    return dataclasses.replace(settings, model=settings.lm_model, n_experiments=settings.lm_experiments,
+                               n_organisms=1, organism=0)
+
+
 def configs_from_settings(settings, task_mix: dict | None = None) -> tuple[OrganismConfig, TranscriptRecipe,
                                                                            TrainingConfig]:
     """The organism's three configs from a resolved Preset (tiny: organism_* knobs, episodes, and the

@@ -21,6 +21,7 @@ import pandas as pd
 from tdsae.artifacts import ArtifactStore
 from tdsae.models import source_layers
 from tdsae.pipeline.episodes import check_request, harvested_store, model_source, untrained_source
+from tdsae.presets import analysis_layers
 from tdsae.runtime import matmul_precision, pick_device
 from tdsae.sae.config import SAETrainingConfig
 from tdsae.sae.metrics import reconstruction_metrics
@@ -59,7 +60,8 @@ def training_rows(n_rows: int, limit: int, seed: int) -> np.ndarray:
 def layer_saes(settings, task_name: str, model: str | None = None, played_by: str | None = None, layers=None,
                architecture: str = "standard", l1: float | None = None, k: int | None = None,
                bf16: bool | None = None, store=None) -> dict:
-    """The SAEs of every layer (default 1..n_layers) of the store harvested_store returns for these arguments.
+    """The SAEs of every analysis layer of the store harvested_store returns for these arguments (default: all
+    of 1..n_layers, or settings.sae_max_layers of them evenly spaced in a deeper model: presets.analysis_layers).
 
     Args: settings: a resolved Preset (sae_* knobs: expansion, l1, lr, batch, epochs, vectors);
     architecture: "standard" (ReLU + L1, the paper's) or "topk" (with k); l1: overrides
@@ -75,7 +77,8 @@ def layer_saes(settings, task_name: str, model: str | None = None, played_by: st
         layers = [check_layer_index(layer, n_layers) if n_layers is not None else check_int(layer, "layer", 0)
                   for layer in layers]
     acts_store = harvested_store(settings, task_name, model, played_by, store=store)
-    layers = [l for l in acts_store.layers if l > 0] if layers is None else layers
+    if layers is None:  # the preset's analysis layers (all of a small model's; sae_max_layers of a deep one's)
+        layers = analysis_layers(max(acts_store.layers), settings.sae_max_layers)
     missing = [l for l in layers if l not in acts_store.layers]
     if missing:
         raise ValueError(f"layers {missing} are not in the store; it holds layers {list(acts_store.layers)}")

@@ -4,8 +4,8 @@ Call :func:`apply_style` once per chapter; nothing here changes global state at 
 ``plt.show()``. One module per part of the book; every helper is importable from ``tdsae.plots``.
 """
 
-from tdsae.plots.behaviour import (plot_bic_differences, plot_choice_agreement, plot_model_recovery, plot_recovery,
-                                   plot_stay_probabilities, plot_training_loss)
+from tdsae.plots.behaviour import (plot_bic_differences, plot_choice_agreement, plot_effects, plot_model_recovery,
+                                   plot_recovery, plot_stay_probabilities, plot_training_loss)
 from tdsae.plots.core import PALETTE, apply_style, new_figure
 from tdsae.plots.latents import plot_layer_profile, plot_population_profiles, plot_reference_sweep
 from tdsae.plots.population import plot_population
@@ -16,7 +16,7 @@ from tdsae.plots.tasks import (plot_activation_footprint, plot_curves_with_ci, p
 
 __all__ = [
     "PALETTE", "apply_style", "new_figure", "plot_activation_footprint", "plot_bic_differences",
-    "plot_choice_agreement", "plot_curves_with_ci", "plot_graph", "plot_gridworld", "plot_layer_profile", "plot_matrix",
+    "plot_choice_agreement", "plot_curves_with_ci", "plot_effects", "plot_graph", "plot_gridworld", "plot_layer_profile", "plot_matrix",
     "plot_metrics_by_layer", "plot_model_recovery", "plot_norms_by_layer", "plot_population", "plot_population_profiles", "plot_projection",
     "plot_recovery", "plot_reference_sweep", "plot_sparsity_frontier", "plot_stay_probabilities", "plot_training_logs", "plot_training_loss",
     "plot_twostep_schematic",

@@ -141,3 +141,28 @@ def plot_model_recovery(recovery: Any, title: str = "", ax: Any = None) -> Any:
     if title:
         ax.set_title(title)
     return fig if fig is not None else ax.figure
+
+
+def plot_effects(effects: Any, measures: tuple[str, ...], title: str = "") -> Any:
+    """Paired effects with their 95% intervals: one panel per measure, one row per condition.
+
+    Args: effects: rows of condition, measure, effect, low, high (tdsae.interventions.effects_against).
+    """
+    fig, axes = new_figure(ncols=len(measures), width=4.2 * len(measures), height=1.2 + 0.5 * effects.condition.nunique())
+    for ax, measure in zip(np_atleast(axes), measures):
+        part = effects[effects.measure == measure].reset_index(drop=True)
+        rows = list(range(len(part)))[::-1]
+        ax.errorbar(part.effect, rows, xerr=[part.effect - part.low, part.high - part.effect], fmt="o", color="black",
+                    capsize=3)
+        ax.axvline(0, color="0.5", linestyle="--", linewidth=0.9)
+        ax.set_yticks(rows, list(part.condition))
+        ax.set(xlabel=f"change in {measure.replace('_', ' ')}", ylim=(-0.7, len(part) - 0.3))
+    fig.suptitle(title)
+    return fig
+
+
+def np_atleast(axes: Any) -> list:
+    """A list of axes whether new_figure returned one or several."""
+    import numpy as np
+
+    return list(np.atleast_1d(axes).flat)
