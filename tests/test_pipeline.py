@@ -45,6 +45,21 @@ def test_untrained_control_of_a_pretrained_model_is_a_fresh_init_of_its_config(t
     assert not torch.equal(fresh.model.layers[0].mlp.up_proj.weight, original.model.layers[0].mlp.up_proj.weight)
 
 
+def test_episodes_are_keyed_by_the_folder_a_model_loads_from_and_agents_by_name(tmp_path):
+    """A pretrained model's episodes are keyed by the folder it loads from (a GGUF's converted one), and the
+    held-out agents, which are no model, by their name: neither goes near the hub."""
+    from conftest import write_tiny_gguf
+
+    from tdsae.pipeline import AGENTS, model_folder, play_params
+
+    write_tiny_gguf(tmp_path / "tiny.gguf")
+    settings = tdsae.resolve_settings("small", model=str(tmp_path / "tiny.gguf"), n_experiments=2, n_episodes=2,
+                                      n_random_episodes=1)
+    assert play_params(settings, "twostep", AGENTS)["model"] == AGENTS
+    folder = model_folder(str(tmp_path / "tiny.gguf"), ArtifactStore(tmp_path / "cache"))
+    assert play_params(settings, "twostep", folder)["model"] == folder
+
+
 def test_held_out_agents_are_seeded_and_have_their_own_parameters():
     settings = tdsae.resolve_settings("tiny", n_experiments=4, n_episodes=3, n_random_episodes=1)
     traj, alpha, beta = agent_trajectories(settings, "twostep")

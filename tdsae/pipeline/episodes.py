@@ -58,7 +58,9 @@ def play_params(settings, task_name: str, model: str | None = None, seed: int | 
     check_request(settings, task_name, model, seed=seed)
     task = task_for(settings, task_name)
     device = pick_device(settings.device)
-    return {"model": model_folder(model) if model is not None else model_source(settings, task_name), "task": repr(task),
+    source = (model_source(settings, task_name) if model is None else AGENTS if model == AGENTS
+              else model_folder(model))
+    return {"model": source, "task": repr(task),
             "n_experiments": settings.n_experiments, "n_episodes": settings.n_episodes,
             "n_random_episodes": settings.n_random_episodes,
             "seed": settings.seed if seed is None else int(seed), "device": device,
