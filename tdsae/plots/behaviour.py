@@ -149,7 +149,7 @@ def plot_effects(effects: Any, measures: tuple[str, ...], title: str = "") -> An
     Args: effects: rows of condition, measure, effect, low, high (tdsae.interventions.effects_against).
     """
     fig, axes = new_figure(ncols=len(measures), width=4.2 * len(measures), height=1.2 + 0.5 * effects.condition.nunique())
-    for ax, measure in zip(np_atleast(axes), measures):
+    for ax, measure in zip(_axes_list(axes), measures):
         part = effects[effects.measure == measure].reset_index(drop=True)
         rows = list(range(len(part)))[::-1]
         ax.errorbar(part.effect, rows, xerr=[part.effect - part.low, part.high - part.effect], fmt="o", color="black",
@@ -161,7 +161,7 @@ def plot_effects(effects: Any, measures: tuple[str, ...], title: str = "") -> An
     return fig
 
 
-def np_atleast(axes: Any) -> list:
+def _axes_list(axes: Any) -> list:
     """A list of axes whether new_figure returned one or several."""
     import numpy as np
 
