@@ -132,3 +132,23 @@ def test_a_choice_that_is_not_one_token_is_refused(lm):
     tokenizer = story_tokenizer(drop=" Y")
     with pytest.raises(ValueError, match=r"choice ' Y' is the unknown token"):
         play_stories(model, tokenizer, get_task("twostep"), 2, 1, seed=0)
+
+
+def test_only_the_story_s_first_piece_gets_the_tokenizer_s_opening_token():
+    """A tokenizer that opens every text with a BOS opens the story with one, not each piece."""
+    from tokenizers import processors
+
+    from tdsae.agents import RandomAgent
+    from tdsae.tasks import run_agent
+
+    tokenizer = story_tokenizer()
+    bos = tokenizer.convert_tokens_to_ids("</s>")
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(single="</s> $A",
+                                                                               special_tokens=[("</s>", bos)])
+    task = get_task("twostep")
+    writer = write_story(run_agent(task, RandomAgent(), 1, 2, seed=0), 0, task)
+    reader = StoryTokens(tokenizer)
+    reader.add(writer.pieces[:3])  # several pieces in the first call, as play's first decision feeds them
+    reader.add(writer.pieces[3:])
+    assert reader.ids[0] == bos and reader.ids.count(bos) == 1
+    reader.check_whole(writer.text)

@@ -54,7 +54,8 @@ class StoryTokens:
         """Tokenize the pieces (the first piece of the story gets the tokenizer's special tokens). Returns: new ids."""
         new = []
         for piece in pieces:
-            encoded = self.tokenizer(piece, add_special_tokens=not self.ids, return_offsets_mapping=True)
+            first = not self.ids and not new  # only the story's first piece opens with special tokens (a BOS)
+            encoded = self.tokenizer(piece, add_special_tokens=first, return_offsets_mapping=True)
             new += encoded["input_ids"]
             self.starts += [self.length + start for start, _ in encoded["offset_mapping"]]
             self.length += len(piece)
