@@ -97,3 +97,12 @@ def test_grouped_query_attention_keeps_its_groups_and_its_results(tiny_gguf, tmp
     for chunks in feeds:
         got, expected = (batch.feed(chunks) for batch in batches)
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_a_reader_online_gets_the_hub_s_weights_even_with_the_wheel_installed(tiny_gguf, monkeypatch):
+    """The GGUF stands in only when the hub cannot serve the id: online, the published weights load."""
+    hub_id = next(iter(OFFLINE_GGUF))
+    monkeypatch.setattr("tdsae.models.offline_gguf", lambda name: tiny_gguf[0] if name == hub_id else None)
+    monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda *a, **k: None)
+    monkeypatch.setattr("tdsae.models.hub_problem", lambda: None)  # the hub answers
+    assert check_source(hub_id) == "hub" and model_folder(hub_id) == hub_id
