@@ -404,13 +404,9 @@ def check_edits(model, edits) -> list:
     return edits
 
 
-def left_padding(tokenizer):
-    """The tokenizer set up for batches of prompts read at their last token: padded on the left, with the
-    end-of-sequence token as pad where it has none. Returns the same tokenizer."""
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
+def pad_token_id(tokenizer) -> int:
+    """The id that pads a batch: the tokenizer's pad token, or its end-of-sequence token where it has none."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
 def masked_next_token_loss(logits, ids, pad_id: int | None, weight=None):

@@ -7,8 +7,8 @@ Modules: store (the format, its index, reading), harvest (the forward passes), c
 forward; the ids and positions the store was read at).
 """
 
-from tdsae.activations.checks import max_difference_from_forward, played_position_mask, played_token_ids
-from tdsae.activations.harvest import batch_experiments, harvest_activations
+from tdsae.activations.checks import max_difference_from_forward
+from tdsae.activations.harvest import batch_experiments, harvest_activations, played_position_mask, played_token_ids
 from tdsae.activations.store import KINDS, ActivationStore, ActivationStoreError, layer_file, rows_of
 
 __all__ = ["KINDS", "ActivationStore", "ActivationStoreError", "batch_experiments", "harvest_activations",

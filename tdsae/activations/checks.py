@@ -1,4 +1,4 @@
-"""Checks of a harvested store against a plain forward pass, and the token ids and positions it was read at."""
+"""Checks of a harvested store against a plain forward pass of what was played."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from tdsae.activations.store import KINDS, ActivationStore
+from tdsae.activations.harvest import played_token_ids
+from tdsae.activations.store import ActivationStore
 from tdsae.models import model_dims, torch_module
 from tdsae.validation import check_int
 
@@ -38,27 +39,3 @@ def max_difference_from_forward(model: Any, played, store: ActivationStore, expe
             recomputed = hidden[layer][0, positions].float().cpu().numpy()
             worst = max(worst, float(np.abs(store.acts(layer, entries.row) - recomputed).max()))
     return worst
-
-
-def played_token_ids(model: Any, played, experiments) -> torch.Tensor:
-    """What the model read in the given experiments as right-padded ids [n, max_len] (pad_token_id, or
-    the end-of-text token where there is none): the whole transcript (organism) or story (pretrained)."""
-    tokenizer = model.tokenizer
-    vocab = tokenizer.get_vocab()
-    sequences = [[vocab[w] for w in played.tokens[e]] for e in experiments]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    ids = torch.full((len(sequences), max(map(len, sequences))), pad, dtype=torch.long)
-    for i, sequence in enumerate(sequences):
-        ids[i, : len(sequence)] = torch.tensor(sequence)
-    return ids
-
-
-def played_position_mask(played, experiments, length: int, kinds=KINDS) -> torch.Tensor:
-    """Where the store's tokens sit in played_token_ids' rows: [n, length] bool, True at every
-    decision and outcome token of the given experiments."""
-    mask = torch.zeros((len(experiments), length), dtype=torch.bool)
-    for i, e in enumerate(experiments):
-        for kind in kinds:
-            positions = (played.decision_pos if kind == "decision" else played.outcome_pos)[e]
-            mask[i, positions[positions >= 0]] = True
-    return mask

@@ -21,8 +21,8 @@ import pandas as pd
 import torch
 
 from tdsae.activations.store import INDEX_FILE, KINDS, STORE_FILE, ActivationStore, layer_file, rows_of, write_index
-from tdsae.activations.checks import played_token_ids
-from tdsae.models import check_edits, check_layer, is_remote, model_dims, residual_sites, site_hook_names, torch_module
+from tdsae.models import (check_edits, check_layer, is_remote, model_dims, pad_token_id, residual_sites, site_hook_names,
+                          torch_module)
 from tdsae.runtime import tqdm
 
 
@@ -69,6 +69,29 @@ class _ArrayWriter:
         self.file.close()
         if exc[0] is None and self.written != self.n_rows:
             raise RuntimeError(f"{self.path}: {self.written} rows written, {self.n_rows} expected")
+
+
+def played_token_ids(model: Any, played, experiments) -> torch.Tensor:
+    """What the model read in the given experiments as right-padded ids [n, max_len] (pad_token_id, or
+    the end-of-text token where there is none): the whole transcript (organism) or story (pretrained)."""
+    tokenizer = model.tokenizer
+    vocab = tokenizer.get_vocab()
+    sequences = [[vocab[w] for w in played.tokens[e]] for e in experiments]
+    ids = torch.full((len(sequences), max(map(len, sequences))), pad_token_id(tokenizer), dtype=torch.long)
+    for i, sequence in enumerate(sequences):
+        ids[i, : len(sequence)] = torch.tensor(sequence)
+    return ids
+
+
+def played_position_mask(played, experiments, length: int, kinds=KINDS) -> torch.Tensor:
+    """Where the store's tokens sit in played_token_ids' rows: [n, length] bool, True at every
+    decision and outcome token of the given experiments."""
+    mask = torch.zeros((len(experiments), length), dtype=torch.bool)
+    for i, e in enumerate(experiments):
+        for kind in kinds:
+            positions = (played.decision_pos if kind == "decision" else played.outcome_pos)[e]
+            mask[i, positions[positions >= 0]] = True
+    return mask
 
 
 def harvest_activations(model: Any, played, directory, layers=None, kinds=KINDS, buffer_mb: float = 256,

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from tdsae.models import pad_token_id
 from tdsae.play.policy import LM_POLICY_STREAM, restricted_logprobs, sample_choices
 from tdsae.play.result import PlayResult
 from tdsae.play.transcripts import CachedBatch
@@ -109,8 +110,7 @@ def play_stories(model: Any, tokenizer: Any, task: Task, n_experiments: int, n_e
     rngs = make_rngs(seed, n_experiments, LM_POLICY_STREAM)
     writers = [StoryWriter(task, env.experiment_info, e) for e in range(n_experiments)]
     readers = [StoryTokens(tokenizer) for _ in range(n_experiments)]
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    batch = CachedBatch(model, n_experiments, pad_id, str(device), use_cache)
+    batch = CachedBatch(model, n_experiments, pad_token_id(tokenizer), str(device), use_cache)
     n_choices = max(task.n_actions, task.n_states if task.n_actions == 0 else 0)
     steps = n_episodes * task.max_steps
     logprobs = np.full((n_experiments, steps, n_choices), np.nan)
