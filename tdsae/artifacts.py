@@ -101,6 +101,10 @@ class ArtifactStore:
         """Where the artifact of this kind and these parameters lives (built or not)."""
         return self.root / kind / artifact_key(kind, params)
 
+    def finished(self, kind: str, params: dict[str, Any]) -> bool:
+        """Whether the artifact was completed (its manifest written); cheap: nothing is verified."""
+        return (self.path(kind, params) / MANIFEST).exists()
+
     def verify(self, kind: str, params: dict[str, Any]) -> Path:
         """Return the artifact's path; raise ArtifactError naming the file or field that is wrong."""
         directory = self.path(kind, params)

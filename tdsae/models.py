@@ -404,6 +404,43 @@ def check_edits(model, edits) -> list:
     return edits
 
 
+class ResidualTap:
+    """Forward hooks on a torch causal LM that keep its residual stream (residual_sites) at chosen
+    [batch row, position] pairs of each forward pass, for a reader that runs its own forwards (cached play).
+
+        with ResidualTap(module, layers=[0, 3]) as tap:
+            tap.picks = (rows, positions)   # before each forward; None keeps nothing
+            module(...)
+            tap.values                      # {layer: float32 tensor [n_picks, d_model]} of that pass
+    """
+
+    def __init__(self, module, layers) -> None:
+        sites = residual_sites(module)
+        self.layers = [check_layer(module, layer) for layer in layers]
+        self.picks: tuple | None = None
+        self.values: dict = {}
+        self._handles = [sites[layer].register_forward_hook(self._keeper(layer)) for layer in self.layers]
+
+    def _keeper(self, layer: int):
+        def keep(_module, _inputs, output) -> None:
+            if self.picks is not None:
+                hidden = output[0] if isinstance(output, tuple) else output  # GPT-2 blocks return tuples
+                self.values[layer] = hidden[tuple(p.to(hidden.device) for p in self.picks)].detach().float().cpu()
+        return keep
+
+    def close(self) -> None:
+        """Remove the hooks (the module runs as before)."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def __enter__(self) -> "ResidualTap":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def pad_token_id(tokenizer) -> int:
     """The id that pads a batch: the tokenizer's pad token, or its end-of-sequence token where it has none."""
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

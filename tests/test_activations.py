@@ -123,19 +123,26 @@ def test_a_harvest_killed_mid_write_leaves_no_store_and_the_next_run_completes(m
     assert json.loads((tmp_path / "store" / "store.json").read_text())["n_rows"] == store.n_rows > 0
 
 
-def test_story_mode_rows_equal_forwards_of_the_story_text_up_to_them(tmp_path):
+@pytest.fixture(scope="module")
+def story_model(tmp_path_factory):
+    """A micro Llama (2 layers) saved with a story tokenizer, loaded through load_model: a stand-in pretrained LM."""
     from conftest import story_tokenizer
     from transformers import LlamaConfig, LlamaForCausalLM
-
-    from tdsae.play import play_task
 
     tokenizer = story_tokenizer()
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096)
-    LlamaForCausalLM(config).save_pretrained(tmp_path / "lm")
-    tokenizer.save_pretrained(tmp_path / "lm")
-    model = load_model(tmp_path / "lm", device="cpu")
+    folder = tmp_path_factory.mktemp("story") / "lm"
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return load_model(folder, device="cpu")
+
+
+def test_story_mode_rows_equal_forwards_of_the_story_text_up_to_them(story_model, tmp_path):
+    from tdsae.play import play_task
+
+    model, tokenizer = story_model, story_model.tokenizer
     played = play_task(model, get_task("twostep"), 3, 2, seed=4, n_random_episodes=1)
     assert len(played.prompts) == len(played.tokens) == 3
     store = harvest_activations(model, played, tmp_path / "store", progress=False)
@@ -150,6 +157,48 @@ def test_story_mode_rows_equal_forwards_of_the_story_text_up_to_them(tmp_path):
             hidden = torch_module(model)(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
         np.testing.assert_allclose(store.acts(1, [entry.row])[0], hidden[1][0, entry.position].numpy(),
                                    rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["twostep", "gridworld"])
+def test_story_play_keeps_the_harvest_in_its_own_forward_passes(story_model, tmp_path, name):
+    """The residual stream kept while playing (one read of each story) is the store a second pass would
+    write: same rows, same vectors at every layer to float rounding, same play."""
+    from tdsae.activations import store_played_residuals
+    from tdsae.models import residual_sites
+    from tdsae.play import play_task
+
+    task = get_task(name, **({"max_steps": 4} if name == "gridworld" else {}))
+    hooks = [dict(site._forward_hooks) for site in residual_sites(torch_module(story_model))]
+    plain = play_task(story_model, task, 3, 3, seed=2, n_random_episodes=1)
+    kept = play_task(story_model, task, 3, 3, seed=2, n_random_episodes=1, residual_layers=[0, 1, 2])
+    np.testing.assert_array_equal(kept.choice_logprobs, plain.choice_logprobs)  # keeping changes nothing played
+    assert kept.tokens == plain.tokens and plain.residuals is None
+    assert [dict(site._forward_hooks) for site in residual_sites(torch_module(story_model))] == hooks  # tap removed
+    from_play = store_played_residuals(story_model, kept, tmp_path / "kept")
+    second_pass = harvest_activations(story_model, kept, tmp_path / "read", progress=False)
+    assert from_play.index.equals(second_pass.index) and from_play.layers == second_pass.layers == (0, 1, 2)
+    assert {k: v for k, v in from_play.meta.items()} == second_pass.meta
+    for layer in (0, 1, 2):
+        read = np.asarray(second_pass.acts(layer))
+        scale = np.abs(read).max()  # rows of an untrained micro model are ~0.05: the tolerance follows their size
+        # past the embeddings rows differ by context (only the stories' identical openings repeat), so a row filed
+        # under another's position would show
+        assert scale > 0 and (layer == 0 or len(np.unique(read, axis=0)) > 0.7 * len(read))
+        np.testing.assert_allclose(from_play.acts(layer), read, rtol=1e-4, atol=1e-4 * scale)
+
+
+def test_a_store_from_play_refuses_residuals_that_do_not_belong_to_the_play(story_model, tmp_path):
+    from tdsae.activations import store_played_residuals
+    from tdsae.play import play_task
+
+    task = get_task("twostep")
+    kept = play_task(story_model, task, 2, 2, seed=2, residual_layers=[1])
+    with pytest.raises(ValueError, match="kept no residual stream"):
+        store_played_residuals(story_model, play_task(story_model, task, 2, 2, seed=2), tmp_path / "a")
+    kept.residuals.vectors.pop(next(iter(kept.residuals.vectors)))
+    with pytest.raises(ValueError, match="do not belong together"):
+        store_played_residuals(story_model, kept, tmp_path / "b")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 def test_difference_from_forward_is_zero_for_a_true_store_and_not_for_a_tampered_one(micro, tmp_path):

@@ -27,7 +27,7 @@ from conftest import saved_micro_organism, story_tokenizer
 
 import tdsae
 from tdsae import cli
-from tdsae.activations import ActivationStore, harvest_activations, max_difference_from_forward
+from tdsae.activations import ActivationStore, harvest_activations, max_difference_from_forward, store_played_residuals
 from tdsae.agents import QLearner, get_agent
 from tdsae.behaviour import next_node_prediction, stay_probabilities
 from tdsae.behaviour.estimation import fit_model
@@ -38,13 +38,13 @@ from tdsae.interventions import (EditedModel, EditTargets, LatentEdit, behaviour
 from tdsae.latents import (best_unit, community_contrasts, panel_rows, sr_contrasts, td_q_contrasts, compare_best, mds_coordinates, probe_score, profile, reference_sweep,
                            reference_targets, shuffled_target, split_experiments, sr_targets, unit_profile, units_at,
                            units_of)
-from tdsae.models import (ModelNotFoundError, check_layer, convert_gguf, load_model, next_token_table, site_hook_names,
-                          source_layers)
+from tdsae.models import (ModelNotFoundError, ResidualTap, check_layer, convert_gguf, load_model, next_token_table,
+                          site_hook_names, source_layers, torch_module)
 from tdsae.organism import (OrganismConfig, TrainingConfig, TranscriptRecipe, build_batches, compare_choices,
                             evaluate_choice_correlation, list_checkpoints, simulate_transcripts, train_organism)
 from tdsae.organism.corpus import seed_for
-from tdsae.pipeline import (AGENTS, agent_trajectories, analysis_saes, chosen_l1, episodes_for, harvested_store,
-                            model_folder,
+from tdsae.pipeline import (AGENTS, agent_trajectories, analysis_saes, chosen_l1, episodes_for, harvest_params,
+                            harvested_store, model_folder,
                             l1_sweep, layer_saes, load_preset_model, model_source, organism_seed, played_episodes,
                             population, trained_and_untrained, trained_organism, trained_population,
                             training_rows, untrained_source)
@@ -276,6 +276,14 @@ ROWS = [
     row("StoryTokens", "a slow tokenizer", lambda c: StoryTokens(slow_tokenizer()), V, "SlowTokenizer"),
     row("play_stories", "a choice of two tokens",
         lambda c: play_stories(c.model, story_tokenizer(drop=" X"), c.task, 2, 1, seed=0), V, "' X'"),
+    row("play_stories", "residual_layers=[99]", lambda c: play_stories(torch_module(c.model), story_tokenizer(), c.task, 2,
+                                                                        1, seed=0, residual_layers=[99]), V, "99"),
+    row("play_stories", "residual_layers without the cache",
+        lambda c: play_stories(torch_module(c.model), story_tokenizer(), c.task, 2, 1, seed=0, residual_layers=[0],
+                               use_cache=False), V, "use_cache"),
+    row("play_task", "residual_layers for a transcript reader",
+        lambda c: play_task(c.model, c.task, 2, 3, 0, residual_layers=[0]), V, "residual_layers"),
+    row("ResidualTap", "layer 99", lambda c: ResidualTap(torch_module(c.model), [99]), V, "99"),
     row("next_token_table", "top=0", lambda c: next_token_table(c.model, "ts:start", top=0), V, "0"),
     row("play_task", "n_experiments=0", lambda c: play_task(c.model, c.task, 0, 3, 0), V, "0"),
     row("play_task", "task 'twostep'", lambda c: play_task(c.model, "twostep", 2, 3, 0), V, "'twostep'"),
@@ -362,6 +370,7 @@ ROWS = [
         M, "'nobody/not-a-model-xyz'"),
     row("agent_trajectories", "'three-step'", lambda c: agent_trajectories(c.settings, "three-step"), V),
     row("episodes_for", "'three-step'", lambda c: episodes_for(c.settings, "three-step", c.model, AGENTS), V),
+    row("harvest_params", "'three-step'", lambda c: harvest_params(c.settings, "three-step"), V),
     row("trained_organism", "settings 'tiny'", lambda c: trained_organism("tiny"), V, "'tiny'"),
     row("trained_population", "settings 'tiny'", lambda c: trained_population("tiny"), V, "'tiny'"),
     row("trained_population", "workers=0", lambda c: trained_population(c.settings, workers=0), V, "0"),
@@ -375,6 +384,8 @@ ROWS = [
     # activations and latents
     row("harvest_activations", "layers=[99]",
         lambda c: harvest_activations(c.model, c.played, c.root / "never-written", layers=[99]), V, "99"),
+    row("store_played_residuals", "a play that kept nothing",
+        lambda c: store_played_residuals(c.model, c.played, c.root / "never-written"), V, "residual"),
     row("ActivationStore.acts", "layer 99", lambda c: c.store.acts(99), V, "99"),
     row("ActivationStore.acts", "layer 1.5", lambda c: c.store.acts(1.5), V, "1.5"),
     row("ActivationStore", "missing folder", lambda c: ActivationStore("/no/such/store"), Exception, "/no/such/store"),

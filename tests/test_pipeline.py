@@ -186,3 +186,35 @@ def test_the_population_trains_side_by_side_into_the_same_folders(tmp_path):
         assert read_training_record(folder)["training"]["seed"] == organism.organism_seed(member)
     assert load_model(str(folders[(1, "walker")])).config.hidden_size == 16
     assert len(set(folders.values())) == 4
+
+
+def test_a_pretrained_models_story_play_writes_its_own_harvest_and_reads_each_story_once(tmp_path, monkeypatch):
+    """Story play keeps the residual stream as it goes: harvested_store then finds its artifact written and
+    never reads the stories a second time; another reader (the untrained control) still gets a second pass."""
+    from conftest import story_tokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    import tdsae.pipeline.episodes as episodes
+
+    tokenizer = story_tokenizer()
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096)
+    LlamaForCausalLM(config).save_pretrained(tmp_path / "lm")
+    tokenizer.save_pretrained(tmp_path / "lm")
+    settings = tdsae.resolve_settings("small", model=str(tmp_path / "lm"), n_experiments=2, n_episodes=3,
+                                      n_random_episodes=1, device="cpu")
+    store = ArtifactStore(tmp_path / "cache")
+    second_passes = []
+    real_harvest = episodes.harvest_activations
+    monkeypatch.setattr(episodes, "harvest_activations", lambda *a, **k: second_passes.append(a) or real_harvest(*a, **k))
+    harvest = episodes.harvested_store(settings, "twostep", store=store)  # plays first, which harvests
+    assert second_passes == [] and harvest.layers == (0, 1, 2) and harvest.n_rows == 2 * 3 * 2 * 2
+    assert store.finished("activations", episodes.harvest_params(settings, "twostep")[0])
+    played = episodes.played_episodes(settings, "twostep", store=store)
+    assert played.residuals is None  # what is cached is the play, not the residuals it kept
+    np.testing.assert_array_equal(harvest.index.position, episodes.harvested_store(settings, "twostep",
+                                                                                   store=store).index.position)
+    untrained = untrained_source(settings, store)
+    episodes.harvested_store(settings, "twostep", model=untrained, played_by=str(tmp_path / "lm"), store=store)
+    assert len(second_passes) == 1  # another model reading these stories needs its own pass

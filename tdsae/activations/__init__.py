@@ -2,14 +2,17 @@
 
     store = harvest_activations(model, played, "artifacts/store")   # nnsight, every layer
     store.acts(3)           # [n_rows, d_model] memory-mapped; store.index aligns rows to steps
+    store = store_played_residuals(model, played, "artifacts/store")  # story play that kept its residuals
 
 Modules: store (the format, its index, reading), harvest (the forward passes), checks (against a plain
 forward; the ids and positions the store was read at).
 """
 
 from tdsae.activations.checks import max_difference_from_forward
-from tdsae.activations.harvest import batch_experiments, harvest_activations, played_position_mask, played_token_ids
+from tdsae.activations.harvest import (batch_experiments, harvest_activations, played_position_mask, played_token_ids,
+                                      store_played_residuals)
 from tdsae.activations.store import KINDS, ActivationStore, ActivationStoreError, layer_file, rows_of
 
 __all__ = ["KINDS", "ActivationStore", "ActivationStoreError", "batch_experiments", "harvest_activations",
-           "layer_file", "max_difference_from_forward", "played_position_mask", "played_token_ids", "rows_of"]
+           "layer_file", "max_difference_from_forward", "played_position_mask", "played_token_ids", "rows_of",
+           "store_played_residuals"]

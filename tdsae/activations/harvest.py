@@ -4,6 +4,10 @@ Each experiment's finished sequence (the organism's transcript, or a pretrained 
 once, right-padded; the causal mask makes position p see exactly what the model saw when it played
 that step. Rows are gathered inside one nnsight trace per batch, with optional latent edits applied
 in the same pass, and appended to one .npy file per layer.
+
+A pretrained model's story play can keep the same vectors from its own cached forward passes
+(tdsae.play.play_stories' ``residual_layers``); store_played_residuals writes them in the same
+layout, so a story is read once, not twice.
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ import pandas as pd
 import torch
 
 from tdsae.activations.store import INDEX_FILE, KINDS, STORE_FILE, ActivationStore, layer_file, rows_of, write_index
-from tdsae.models import (check_edits, check_layer, is_remote, model_dims, pad_token_id, residual_sites, site_hook_names,
-                          torch_module)
+from tdsae.models import (check_edits, check_layer, is_remote, model_dims, pad_token_id, residual_sites,
+                          site_hook_names, torch_module)
 from tdsae.runtime import tqdm
 
 
@@ -118,46 +122,95 @@ def harvest_activations(model: Any, played, directory, layers=None, kinds=KINDS,
     layers = list(range(n_layers + 1)) if layers is None else sorted({check_layer(model, l) for l in layers})
     edits = check_edits(model, edits)
     index = rows_of(played, kinds)
+    vectors = index.drop_duplicates("row")
+    batches = batch_experiments(vectors.groupby("experiment").size().reindex(
+        np.arange(played.trajectory.n_experiments), fill_value=0).to_numpy(), n_layers, d_model, buffer_mb)
+    sites = residual_sites(model)
+    device = next(torch_module(model).parameters()).device
+    last = max(layers + [e.layer for e in edits])
+    quiet = {} if progress else {"disable": True}  # passing disable=False would override TQDM_DISABLE
+
+    def fill(writers: dict) -> None:
+        for number, batch in enumerate(tqdm(batches, desc="harvest", unit="batch", **quiet)):
+            inputs, picks, rows = _sequence_inputs(model, played, vectors, batch)
+            inputs = {k: v.to(device) for k, v in inputs.items()}
+            b_idx, p_idx = picks[0].to(device), picks[1].to(device)
+            with torch.no_grad(), model.trace(**inputs, remote=is_remote(model)) as tracer:
+                gathered = []
+                for layer in range(last + 1):  # forward order, as nnsight needs
+                    for edit in (e for e in edits if e.layer == layer):
+                        sites[layer].output = edit.apply(sites[layer].output)
+                    if layer in layers:
+                        gathered.append(sites[layer].output[b_idx, p_idx])
+                gathered = nnsight.save(gathered)
+                tracer.stop()  # the final norm and the unembedding are not needed (at 128k words, costly)
+            for l, values in zip(layers, gathered):
+                writers[l].write(int(rows[0]), values.float().cpu().numpy())
+            if after_batch is not None:
+                after_batch(number)
+
+    return _write_store(directory, index, d_model, layers, _store_meta(model, played, layers), fill)
+
+
+def store_played_residuals(model: Any, played, directory, kinds=KINDS) -> ActivationStore:
+    """The store harvest_activations would write for a model's own play, from the residual stream kept
+    during that play (story play's ``residual_layers``): no second pass over the stories.
+
+    The vectors come from the cached feeds of play rather than one forward of each whole story, so they
+    agree with harvest_activations' to float rounding (about 1e-5), not bit for bit.
+
+    Args: model: the tdsae.models.load_model result that played; played: its PlayResult, with residuals;
+    directory: where the store goes (replaced if it exists). Returns: the finished ActivationStore.
+    """
+    kept = played.residuals
+    if kept is None:
+        raise ValueError("this PlayResult kept no residual stream; play with residual_layers=..., or harvest it "
+                         "with harvest_activations")
+    _, d_model = model_dims(model)
+    width = next(iter(kept.vectors.values())).shape[1] if kept.vectors else d_model
+    if width != d_model:
+        raise ValueError(f"the kept residual stream is {width} wide, but this model's d_model is {d_model}: "
+                         "it was played by another model")
+    index = rows_of(played, kinds)
+    vectors = index.drop_duplicates("row")
+    keys = list(zip(vectors.experiment.to_numpy().tolist(), vectors.position.to_numpy().tolist()))
+    missing = [key for key in keys if key not in kept.vectors]
+    if missing:
+        raise ValueError(f"no residual stream was kept at {len(missing)} (experiment, token) pairs, e.g. "
+                         f"{missing[0]}; the PlayResult and its residuals do not belong together")
+    layers = list(kept.layers)
+
+    def fill(writers: dict) -> None:
+        stacked = np.stack([kept.vectors[key] for key in keys])  # [rows, layers, d_model], rows in order
+        for i, layer in enumerate(layers):
+            writers[layer].write(0, stacked[:, i])
+
+    return _write_store(directory, index, d_model, layers, _store_meta(model, played, layers), fill)
+
+
+def _store_meta(model, played, layers) -> dict:
+    """What a store records about its reader and what it read."""
+    return {"model": str(getattr(torch_module(model).config, "_name_or_path", "")),
+            "task": played.trajectory.task, "mode": "story" if played.prompts else "transcript",
+            "hook_names": {str(l): list(site_hook_names(model, l)) for l in layers}}
+
+
+def _write_store(directory, index: pd.DataFrame, d_model: int, layers: list[int], meta: dict, fill) -> ActivationStore:
+    """Write a store under a temporary name and rename it into place: ``fill(writers)`` writes each layer's
+    rows in order through writers {layer: _ArrayWriter}; the index and store.json follow."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
     try:
         n_rows = int(index.row.max()) + 1 if len(index) else 0
-        vectors = index.drop_duplicates("row")
-        batches = batch_experiments(vectors.groupby("experiment").size().reindex(
-            np.arange(played.trajectory.n_experiments), fill_value=0).to_numpy(), n_layers, d_model, buffer_mb)
-        sites = residual_sites(model)
-        device = next(torch_module(model).parameters()).device
-        last = max(layers + [e.layer for e in edits])
-        quiet = {} if progress else {"disable": True}  # passing disable=False would override TQDM_DISABLE
         with contextlib.ExitStack() as files:
             # Plain sequential writes, not a writable memory map: batches hold consecutive rows in order,
             # and first-touch page faults made a memory map several times slower to fill.
-            writers = {l: files.enter_context(_ArrayWriter(tmp / layer_file(l), n_rows, d_model)) for l in layers}
-            for number, batch in enumerate(tqdm(batches, desc="harvest", unit="batch", **quiet)):
-                inputs, picks, rows = _sequence_inputs(model, played, vectors, batch)
-                inputs = {k: v.to(device) for k, v in inputs.items()}
-                b_idx, p_idx = picks[0].to(device), picks[1].to(device)
-                with torch.no_grad(), model.trace(**inputs, remote=is_remote(model)) as tracer:
-                    gathered = []
-                    for layer in range(last + 1):  # forward order, as nnsight needs
-                        for edit in (e for e in edits if e.layer == layer):
-                            sites[layer].output = edit.apply(sites[layer].output)
-                        if layer in layers:
-                            gathered.append(sites[layer].output[b_idx, p_idx])
-                    gathered = nnsight.save(gathered)
-                    tracer.stop()  # the final norm and the unembedding are not needed (at 128k words, costly)
-                for l, values in zip(layers, gathered):
-                    writers[l].write(int(rows[0]), values.float().cpu().numpy())
-                if after_batch is not None:
-                    after_batch(number)
+            fill({l: files.enter_context(_ArrayWriter(tmp / layer_file(l), n_rows, d_model)) for l in layers})
         # No fsync: the page cache outlives a killed process, and the rename below is what marks
         # the store finished; forcing the write-back would only stall the next harvest.
         write_index(index, tmp / INDEX_FILE)
-        meta = {"n_rows": n_rows, "d_model": d_model, "layers": layers, "dtype": "float32",
-                "model": str(getattr(torch_module(model).config, "_name_or_path", "")),
-                "task": played.trajectory.task, "mode": "story" if played.prompts else "transcript",
-                "hook_names": {str(l): list(site_hook_names(model, l)) for l in layers}}
+        meta = {"n_rows": n_rows, "d_model": d_model, "layers": layers, "dtype": "float32", **meta}
         (tmp / STORE_FILE).write_text(json.dumps(meta, indent=2))  # written last: marks the store finished
         if directory.exists():
             shutil.rmtree(directory)

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tdsae.activations.harvest import harvest_activations
+from tdsae.activations.harvest import harvest_activations, store_played_residuals
 from tdsae.activations.store import ActivationStore
 from tdsae.artifacts import ArtifactStore
-from tdsae.models import load_model, pick_dtype
+from tdsae.models import load_model, model_dims, pick_dtype
 from tdsae.organism import list_checkpoints
 from tdsae.organism.corpus import EVAL_STREAM, seed_for, simulate_transcripts
 from tdsae.pipeline.organisms import WALKER_MIX, configs_from_settings, trained_organism
 from tdsae.pipeline.weights import model_folder
 from tdsae.play.dispatch import play_task, render_episodes
+from tdsae.play.transcripts import reads_transcripts
 from tdsae.play.result import PlayResult, load_played, save_played
 from tdsae.presets import check_settings
 from tdsae.runtime import pick_device
@@ -93,9 +94,17 @@ def played_episodes(settings, task_name: str, model: str | None = None, seed: in
 
     def build(tmp: Path) -> None:
         lm = load_model(params["model"], device=settings.device)
-        played = play_task(lm, task_for(settings, task_name), settings.n_experiments, settings.n_episodes,
-                           params["seed"], settings.n_random_episodes)
+        task = task_for(settings, task_name)
+        # A pretrained model's story play keeps its residual stream as it goes, and the harvest of its own
+        # stories (harvested_store's artifact) is written from that: each story is read once, not twice.
+        stories = not reads_transcripts(lm.tokenizer, task)
+        played = play_task(lm, task, settings.n_experiments, settings.n_episodes, params["seed"],
+                           settings.n_random_episodes,
+                           residual_layers=list(range(model_dims(lm)[0] + 1)) if stories else None)
         save_played(played, tmp)
+        if stories:
+            store.load_or_build("activations", harvest_params(settings, task_name, model, None, seed)[0],
+                                lambda store_tmp: store_played_residuals(lm, played, store_tmp / "store"))
 
     return load_played(store.load_or_build("episodes", params, build))
 
@@ -134,18 +143,26 @@ def harvested_store(settings, task_name: str, model: str | None = None, played_b
     Reading another model's episodes is how the untrained control sees exactly the transcripts
     the trained organism produced. Returns: tdsae.activations.ActivationStore.
     """
-    check_request(settings, task_name, model, played_by, seed=seed)
-    reader = str(model if model is not None else model_source(settings, task_name))
-    player = reader if played_by is None else str(played_by)
-    played_params = play_params(settings, task_name, player, seed)
-    params = {"reader": reader, "episodes": played_params, "layout": STORE_LAYOUT}
+    params, reader, player = harvest_params(settings, task_name, model, played_by, seed)
     store = ArtifactStore() if store is None else store
+    if player == reader and not store.finished("activations", params):
+        played_episodes(settings, task_name, model, seed, store)  # a story play writes this very harvest as it plays
 
     def build(tmp: Path) -> None:
         lm = load_model(reader, device=settings.device)
         harvest_activations(lm, episodes_for(settings, task_name, lm, player, seed, store), tmp / "store")
 
     return ActivationStore(store.load_or_build("activations", params, build) / "store")
+
+
+def harvest_params(settings, task_name: str, model: str | None = None, played_by: str | None = None,
+                   seed: int | None = None) -> tuple[dict, str, str]:
+    """The cache key of harvested_store's artifact for these arguments, with its reader and player."""
+    check_request(settings, task_name, model, played_by, seed=seed)
+    reader = str(model if model is not None else model_source(settings, task_name))
+    player = reader if played_by is None else str(played_by)
+    return {"reader": reader, "episodes": play_params(settings, task_name, player, seed), "layout": STORE_LAYOUT}, \
+        reader, player
 
 
 def untrained_source(settings, store=None, task_name: str | None = None) -> str:

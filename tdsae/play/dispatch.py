@@ -14,20 +14,28 @@ from tdsae.validation import check_episode_counts, check_seed
 
 
 def play_task(model: Any, task: Task, n_experiments: int, n_episodes: int, seed: int,
-              n_random_episodes: int = 0, forward: Any = None) -> PlayResult:
+              n_random_episodes: int = 0, forward: Any = None, residual_layers=None) -> PlayResult:
     """Let ``model`` (a tdsae.models.load_model result) play ``task``: transcripts if its tokenizer
     knows the transcript words (the organism), story prompts otherwise (pretrained models).
 
     forward: what runs the network's forward passes (default: the model's torch module);
     tdsae.interventions passes one that edits latents on the way.
+    residual_layers: story play only: residual layers kept at every decision and outcome token from the
+    play's own forward passes (PlayResult.residuals), so that the harvest needs no second read.
     """
     if not isinstance(task, Task):
         raise ValueError(f"task must be a tdsae.tasks.Task (get_task(name)), got {task!r}")
     n_experiments, n_episodes, n_random_episodes = check_episode_counts(n_experiments, n_episodes, n_random_episodes)
     seed = check_seed(seed)
-    player = play_transcripts if reads_transcripts(model.tokenizer, task) else play_stories
-    return player(torch_module(model) if forward is None else forward, model.tokenizer, task, n_experiments,
-                  n_episodes, seed, n_random_episodes)
+    transcripts = reads_transcripts(model.tokenizer, task)
+    if residual_layers is not None and transcripts:
+        raise ValueError("residual_layers is for story play; this model reads transcripts, whose harvest "
+                         "(tdsae.activations.harvest_activations) is a cheap second pass")
+    if transcripts:
+        return play_transcripts(torch_module(model) if forward is None else forward, model.tokenizer, task,
+                                n_experiments, n_episodes, seed, n_random_episodes)
+    return play_stories(torch_module(model) if forward is None else forward, model.tokenizer, task, n_experiments,
+                        n_episodes, seed, n_random_episodes, residual_layers=residual_layers)
 
 
 def render_episodes(tokenizer: Any, task: Task, traj: Trajectory) -> PlayResult:

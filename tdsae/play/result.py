@@ -19,6 +19,15 @@ TRAJECTORY_FIELDS = ("episode", "step", "state", "action", "reward", "next_state
 
 
 @dataclass
+class PlayedResiduals:
+    """The residual stream a model's own forward passes produced while it played (story play's
+    ``residual_layers``), at every decision and outcome token: held in memory for the harvest, never saved."""
+
+    layers: list[int]  # residual layers kept (tdsae.models.residual_sites numbering)
+    vectors: dict  # {(experiment, token position): float32 array [len(layers), d_model]}
+
+
+@dataclass
 class PlayResult:
     """What a language model did on a task, aligned step by step with its Trajectory."""
 
@@ -28,6 +37,7 @@ class PlayResult:
     outcome_pos: np.ndarray  # [n_experiments, n_steps] token index of the word that reveals the outcome (-1: none)
     tokens: list[list[str]]  # each experiment's tokens (transcript words, or the story's tokens), positions index them
     prompts: list[str]  # story mode: each experiment's whole story (empty in transcript mode)
+    residuals: PlayedResiduals | None = None  # kept during play when asked (in memory only)
 
     def to_frame(self) -> pd.DataFrame:
         """Tidy table: one row per valid step, with the log-prob of every choice and the token positions."""

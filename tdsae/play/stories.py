@@ -17,10 +17,11 @@ from bisect import bisect_right
 from typing import Any
 
 import numpy as np
+import torch
 
-from tdsae.models import pad_token_id
+from tdsae.models import ResidualTap, pad_token_id
 from tdsae.play.policy import LM_POLICY_STREAM, restricted_logprobs, sample_choices
-from tdsae.play.result import PlayResult
+from tdsae.play.result import PlayedResiduals, PlayResult
 from tdsae.play.transcripts import CachedBatch
 from tdsae.tasks import StoryWriter, Task, Trajectory, write_story
 from tdsae.tasks.trajectory import make_rngs
@@ -77,6 +78,53 @@ class StoryTokens:
                                "the story's pieces need cutting elsewhere (tdsae.tasks.story.check_piece)")
 
 
+class _ResidualKeeper:
+    """Keeps the residual stream at each story's decision and outcome tokens as the cached feeds read them,
+    so that the harvest needs no second pass over the stories."""
+
+    def __init__(self, model: Any, layers, writers: list[StoryWriter], readers: list[StoryTokens]) -> None:
+        self.tap = ResidualTap(model, layers)
+        self.writers, self.readers = writers, readers
+        self.kept = [{"decision": 0, "outcome": 0} for _ in writers]  # positions of each kind already kept
+        self.vectors: dict = {}
+
+    def pick(self, chunks: list[list[int]]) -> None:
+        """Point the tap at the tokens of the coming feed that are decisions or outcomes."""
+        rows, offsets, self.keys = [], [], []
+        for e, (writer, reader) in enumerate(zip(self.writers, self.readers)):
+            first = len(reader.ids) - len(chunks[e])  # story position of the chunk's first token
+            for kind, characters in writer.positions().items():
+                new = characters[self.kept[e][kind]:]
+                new = new[new < reader.length]  # written and now tokenized
+                self.kept[e][kind] += len(new)
+                for position in reader.token_at(new):
+                    if position < first:
+                        raise RuntimeError(f"a {kind} token of story {e} was fed before it was recorded")
+                    rows.append(e)
+                    offsets.append(int(position) - first)
+                    self.keys.append((e, int(position)))
+        self.tap.picks = (torch.tensor(rows, dtype=torch.long), torch.tensor(offsets, dtype=torch.long))
+
+    def keep(self) -> None:
+        """Store what the tap gathered in the feed just run."""
+        stacked = torch.stack([self.tap.values[layer] for layer in self.tap.layers], dim=1).numpy()
+        for key, vector in zip(self.keys, stacked):
+            self.vectors[key] = vector
+
+    def result(self) -> PlayedResiduals:
+        self.tap.close()
+        return PlayedResiduals(list(self.tap.layers), self.vectors)
+
+
+def _feed(batch: CachedBatch, chunks: list[list[int]], keeper: _ResidualKeeper | None):
+    if keeper is not None:
+        keeper.pick(chunks)
+    logits = batch.feed(chunks)
+    if keeper is not None:
+        keeper.keep()
+    return logits
+
+
 def _finish(tokenizer: Any, traj: Trajectory, logprobs: np.ndarray, writers: list[StoryWriter],
             readers: list[StoryTokens], fed: list[int]) -> PlayResult:
     """The PlayResult of finished stories: the pieces not yet fed (``fed`` per story) tokenized, positions
@@ -93,7 +141,7 @@ def _finish(tokenizer: Any, traj: Trajectory, logprobs: np.ndarray, writers: lis
 
 
 def play_stories(model: Any, tokenizer: Any, task: Task, n_experiments: int, n_episodes: int, seed: int,
-                 n_random_episodes: int = 0, use_cache: bool = True) -> PlayResult:
+                 n_random_episodes: int = 0, use_cache: bool = True, residual_layers=None) -> PlayResult:
     """A pretrained LM plays ``task`` from forward-written stories, all experiments in lockstep.
 
     Each decision feeds every playing experiment the pieces written since its last decision (the
@@ -101,10 +149,16 @@ def play_stories(model: Any, tokenizer: Any, task: Task, n_experiments: int, n_e
     cache and reads the choice at the last token; every choice string must be one token.
 
     Args: use_cache: False recomputes the whole story at every decision, as rebuilding a prompt per
-    decision does (for benchmarking and for checking the cache only).
-    Returns: PlayResult whose ``tokens`` are each experiment's story tokens and ``prompts`` its
-    whole story, one string per experiment.
+    decision does (for benchmarking and for checking the cache only); residual_layers: residual layers
+    (tdsae.models.residual_sites) to keep at every decision and outcome token from the same forward
+    passes, for the harvest (tdsae.activations.store_played_residuals); the stories' last outcomes then
+    get one more feed.
+    Returns: PlayResult whose ``tokens`` are each experiment's story tokens, ``prompts`` its
+    whole story, one string per experiment, and ``residuals`` what was kept (None if nothing was asked).
     """
+    if residual_layers is not None and not use_cache:
+        raise ValueError("residual_layers needs use_cache=True: the tap reads each feed's new tokens, and "
+                         "use_cache=False feeds the whole story every time")
     device = next(model.parameters()).device
     env = task.reset_experiments(n_experiments, seed)
     rngs = make_rngs(seed, n_experiments, LM_POLICY_STREAM)
@@ -117,41 +171,54 @@ def play_stories(model: Any, tokenizer: Any, task: Task, n_experiments: int, n_e
     random_choice = np.zeros((n_experiments, steps), bool)
     choice_cache: dict[tuple, list[int]] = {}
     fed = [0] * n_experiments  # pieces of each story already fed
-    for episode in range(n_episodes):
-        state = env.start_episode()
-        for e in range(n_experiments):
-            writers[e].start_episode(state[e])
-        while not env.episode_over:
-            t, rows = env.episode * task.max_steps + env.t, np.nonzero(env.active)[0]
-            chunks = [[] for _ in range(n_experiments)]
-            choice_ids = [[] for _ in range(n_experiments)]
-            for e in rows:
-                writers[e].ask(env.state[e])
-                chunks[e] = readers[e].add(writers[e].pieces[fed[e]:])
-                fed[e] = len(writers[e].pieces)
-                strings = tuple(writers[e].choices(env.state[e]))
-                if strings not in choice_cache:
-                    choice_cache[strings] = single_token_ids(tokenizer, list(strings))
-                choice_ids[e] = choice_cache[strings]
-            logits = batch.feed(chunks)
-            logprobs[rows, t] = restricted_logprobs(logits, choice_ids, rows, n_choices)
-            actions = np.full(n_experiments, -1)
-            if task.n_actions:
-                random_policy = episode < n_random_episodes
-                uniforms = np.array([rngs[e].random() for e in rows])
-                actions[rows] = sample_choices(logprobs[rows, t], task.legal_actions(env.state[rows]), uniforms,
-                                               random_policy)
-                random_choice[rows, t] = random_policy
-            states_before = env.state.copy()
-            for e in rows:
-                writers[e].answer(states_before[e], actions[e])
-            transition = env.step(actions if task.n_actions else None)
-            for e in rows:
-                writers[e].tell_outcome(states_before[e], actions[e], transition.reward[e], transition.next_state[e],
-                                        transition.done[e])
+    keeper = None if residual_layers is None else _ResidualKeeper(model, residual_layers, writers, readers)
+    try:
+        for episode in range(n_episodes):
+            state = env.start_episode()
+            for e in range(n_experiments):
+                writers[e].start_episode(state[e])
+            while not env.episode_over:
+                t, rows = env.episode * task.max_steps + env.t, np.nonzero(env.active)[0]
+                chunks = [[] for _ in range(n_experiments)]
+                choice_ids = [[] for _ in range(n_experiments)]
+                for e in rows:
+                    writers[e].ask(env.state[e])
+                    chunks[e] = readers[e].add(writers[e].pieces[fed[e]:])
+                    fed[e] = len(writers[e].pieces)
+                    strings = tuple(writers[e].choices(env.state[e]))
+                    if strings not in choice_cache:
+                        choice_cache[strings] = single_token_ids(tokenizer, list(strings))
+                    choice_ids[e] = choice_cache[strings]
+                logits = _feed(batch, chunks, keeper)
+                logprobs[rows, t] = restricted_logprobs(logits, choice_ids, rows, n_choices)
+                actions = np.full(n_experiments, -1)
+                if task.n_actions:
+                    random_policy = episode < n_random_episodes
+                    uniforms = np.array([rngs[e].random() for e in rows])
+                    actions[rows] = sample_choices(logprobs[rows, t], task.legal_actions(env.state[rows]), uniforms,
+                                                   random_policy)
+                    random_choice[rows, t] = random_policy
+                states_before = env.state.copy()
+                for e in rows:
+                    writers[e].answer(states_before[e], actions[e])
+                transition = env.step(actions if task.n_actions else None)
+                for e in rows:
+                    writers[e].tell_outcome(states_before[e], actions[e], transition.reward[e],
+                                            transition.next_state[e], transition.done[e])
+        if keeper is not None:  # the last outcomes are read by no decision: one more feed reads them
+            last = [readers[e].add(writers[e].pieces[fed[e]:]) for e in range(n_experiments)]
+            fed = [len(writer.pieces) for writer in writers]
+            if any(last):
+                _feed(batch, last, keeper)
+    finally:
+        if keeper is not None:
+            keeper.tap.close()  # the model runs without hooks again, also after an error
     traj = env.to_trajectory()
     traj.info["random_choice"] = random_choice
-    return _finish(tokenizer, traj, logprobs, writers, readers, fed)
+    played = _finish(tokenizer, traj, logprobs, writers, readers, fed)
+    if keeper is not None:
+        played.residuals = keeper.result()
+    return played
 
 
 def render_stories(tokenizer: Any, task: Task, traj: Trajectory) -> PlayResult:
