@@ -91,7 +91,7 @@ _TINY = Preset(
     sae_min_explained_variance=0.9,
     sae_max_layers=6,
     lm_model=SMOLLM2,
-    lm_experiments=16,
+    lm_experiments=8,
 )
 
 # The larger presets differ from tiny only where a pretrained model changes what is sensible.
