@@ -18,6 +18,7 @@ With transformers >= 4.54 (we pin 5.22), ``model.model.layers[i].output`` inside
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -136,14 +137,25 @@ def offline_gguf(hub_id: str) -> Path | None:
 
 
 def gguf_metadata(path) -> dict:
-    """The scalar metadata of a GGUF file that describe its model ({"general.architecture": "llama", ...})."""
+    """The scalar metadata of a GGUF file that describe its model ({"general.architecture": "llama", ...}).
+
+    Parsing a header with a 49k-word vocabulary takes seconds, and every pipeline call that resolves a
+    GGUF source asks again, so each file is parsed once per process (keyed by its size and mtime).
+    """
+    path = Path(path)
+    check_gguf_file(path)
+    stat = path.stat()
+    return dict(_parsed_gguf_metadata(str(path.resolve()), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed_gguf_metadata(path: str, mtime_ns: int, size: int) -> dict:
     from gguf import GGUFReader
 
-    check_gguf_file(Path(path))
     try:
-        reader = GGUFReader(str(path))
+        reader = GGUFReader(path)
     except Exception as error:  # the reader raises whatever a malformed header trips (ValueError, IndexError, ...)
-        raise ModelNotFoundError(f"GGUF file {str(path)!r} cannot be parsed ({type(error).__name__}: {error}); "
+        raise ModelNotFoundError(f"GGUF file {path!r} cannot be parsed ({type(error).__name__}: {error}); "
                                  "is it truncated?") from None
     meta = {}
     for key, entry in reader.fields.items():
@@ -152,7 +164,7 @@ def gguf_metadata(path) -> dict:
         value = entry.parts[entry.data[0]]
         meta[key] = bytes(value).decode() if entry.types[0].name == "STRING" else value.tolist()[0]
     if "general.architecture" not in meta or not reader.tensors:
-        raise ModelNotFoundError(f"GGUF file {str(path)!r} describes no model: it has {len(reader.tensors)} tensors "
+        raise ModelNotFoundError(f"GGUF file {path!r} describes no model: it has {len(reader.tensors)} tensors "
                                  f"and {'a' if 'general.architecture' in meta else 'no'} general.architecture")
     return meta
 

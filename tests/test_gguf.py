@@ -60,6 +60,23 @@ def test_a_truncated_gguf_file_is_refused_before_any_conversion(tmp_path):
     assert not (tmp_path / "cache").exists()
 
 
+def test_a_file_parsed_once_is_parsed_again_when_it_changes(tmp_path):
+    """The header is parsed once per process, but a file cut short after a good read is still refused, and a
+    rewritten file gets a fresh digest (so a new conversion)."""
+    from tdsae.models import gguf_metadata
+
+    path = tmp_path / "tiny.F32.gguf"
+    write_tiny_gguf(path)
+    assert gguf_metadata(path)["general.architecture"] == "llama"
+    store = ArtifactStore(tmp_path / "cache")
+    first = model_folder(str(path), store)
+    write_tiny_gguf(path, seed=1)  # other weights, same name
+    assert model_folder(str(path), store) != first
+    path.write_bytes(path.read_bytes()[:2000])
+    with pytest.raises(ModelNotFoundError, match="tiny.F32.gguf"):
+        gguf_metadata(path)
+
+
 def test_an_offline_hub_id_resolves_to_its_wheel_file_or_says_how_to_install_it(tiny_gguf, monkeypatch):
     hub_id = next(iter(OFFLINE_GGUF))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -10,6 +10,7 @@ that path when it is neither in the Hugging Face cache nor downloadable.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -29,9 +30,20 @@ def model_folder(source, store=None) -> str:
         return str(source)
     path = gguf_path(source)
     gguf_metadata(path)  # a malformed file is refused here, before the cache is touched
-    params = {"gguf_file": path.name, "sha256": file_sha256(path)}
+    params = {"gguf_file": path.name, "sha256": _digest(path)}
     store = ArtifactStore() if store is None else store
     return str(store.load_or_build("dequantised", params, lambda tmp: convert_gguf(path, tmp)))
+
+
+def _digest(path: Path) -> str:
+    """The file's sha256, computed once per process for an unchanged file (every pipeline call resolves the source)."""
+    stat = path.stat()
+    return _cached_digest(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_digest(path: str, mtime_ns: int, size: int) -> str:
+    return file_sha256(Path(path))
 
 
 def weights_description(folder_or_id) -> str:
