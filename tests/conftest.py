@@ -68,10 +68,11 @@ def planted_targets(rng, n_experiments: int = 40, per: int = 30):
             surprise, q_diff)
 
 
-def write_tiny_gguf(path, seed: int = 0):
+def write_tiny_gguf(path, seed: int = 0, tied: bool = False):
     """A tiny random Llama (2 layers, d_model 32, grouped-query attention) and a byte-level BPE tokenizer,
     written as an F32 GGUF file the way llama.cpp writes one (q and k rows permuted, llama.cpp tensor
-    names). Returns: (the model, its tokenizer) as they were before writing, to compare the round trip with.
+    names). tied: the unembedding is the embedding, and the file has no output.weight (as SmolLM2's has none).
+    Returns: (the model, its tokenizer) as they were before writing, to compare the round trip with.
     """
     import gguf
     import numpy as np
@@ -85,7 +86,7 @@ def write_tiny_gguf(path, seed: int = 0):
                                         bos_token="<|endoftext|>", pad_token="<|endoftext|>")
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         rope_theta=10000.0, rms_norm_eps=1e-5, tie_word_embeddings=False,
+                         rope_theta=10000.0, rms_norm_eps=1e-5, tie_word_embeddings=tied,
                          bos_token_id=0, eos_token_id=0, pad_token_id=0)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).eval()
@@ -122,7 +123,8 @@ def write_tiny_gguf(path, seed: int = 0):
     state = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
     writer.add_tensor("token_embd.weight", state["model.embed_tokens.weight"])
     writer.add_tensor("output_norm.weight", state["model.norm.weight"])
-    writer.add_tensor("output.weight", state["lm_head.weight"])
+    if not tied:
+        writer.add_tensor("output.weight", state["lm_head.weight"])
     for i in range(2):
         hf, cpp = f"model.layers.{i}.", f"blk.{i}."
         writer.add_tensor(cpp + "attn_norm.weight", state[hf + "input_layernorm.weight"])

@@ -36,6 +36,18 @@ def test_the_converted_folder_reads_and_computes_what_the_gguf_model_did(tiny_gg
     assert source_layers(str(path)) == source_layers(str(folder)) == 2
 
 
+def test_a_file_without_an_unembedding_gets_the_embedding_back_as_one(tmp_path):
+    """SmolLM2's file has no output.weight: its unembedding is the embedding. The folder must compute the same."""
+    path = tmp_path / "tied.F32.gguf"
+    model, tokenizer = write_tiny_gguf(path, seed=3, tied=True)
+    lm = load_model(str(convert_gguf(path, tmp_path / "folder")), device="cpu")
+    module = torch_module(lm)
+    assert torch.equal(module.lm_head.weight, module.model.embed_tokens.weight)
+    ids = tokenizer(PROMPT, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        torch.testing.assert_close(module(ids).logits, model(ids).logits, atol=1e-5, rtol=1e-5)
+
+
 def test_model_folder_converts_once_and_keys_the_folder_by_the_file(tiny_gguf, tmp_path, monkeypatch):
     path = tiny_gguf[0]
     store = ArtifactStore(tmp_path / "cache")
