@@ -86,6 +86,9 @@ def played_episodes(settings, task_name: str, model: str | None = None, seed: in
                     store=None) -> PlayResult:
     """What a model did on a task with the preset's episode settings, played once and cached.
 
+    A model that reads stories (a pretrained LM) keeps its residual stream while it plays, and the build
+    also writes harvested_store's artifact for these arguments from it.
+
     Args: settings: a resolved Preset; task_name: "twostep", "gridworld" or "graph";
     model: a folder or hub id (default: the preset's model); seed: default the preset's.
     """

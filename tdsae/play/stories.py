@@ -86,11 +86,13 @@ class _ResidualKeeper:
         self.tap = ResidualTap(model, layers)
         self.writers, self.readers = writers, readers
         self.kept = [{"decision": 0, "outcome": 0} for _ in writers]  # positions of each kind already kept
+        self.keys: list[tuple[int, int]] = []  # (experiment, token position) of each pick of the coming feed
         self.vectors: dict = {}
 
     def pick(self, chunks: list[list[int]]) -> None:
         """Point the tap at the tokens of the coming feed that are decisions or outcomes."""
-        rows, offsets, self.keys = [], [], []
+        rows, offsets = [], []
+        self.keys = []
         for e, (writer, reader) in enumerate(zip(self.writers, self.readers)):
             first = len(reader.ids) - len(chunks[e])  # story position of the chunk's first token
             for kind, characters in writer.positions().items():
