@@ -27,3 +27,16 @@ def sample_choices(logprobs: np.ndarray, legal: np.ndarray, uniforms: np.ndarray
     probs = np.where(legal, 1.0, 0.0) if random_policy else np.where(legal, np.exp(np.nan_to_num(logprobs, nan=-np.inf)), 0.0)
     probs = probs / probs.sum(axis=1, keepdims=True)
     return np.minimum((probs.cumsum(axis=1) < uniforms[:, None]).sum(axis=1), probs.shape[1] - 1)
+
+
+def choose_actions(task, state: np.ndarray, step_logprobs: np.ndarray, rows: np.ndarray, rngs: list,
+                   random_policy: bool) -> np.ndarray:
+    """The action each playing row takes at one step (-1 elsewhere, and everywhere in a task whose choice is a
+    prediction): sampled from its log-probs [len(rows), n_choices], or uniformly over legal actions in a
+    random episode, with one draw from each playing row's own generator."""
+    actions = np.full(len(rngs), -1)
+    if task.n_actions:
+        uniforms = np.array([rngs[e].random() for e in rows])
+        actions[rows] = sample_choices(step_logprobs, task.legal_actions(state[rows]), uniforms, random_policy)
+    return actions
+

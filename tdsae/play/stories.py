@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from tdsae.models import ResidualTap, pad_token_id
-from tdsae.play.policy import LM_POLICY_STREAM, restricted_logprobs, sample_choices
+from tdsae.play.policy import LM_POLICY_STREAM, choose_actions, restricted_logprobs
 from tdsae.play.result import PlayedResiduals, PlayResult
 from tdsae.play.transcripts import CachedBatch
 from tdsae.tasks import StoryWriter, Task, Trajectory, write_story
@@ -193,13 +193,8 @@ def play_stories(model: Any, tokenizer: Any, task: Task, n_experiments: int, n_e
                     choice_ids[e] = choice_cache[strings]
                 logits = _feed(batch, chunks, keeper)
                 logprobs[rows, t] = restricted_logprobs(logits, choice_ids, rows, n_choices)
-                actions = np.full(n_experiments, -1)
-                if task.n_actions:
-                    random_policy = episode < n_random_episodes
-                    uniforms = np.array([rngs[e].random() for e in rows])
-                    actions[rows] = sample_choices(logprobs[rows, t], task.legal_actions(env.state[rows]), uniforms,
-                                                   random_policy)
-                    random_choice[rows, t] = random_policy
+                actions = choose_actions(task, env.state, logprobs[rows, t], rows, rngs, episode < n_random_episodes)
+                random_choice[rows, t] = bool(task.n_actions) and episode < n_random_episodes
                 states_before = env.state.copy()
                 for e in rows:
                     writers[e].answer(states_before[e], actions[e])

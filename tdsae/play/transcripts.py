@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tdsae.play.policy import LM_POLICY_STREAM, restricted_logprobs, sample_choices
+from tdsae.play.policy import LM_POLICY_STREAM, choose_actions, restricted_logprobs
 from tdsae.play.result import PlayResult
 from tdsae.tasks import Task, Trajectory, TranscriptBuilder, render_transcript
 from tdsae.tasks.trajectory import make_rngs
@@ -122,13 +122,8 @@ def play_transcripts(model: Any, tokenizer: Any, task: Task, n_experiments: int,
             logits = batch.feed(chunks)
             fed = [len(b.tokens) if env.active[e] else fed[e] for e, b in enumerate(builders)]
             logprobs[rows, t] = restricted_logprobs(logits, choice_ids, rows, n_choices)
-            actions = np.full(n_experiments, -1)
-            if task.n_actions:
-                legal = task.legal_actions(env.state[rows])
-                uniforms = np.array([rngs[e].random() for e in rows])
-                random_policy = episode < n_random_episodes
-                actions[rows] = sample_choices(logprobs[rows, t], legal, uniforms, random_policy)
-                random_choice[rows, t] = random_policy
+            actions = choose_actions(task, env.state, logprobs[rows, t], rows, rngs, episode < n_random_episodes)
+            random_choice[rows, t] = bool(task.n_actions) and episode < n_random_episodes
             states_before = env.state.copy()
             for e in rows:
                 builders[e].add_action(states_before[e], actions[e])
