@@ -48,7 +48,7 @@ from tdsae.pipeline import (AGENTS, agent_trajectories, analysis_saes, chosen_l1
                             l1_sweep, layer_saes, load_preset_model, model_source, organism_seed, played_episodes,
                             population, trained_and_untrained, trained_organism, trained_population,
                             training_rows, untrained_source)
-from tdsae.play.dispatch import play_task
+from tdsae.play.dispatch import play_task, read_choices
 from tdsae.play.stories import StoryTokens, play_stories
 from tdsae.play.result import load_played
 from tdsae.sae import (SAE, SAEConfig, SAETrainingConfig, choose_l1, load_sae, reconstruction_metrics, save_sae,
@@ -283,6 +283,11 @@ ROWS = [
                                use_cache=False), V, "use_cache"),
     row("play_task", "residual_layers for a transcript reader",
         lambda c: play_task(c.model, c.task, 2, 3, 0, residual_layers=[0]), V, "residual_layers"),
+    row("read_choices", "task 'twostep'", lambda c: read_choices(c.model, c.model.tokenizer, "twostep",
+                                                                 c.played.trajectory), V, "'twostep'"),
+    row("read_choices", "a Grid World task for a Two-Step trajectory",
+        lambda c: read_choices(c.model, c.model.tokenizer, get_task("gridworld"), c.played.trajectory), V,
+        "'gridworld'"),
     row("ResidualTap", "layer 99", lambda c: ResidualTap(torch_module(c.model), [99]), V, "99"),
     row("next_token_table", "top=0", lambda c: next_token_table(c.model, "ts:start", top=0), V, "0"),
     row("play_task", "n_experiments=0", lambda c: play_task(c.model, c.task, 0, 3, 0), V, "0"),

@@ -86,3 +86,16 @@ def test_preallocated_cache_refuses_to_overflow(organism):
     batch.feed([[1, 2], [1]])
     with pytest.raises(RuntimeError, match="outgrew the preallocated cache of 3 tokens"):
         batch.feed([[3, 4], [2]])
+
+
+def test_reading_a_trajectory_gives_the_choices_the_model_played_with(organism, played):
+    """read_choices is teacher-forced play: on the model's own trajectory it returns its played log-probs."""
+    from tdsae.play import read_choices
+
+    model, tokenizer = organism
+    task, result = played
+    read = read_choices(model, tokenizer, task, result.trajectory, buffer_mb=0.01)  # a batch per experiment
+    valid = result.trajectory.valid
+    assert np.isfinite(read.choice_logprobs[valid]).any()
+    np.testing.assert_allclose(read.choice_logprobs, result.choice_logprobs, atol=1e-4, equal_nan=True)
+    np.testing.assert_array_equal(read.decision_pos, result.decision_pos)

@@ -152,3 +152,15 @@ def test_only_the_story_s_first_piece_gets_the_tokenizer_s_opening_token():
     reader.add(writer.pieces[3:])
     assert reader.ids[0] == bos and reader.ids.count(bos) == 1
     reader.check_whole(writer.text)
+
+
+def test_reading_a_story_gives_the_choices_the_model_played_with(lm, played):
+    """read_choices on the model's own trajectories, written as stories, returns what it played with."""
+    from tdsae.play import read_choices
+
+    model, tokenizer = lm
+    for name, params in TASKS.items():
+        result = played[name]
+        read = read_choices(model, tokenizer, get_task(name, **params), result.trajectory)
+        assert read.tokens == result.tokens
+        np.testing.assert_allclose(read.choice_logprobs, result.choice_logprobs, atol=1e-4, equal_nan=True)

@@ -14,6 +14,7 @@ import torch
 
 from tdsae.agents import QLearner
 from tdsae.models import masked_next_token_loss, torch_module
+from tdsae.play import read_choices
 from tdsae.organism.corpus import EVAL_STREAM, TranscriptRecipe, seed_for, simulate_transcripts
 from tdsae.organism.tokenizer import encode_transcripts
 from tdsae.validation import check_task_names
@@ -23,28 +24,20 @@ CHOICE_TASKS = ("twostep", "gridworld")  # the tasks whose steps are choices bet
 
 @dataclass
 class ChoiceComparison:
-    """Organism vs generating agent at the decisions of held-out experiments of one task."""
+    """A model vs the generating agent at the decisions of held-out experiments of one task."""
 
     task: str  # task name
     r: float  # Pearson correlation of model_probs with agent_probs
-    model_probs: np.ndarray  # [n_decisions, n_actions] organism's renormalised action probabilities
+    model_probs: np.ndarray  # [n_decisions, n_actions] the model's renormalised action probabilities
     agent_probs: np.ndarray  # [n_decisions, n_actions] the agent's true choice probabilities
     state: np.ndarray  # [n_decisions] state of each decision
     experiment: np.ndarray  # [n_decisions] experiment row of each decision
 
 
-@torch.no_grad()
-def next_token_logprobs(model, ids: torch.Tensor, batch_rows: int = 16) -> torch.Tensor:
-    """Log-softmax of the model's logits. Args: ids [n, seq] right-padded. Returns: [n, seq, vocab] float32."""
-    device = next(model.parameters()).device
-    out = [torch.log_softmax(model(input_ids=ids[i:i + batch_rows].to(device)).logits.float(), -1).cpu()
-           for i in range(0, len(ids), batch_rows)]
-    return torch.cat(out)
-
-
 def compare_choices(model, tokenizer, task_name: str, n_experiments: int = 64, seed: int = 0,
                     recipe: TranscriptRecipe = TranscriptRecipe()) -> ChoiceComparison:
-    """The organism's choice probabilities vs held-out Q-learners' on one task (twostep or gridworld).
+    """A model's choice probabilities vs held-out Q-learners' on one task (twostep or gridworld), read as the
+    model reads (tdsae.play.read_choices): the organism from transcripts, a pretrained model from stories.
 
     Args: model: a causal LM (HF module, or nnsight wrapper via tdsae.models.torch_module);
     n_experiments: held-out agents, drawn from the recipe's parameter ranges on the evaluation
@@ -53,24 +46,17 @@ def compare_choices(model, tokenizer, task_name: str, n_experiments: int = 64, s
     """
     if task_name not in CHOICE_TASKS:
         raise ValueError(f"task {task_name!r} has no choices to compare; use one of: {', '.join(CHOICE_TASKS)}")
-    model = torch_module(model)
     sims = simulate_transcripts(task_name, n_experiments, seed_for(seed, EVAL_STREAM, 0), recipe)
     task, traj = sims.task, sims.traj
     agent_probs = _agent(task, sims, recipe).evaluate(task, traj).probs  # [n, n_steps, n_actions]
-    ids, _ = encode_transcripts(tokenizer, sims.tokens)
-    logprobs = next_token_logprobs(model, ids)
-    vocab = tokenizer.get_vocab()
-    action_ids = {s: [vocab[w] for w in task.transcript_action_tokens(s)] for s in range(task.n_states)}
+    model_logprobs = read_choices(model, tokenizer, task, traj).choice_logprobs  # [n, n_steps, n_actions]
     rows = {"model": [], "agent": [], "state": [], "experiment": []}
     for e in range(n_experiments):
         cols = np.nonzero(traj.valid[e])[0]
-        keep = traj.episode[e, cols] >= recipe.n_random_episodes
-        for col, pos in zip(cols[keep], sims.positions[e]["decision"][keep]):
-            state = int(traj.state[e, col])
-            p = torch.softmax(logprobs[e, pos, action_ids[state]], -1).numpy()
-            rows["model"].append(p)
+        for col in cols[traj.episode[e, cols] >= recipe.n_random_episodes]:
+            rows["model"].append(np.exp(model_logprobs[e, col]))
             rows["agent"].append(agent_probs[e, col])
-            rows["state"].append(state)
+            rows["state"].append(int(traj.state[e, col]))
             rows["experiment"].append(e)
     model_probs, agent = np.array(rows["model"]), np.array(rows["agent"])
     r = float(np.corrcoef(model_probs.ravel(), agent.ravel())[0, 1])

@@ -7,12 +7,12 @@ Modules: policy (reading and sampling a choice), result (PlayResult and its file
 (the organism) and stories (pretrained models), each through a KV cache, dispatch (which of the two).
 """
 
-from tdsae.play.dispatch import play_task, render_episodes
+from tdsae.play.dispatch import play_task, read_choices, render_episodes
 from tdsae.play.policy import LM_POLICY_STREAM, restricted_logprobs, sample_choices
 from tdsae.play.result import PlayResult, load_played, save_played
 from tdsae.play.stories import StoryTokens, play_stories, render_stories, single_token_ids
 from tdsae.play.transcripts import CachedBatch, play_transcripts, reads_transcripts
 
 __all__ = ["LM_POLICY_STREAM", "CachedBatch", "PlayResult", "StoryTokens", "load_played", "play_stories",
-           "play_task", "play_transcripts", "reads_transcripts", "render_episodes", "render_stories",
+           "play_task", "play_transcripts", "read_choices", "reads_transcripts", "render_episodes", "render_stories",
            "restricted_logprobs", "sample_choices", "save_played", "single_token_ids"]

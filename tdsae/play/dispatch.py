@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from tdsae.models import torch_module
+import numpy as np
+import torch
+
+from tdsae.models import pad_token_id, torch_module
+from tdsae.play.policy import restricted_logprobs
 from tdsae.play.result import PlayResult
-from tdsae.play.stories import play_stories, render_stories
+from tdsae.play.stories import play_stories, render_stories, single_token_ids
 from tdsae.play.transcripts import play_transcripts, reads_transcripts, render_transcripts
 from tdsae.tasks import Task, Trajectory
 from tdsae.validation import check_episode_counts, check_seed
@@ -43,3 +47,62 @@ def render_episodes(tokenizer: Any, task: Task, traj: Trajectory) -> PlayResult:
     transcripts if the tokenizer knows the transcript words (the organism), story prompts otherwise.
     Lets a model read a known learner's history: choice_logprobs are NaN (nothing was played)."""
     return render_transcripts(task, traj) if reads_transcripts(tokenizer, task) else render_stories(tokenizer, task, traj)
+
+
+@torch.no_grad()
+def read_choices(model: Any, tokenizer: Any, task: Task, traj: Trajectory, buffer_mb: float = 256) -> PlayResult:
+    """Any agent's trajectory read by a model, which chooses nothing: render_episodes' result with
+    choice_logprobs filled in, the model's log-probabilities of each choice at each of the agent's
+    decisions, given everything the agent had seen up to it (transcripts for the organism, stories for a
+    pretrained model). On the model's own play they are the ones it played with.
+
+    Args: model: a causal LM (a load_model result or its torch module); tokenizer: its tokenizer;
+    buffer_mb: bound on the logits held at once (sequences are read a batch at a time, right-padded,
+    and the unembedding runs only at decision tokens).
+    """
+    if not isinstance(task, Task):
+        raise ValueError(f"task must be a tdsae.tasks.Task (get_task(name)), got {task!r}")
+    if traj.task != task.name:
+        raise ValueError(f"the trajectory is of task {traj.task!r}, not of {task.name!r}: read it with its own task")
+    module = torch_module(model)
+    rendered = render_episodes(tokenizer, task, traj)
+    device = next(module.parameters()).device
+    vocab = tokenizer.get_vocab()
+    transcripts = reads_transcripts(tokenizer, task)
+    n_choices = rendered.choice_logprobs.shape[2]
+    columns = {e: np.nonzero(traj.valid[e] & (rendered.decision_pos[e] >= 0))[0] for e in range(traj.n_experiments)}
+    for batch in _reading_batches(rendered, columns, len(vocab), buffer_mb):
+        ids = torch.full((len(batch), max(len(rendered.tokens[e]) for e in batch)), pad_token_id(tokenizer))
+        for i, e in enumerate(batch):
+            ids[i, : len(rendered.tokens[e])] = torch.tensor([vocab[w] for w in rendered.tokens[e]])
+        # right-padded: the causal mask keeps every decision token's view to the tokens before it
+        kept = np.unique(np.concatenate([rendered.decision_pos[e, columns[e]] for e in batch]))
+        logits = module(input_ids=ids.to(device), logits_to_keep=torch.as_tensor(kept, device=device)).logits
+        for i, e in enumerate(batch):
+            at = np.searchsorted(kept, rendered.decision_pos[e, columns[e]])
+            states = traj.state[e, columns[e]]
+            if transcripts:
+                names = task.transcript_state_tokens(traj.experiment_info, e)
+                choices = [[vocab[w] for w in task.transcript_choice_tokens(names, int(s))] for s in states]
+            else:
+                choices = [single_token_ids(tokenizer, task.story_choices(traj.experiment_info, e, int(s)))
+                           for s in states]
+            rendered.choice_logprobs[e, columns[e]] = restricted_logprobs(logits[i, at], choices,
+                                                                          np.arange(len(at)), n_choices)
+    return rendered
+
+
+def _reading_batches(rendered: PlayResult, columns: dict, vocab_size: int, buffer_mb: float) -> list[list[int]]:
+    """Experiments with decisions, in batches whose kept logits (rows x decision positions x vocabulary,
+    float32) stay within buffer_mb; a batch holds at least one experiment."""
+    batches, current, positions = [], [], set()
+    for e, cols in columns.items():
+        if not len(cols):
+            continue
+        grown = positions | set(rendered.decision_pos[e, cols].tolist())
+        if current and (len(current) + 1) * len(grown) * vocab_size * 4 > buffer_mb * 2**20:
+            batches.append(current)
+            current, grown = [], set(rendered.decision_pos[e, cols].tolist())
+        current.append(e)
+        positions = grown
+    return batches + ([current] if current else [])
