@@ -40,8 +40,9 @@ from tdsae.latents import (best_unit, community_contrasts, panel_rows, sr_contra
                            units_of)
 from tdsae.models import (ModelNotFoundError, ResidualTap, check_layer, convert_gguf, load_model, next_token_table,
                           site_hook_names, source_layers, torch_module)
-from tdsae.organism import (OrganismConfig, TrainingConfig, TranscriptRecipe, build_batches, compare_choices,
-                            evaluate_choice_correlation, list_checkpoints, simulate_transcripts, train_organism)
+from tdsae.organism import (ChoiceComparison, OrganismConfig, TrainingConfig, TranscriptRecipe, build_batches,
+                            compare_choices, evaluate_choice_correlation, list_checkpoints, r_difference,
+                            simulate_transcripts, train_organism)
 from tdsae.organism.corpus import seed_for
 from tdsae.pipeline import (AGENTS, agent_trajectories, analysis_saes, chosen_l1, episodes_for, harvest_params,
                             harvested_store, model_folder,
@@ -183,6 +184,12 @@ M = ModelNotFoundError
 C = CommandFailed
 
 
+def flat_comparison():
+    """A ChoiceComparison of two decisions of two held-out agents (r_difference's input)."""
+    half = np.full((2, 2), 0.5)
+    return ChoiceComparison("twostep", 0.0, half, half, np.zeros(2, int), np.arange(2))
+
+
 def row(entry: str, value: str, call, error, named: str | None = None):
     """One row: entry point, the bad value (as the test id), call(ctx), expected error, text the message
     must contain (default: the bad value itself)."""
@@ -283,6 +290,8 @@ ROWS = [
                                use_cache=False), V, "use_cache"),
     row("play_task", "residual_layers for a transcript reader",
         lambda c: play_task(c.model, c.task, 2, 3, 0, residual_layers=[0]), V, "residual_layers"),
+    row("r_difference", "n_boot=-1", lambda c: r_difference(flat_comparison(), flat_comparison(), n_boot=-1), V, "-1"),
+    row("r_difference", "seed=-1", lambda c: r_difference(flat_comparison(), flat_comparison(), seed=-1), V, "-1"),
     row("read_choices", "task 'twostep'", lambda c: read_choices(c.model, c.model.tokenizer, "twostep",
                                                                  c.played.trajectory), V, "'twostep'"),
     row("read_choices", "a Grid World task for a Two-Step trajectory",

@@ -188,3 +188,22 @@ def test_play_task_reads_transcripts_only_with_the_transcript_vocabulary(trained
 def test_an_unknown_training_precision_is_refused():
     with pytest.raises(ValueError, match="training precision 'float16' is not one of"):
         TrainingConfig(steps=1, precision="float16")
+
+
+def test_r_difference_is_zero_against_itself_and_positive_against_a_worse_reader():
+    from tdsae.organism import ChoiceComparison, r_difference
+
+    rng = np.random.default_rng(0)
+    agent = rng.dirichlet([1, 1], size=60)
+    noisy = 0.5 * agent + 0.5 * rng.dirichlet([1, 1], size=60)
+    experiment, state = np.repeat(np.arange(6), 10), np.zeros(60, int)
+    good = ChoiceComparison("twostep", float(np.corrcoef(agent.ravel(), agent.ravel())[0, 1]), agent, agent, state,
+                            experiment)
+    worse = ChoiceComparison("twostep", float(np.corrcoef(noisy.ravel(), agent.ravel())[0, 1]), noisy, agent, state,
+                             experiment)
+    same = r_difference(worse, worse, n_boot=200)
+    assert same == {"difference": 0.0, "low": 0.0, "high": 0.0}
+    gain = r_difference(good, worse, n_boot=200)
+    assert gain["difference"] == pytest.approx(1 - worse.r) and 0 < gain["low"] <= gain["difference"] <= gain["high"]
+    with pytest.raises(ValueError, match="not at the same decisions"):
+        r_difference(good, ChoiceComparison("twostep", 1.0, agent[:50], agent[:50], state[:50], experiment[:50]))

@@ -164,3 +164,15 @@ def test_reading_a_story_gives_the_choices_the_model_played_with(lm, played):
         read = read_choices(model, tokenizer, get_task(name, **params), result.trajectory)
         assert read.tokens == result.tokens
         np.testing.assert_allclose(read.choice_logprobs, result.choice_logprobs, atol=1e-4, equal_nan=True)
+
+
+def test_a_pretrained_model_is_compared_with_held_out_agents_from_stories(lm):
+    """compare_choices reads as the model reads: a model that knows no transcript words reads stories."""
+    from tdsae.organism import TranscriptRecipe, compare_choices
+
+    model, tokenizer = lm
+    recipe = TranscriptRecipe(n_episodes=3, n_random_episodes=1)
+    result = compare_choices(model, tokenizer, "twostep", n_experiments=3, seed=0, recipe=recipe)
+    assert result.model_probs.shape == result.agent_probs.shape == (3 * 2 * 2, 2)
+    np.testing.assert_allclose(result.model_probs.sum(1), 1, atol=1e-6)
+    assert np.ptp(result.model_probs[:, 0]) > 0  # read at each decision, not one constant

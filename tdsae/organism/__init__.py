@@ -11,7 +11,8 @@ configs and caches the trained folder.
 from __future__ import annotations
 
 from tdsae.organism.corpus import TranscriptRecipe, TranscriptSet, build_batches, simulate_transcripts
-from tdsae.organism.evaluation import ChoiceComparison, compare_choices, evaluate_choice_correlation, heldout_loss
+from tdsae.organism.evaluation import (ChoiceComparison, compare_choices, evaluate_choice_correlation, heldout_loss,
+                                      r_difference)
 from tdsae.organism.network import LONGEST_TRANSCRIPT, OrganismConfig, build_organism
 from tdsae.organism.tokenizer import build_tokenizer, encode_transcripts
 from tdsae.organism.trainer import (TrainingConfig, TrainingResult, list_checkpoints, next_token_loss,
@@ -21,5 +22,5 @@ __all__ = [
     "LONGEST_TRANSCRIPT", "ChoiceComparison", "OrganismConfig", "TrainingConfig", "TrainingResult",
     "TranscriptRecipe", "TranscriptSet", "build_batches", "build_organism", "build_tokenizer",
     "compare_choices", "encode_transcripts", "evaluate_choice_correlation", "heldout_loss", "list_checkpoints", "next_token_loss",
-    "read_training_record", "simulate_transcripts", "train_organism",
+    "r_difference", "read_training_record", "simulate_transcripts", "train_organism",
 ]

@@ -14,10 +14,11 @@ import torch
 
 from tdsae.agents import QLearner
 from tdsae.models import masked_next_token_loss, torch_module
-from tdsae.play import read_choices
 from tdsae.organism.corpus import EVAL_STREAM, TranscriptRecipe, seed_for, simulate_transcripts
 from tdsae.organism.tokenizer import encode_transcripts
-from tdsae.validation import check_task_names
+from tdsae.play import read_choices
+from tdsae.stats import bootstrap_interval, experiment_rows
+from tdsae.validation import check_int, check_seed, check_task_names
 
 CHOICE_TASKS = ("twostep", "gridworld")  # the tasks whose steps are choices between actions
 
@@ -62,6 +63,27 @@ def compare_choices(model, tokenizer, task_name: str, n_experiments: int = 64, s
     r = float(np.corrcoef(model_probs.ravel(), agent.ravel())[0, 1])
     return ChoiceComparison(task_name, r, model_probs, agent, np.array(rows["state"]),
                             np.array(rows["experiment"]))
+
+
+def r_difference(a: ChoiceComparison, b: ChoiceComparison, n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
+    """a.r - b.r for two models compared at the same decisions of the same held-out agents (e.g. a pretrained
+    model and its re-initialised twin), with a 95% bootstrap interval over the agents.
+
+    Returns: {"difference", "low", "high"}; ValueError when the two were not compared at the same decisions.
+    """
+    if a.task != b.task or not (np.array_equal(a.experiment, b.experiment) and np.array_equal(a.state, b.state)):
+        raise ValueError(f"the comparisons are not at the same decisions ({a.task!r}, {len(a.state)} decisions vs "
+                         f"{b.task!r}, {len(b.state)}): compare both models on the same task, agents and seed")
+    n_boot, seed = check_int(n_boot, "n_boot", 0), check_seed(seed)
+    rows = experiment_rows(a.experiment)
+
+    def statistic(chosen) -> float:
+        picked = rows(chosen)
+        return float(np.corrcoef(a.model_probs[picked].ravel(), a.agent_probs[picked].ravel())[0, 1]
+                     - np.corrcoef(b.model_probs[picked].ravel(), b.agent_probs[picked].ravel())[0, 1])
+
+    low, high = bootstrap_interval(statistic, np.unique(a.experiment), n_boot, seed)
+    return {"difference": a.r - b.r, "low": low, "high": high}
 
 
 @torch.no_grad()
