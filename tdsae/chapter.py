@@ -25,7 +25,7 @@ def setup_chapter(chapter: str, preset: str, seed: int | None = None, **override
     warnings.filterwarnings("ignore", message="IProgress not found")  # without ipywidgets, text progress bars are fine
     settings = resolve_settings(preset, seed=seed, **overrides)
     plots.apply_style()
-    return settings, ClaimBook(chapter, settings.name, settings.seed)
+    return settings, ClaimBook(chapter, settings.name, settings.seed, settings.model)
 
 
 def glue_population(claims: ClaimBook, name: str, prefix: str | None = None) -> None:

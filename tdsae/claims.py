@@ -56,6 +56,7 @@ class Claim:
     holds: bool  # outcome of value <comparison> threshold (False for NaN)
     preset: str  # preset the run used
     seed: int  # master seed of the run
+    model: str = ""  # the model the claim is about: "organism", or a hub id or folder
     measured: bool = True  # False: not measured on this machine (value NaN, holds False); reason says why
     reason: str = ""  # why a claim was not measured
     population: dict | None = None  # a claim across organisms: n, per_organism, per_organism_bound, mean, low,
@@ -162,10 +163,11 @@ def _display(obj: Any) -> None:
 class ClaimBook:
     """The claims of one chapter run; create one per chapter."""
 
-    def __init__(self, chapter: str, preset: str, seed: int) -> None:
+    def __init__(self, chapter: str, preset: str, seed: int, model: str = "") -> None:
         self.chapter = chapter
         self.preset = preset
         self.seed = int(seed)
+        self.model = model  # what later claims are about; a chapter that studies another model sets it
         self.claims: list[Claim] = []
 
     def check(self, name: str, statement: str, value: float, comparison: str,
@@ -262,7 +264,7 @@ class ClaimBook:
             chapter=self.chapter, name=name, kind=kind, statement=statement, value=value,
             comparison=comparison, threshold=threshold, control=control,
             control_value=None if control_value is None else float(control_value),
-            holds=holds, preset=self.preset, seed=self.seed, measured=not reason, reason=reason,
+            holds=holds, preset=self.preset, seed=self.seed, model=self.model, measured=not reason, reason=reason,
             population=population,
         )
         self.claims.append(claim)

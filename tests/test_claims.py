@@ -119,3 +119,15 @@ def test_population_check_needs_every_organism():
         book.population_check("one_fails", "", [0.9, -0.01, 0.85], ">", 0, "untrained")
     with pytest.raises(ValueError, match="one finite value per organism"):
         book.population_finding("nan", "", [0.1, float("nan")], ">", 0, "c")
+
+
+def test_each_claim_names_the_model_it_is_about():
+    """A chapter's claims carry the preset's model; a chapter that studies another model says so from then on."""
+    import tdsae
+
+    settings, book = tdsae.setup_chapter("10_x", "tiny")
+    book.finding("first", "s", value=1.0, comparison=">", threshold=0, control="c")
+    book.model = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    book.finding("second", "s", value=1.0, comparison=">", threshold=0, control="c")
+    assert [c.to_record()["model"] for c in book.claims] == [settings.model, "HuggingFaceTB/SmolLM2-135M-Instruct"]
+    assert settings.model == "organism"
