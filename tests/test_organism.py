@@ -207,3 +207,20 @@ def test_r_difference_is_zero_against_itself_and_positive_against_a_worse_reader
     assert gain["difference"] == pytest.approx(1 - worse.r) and 0 < gain["low"] <= gain["difference"] <= gain["high"]
     with pytest.raises(ValueError, match="not at the same decisions"):
         r_difference(good, ChoiceComparison("twostep", 1.0, agent[:50], agent[:50], state[:50], experiment[:50]))
+
+
+def test_r_difference_skips_draws_without_spread_quietly():
+    """Bootstrap draws of agents whose probabilities never vary have no r: they are skipped without a warning
+    (a warning would show on the page)."""
+    import warnings
+
+    from tdsae.organism import ChoiceComparison, r_difference
+
+    flat, varied = np.full((20, 2), 0.5), np.random.default_rng(1).dirichlet([1, 1], size=20)
+    probs = np.concatenate([flat, varied])
+    experiment, state = np.repeat(np.arange(4), 10), np.zeros(40, int)
+    a = ChoiceComparison("twostep", 0.0, probs, probs, state, experiment)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = r_difference(a, a, n_boot=200, seed=0)
+    assert result["low"] == result["high"] == 0.0

@@ -79,8 +79,9 @@ def r_difference(a: ChoiceComparison, b: ChoiceComparison, n_boot: int = 1000, s
 
     def statistic(chosen) -> float:
         picked = rows(chosen)
-        return float(np.corrcoef(a.model_probs[picked].ravel(), a.agent_probs[picked].ravel())[0, 1]
-                     - np.corrcoef(b.model_probs[picked].ravel(), b.agent_probs[picked].ravel())[0, 1])
+        with np.errstate(invalid="ignore", divide="ignore"):  # a draw without spread gives NaN, which is skipped
+            return float(np.corrcoef(a.model_probs[picked].ravel(), a.agent_probs[picked].ravel())[0, 1]
+                         - np.corrcoef(b.model_probs[picked].ravel(), b.agent_probs[picked].ravel())[0, 1])
 
     low, high = bootstrap_interval(statistic, np.unique(a.experiment), n_boot, seed)
     return {"difference": a.r - b.r, "low": low, "high": high}
