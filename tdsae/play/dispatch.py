@@ -93,14 +93,15 @@ def read_choices(model: Any, tokenizer: Any, task: Task, traj: Trajectory, buffe
 
 
 def _reading_batches(rendered: PlayResult, columns: dict, vocab_size: int, buffer_mb: float) -> list[list[int]]:
-    """Experiments with decisions, in batches whose kept logits (rows x decision positions x vocabulary,
-    float32) stay within buffer_mb; a batch holds at least one experiment."""
+    """Experiments with decisions, in batches of at most 16 whose kept logits (rows x decision positions x
+    vocabulary, float32) stay within buffer_mb; a batch holds at least one experiment."""
     batches, current, positions = [], [], set()
     for e, cols in columns.items():
         if not len(cols):
             continue
         grown = positions | set(rendered.decision_pos[e, cols].tolist())
-        if current and (len(current) + 1) * len(grown) * vocab_size * 4 > buffer_mb * 2**20:
+        # 16 rows at most: wider batches of the organism's transcripts ran 2x slower on 2 CPU cores
+        if current and (len(current) == 16 or (len(current) + 1) * len(grown) * vocab_size * 4 > buffer_mb * 2**20):
             batches.append(current)
             current, grown = [], set(rendered.decision_pos[e, cols].tolist())
         current.append(e)
