@@ -9,8 +9,9 @@ forward; the ids and positions the store was read at).
 """
 
 from tdsae.activations.checks import max_difference_from_forward
-from tdsae.activations.harvest import (batch_experiments, harvest_activations, played_position_mask, played_token_ids,
+from tdsae.activations.harvest import (batch_experiments, harvest_activations, played_position_mask,
                                       store_played_residuals)
+from tdsae.play.result import played_token_ids  # what a store was read from; chapters find it here
 from tdsae.activations.store import KINDS, ActivationStore, ActivationStoreError, layer_file, rows_of
 
 __all__ = ["KINDS", "ActivationStore", "ActivationStoreError", "batch_experiments", "harvest_activations",

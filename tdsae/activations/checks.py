@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tdsae.activations.harvest import played_token_ids
+from tdsae.play.result import played_token_ids
 from tdsae.activations.store import ActivationStore
 from tdsae.models import model_dims, torch_module
 from tdsae.validation import check_int
@@ -32,7 +32,7 @@ def max_difference_from_forward(model: Any, played, store: ActivationStore, expe
     worst = 0.0
     for e in experiments:
         entries = store.index[store.index.experiment == e].drop_duplicates("row")
-        ids = played_token_ids(model, played, [e])
+        ids = played_token_ids(model.tokenizer, played, [e])
         hidden = hf(input_ids=ids.to(device), output_hidden_states=True).hidden_states
         positions = torch.tensor(entries.position.to_numpy().copy(), device=device)
         for layer in layers:

@@ -25,8 +25,8 @@ import pandas as pd
 import torch
 
 from tdsae.activations.store import INDEX_FILE, KINDS, STORE_FILE, ActivationStore, layer_file, rows_of, write_index
-from tdsae.models import (check_edits, check_layer, is_remote, model_dims, pad_token_id, residual_sites,
-                          site_hook_names, torch_module)
+from tdsae.models import check_edits, check_layer, is_remote, model_dims, residual_sites, site_hook_names, torch_module
+from tdsae.play.result import played_token_ids
 from tdsae.runtime import tqdm
 
 
@@ -73,18 +73,6 @@ class _ArrayWriter:
         self.file.close()
         if exc[0] is None and self.written != self.n_rows:
             raise RuntimeError(f"{self.path}: {self.written} rows written, {self.n_rows} expected")
-
-
-def played_token_ids(model: Any, played, experiments) -> torch.Tensor:
-    """What the model read in the given experiments as right-padded ids [n, max_len] (pad_token_id, or
-    the end-of-text token where there is none): the whole transcript (organism) or story (pretrained)."""
-    tokenizer = model.tokenizer
-    vocab = tokenizer.get_vocab()
-    sequences = [[vocab[w] for w in played.tokens[e]] for e in experiments]
-    ids = torch.full((len(sequences), max(map(len, sequences))), pad_token_id(tokenizer), dtype=torch.long)
-    for i, sequence in enumerate(sequences):
-        ids[i, : len(sequence)] = torch.tensor(sequence)
-    return ids
 
 
 def played_position_mask(played, experiments, length: int, kinds=KINDS) -> torch.Tensor:
@@ -223,7 +211,7 @@ def _write_store(directory, index: pd.DataFrame, d_model: int, layers: list[int]
 
 def _sequence_inputs(model, played, vectors: pd.DataFrame, experiments: np.ndarray):
     """Right-padded ids of the batch's sequences and the (sequence, position) of each stored row."""
-    ids = played_token_ids(model, played, experiments)
+    ids = played_token_ids(model.tokenizer, played, experiments)
     part = vectors[vectors.experiment.isin(experiments)]
     sequence = np.searchsorted(experiments, part.experiment.to_numpy())
     picks = (torch.tensor(sequence), torch.tensor(part.position.to_numpy()))

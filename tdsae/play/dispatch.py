@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from tdsae.models import pad_token_id, torch_module
+from tdsae.models import torch_module
 from tdsae.play.policy import restricted_logprobs
-from tdsae.play.result import PlayResult
+from tdsae.play.result import PlayResult, played_token_ids
 from tdsae.play.stories import play_stories, render_stories, single_token_ids
 from tdsae.play.transcripts import play_transcripts, reads_transcripts, render_transcripts
 from tdsae.tasks import Task, Trajectory
@@ -35,11 +35,11 @@ def play_task(model: Any, task: Task, n_experiments: int, n_episodes: int, seed:
     if residual_layers is not None and transcripts:
         raise ValueError("residual_layers is for story play; this model reads transcripts, whose harvest "
                          "(tdsae.activations.harvest_activations) is a cheap second pass")
+    module = torch_module(model) if forward is None else forward
     if transcripts:
-        return play_transcripts(torch_module(model) if forward is None else forward, model.tokenizer, task,
-                                n_experiments, n_episodes, seed, n_random_episodes)
-    return play_stories(torch_module(model) if forward is None else forward, model.tokenizer, task, n_experiments,
-                        n_episodes, seed, n_random_episodes, residual_layers=residual_layers)
+        return play_transcripts(module, model.tokenizer, task, n_experiments, n_episodes, seed, n_random_episodes)
+    return play_stories(module, model.tokenizer, task, n_experiments, n_episodes, seed, n_random_episodes,
+                        residual_layers=residual_layers)
 
 
 def render_episodes(tokenizer: Any, task: Task, traj: Trajectory) -> PlayResult:
@@ -72,9 +72,7 @@ def read_choices(model: Any, tokenizer: Any, task: Task, traj: Trajectory, buffe
     n_choices = rendered.choice_logprobs.shape[2]
     columns = {e: np.nonzero(traj.valid[e] & (rendered.decision_pos[e] >= 0))[0] for e in range(traj.n_experiments)}
     for batch in _reading_batches(rendered, columns, len(vocab), buffer_mb):
-        ids = torch.full((len(batch), max(len(rendered.tokens[e]) for e in batch)), pad_token_id(tokenizer))
-        for i, e in enumerate(batch):
-            ids[i, : len(rendered.tokens[e])] = torch.tensor([vocab[w] for w in rendered.tokens[e]])
+        ids = played_token_ids(tokenizer, rendered, batch)
         # right-padded: the causal mask keeps every decision token's view to the tokens before it
         kept = np.unique(np.concatenate([rendered.decision_pos[e, columns[e]] for e in batch]))
         logits = module(input_ids=ids.to(device), logits_to_keep=torch.as_tensor(kept, device=device)).logits

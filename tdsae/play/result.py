@@ -12,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
+from tdsae.models import pad_token_id
 from tdsae.tasks import Trajectory
 
 TRAJECTORY_FIELDS = ("episode", "step", "state", "action", "reward", "next_state", "done", "valid")
@@ -49,6 +51,17 @@ class PlayResult:
         frame["decision_pos"] = self.decision_pos[rows, cols]
         frame["outcome_pos"] = self.outcome_pos[rows, cols]
         return frame
+
+
+def played_token_ids(tokenizer, played: PlayResult, experiments) -> torch.Tensor:
+    """What a reader with this tokenizer read in the given experiments, as right-padded ids [n, max_len]
+    (pad_token_id, or the end-of-text token where there is none): the whole transcript or story."""
+    vocab = tokenizer.get_vocab()
+    sequences = [[vocab[w] for w in played.tokens[e]] for e in experiments]
+    ids = torch.full((len(sequences), max(map(len, sequences))), pad_token_id(tokenizer), dtype=torch.long)
+    for i, sequence in enumerate(sequences):
+        ids[i, : len(sequence)] = torch.tensor(sequence)
+    return ids
 
 
 def save_played(played: PlayResult, directory) -> None:
