@@ -10,8 +10,9 @@ with the reason, rather than skipped in silence.
 
 A claim about organisms is stated across the preset's *population* of organisms (one trained network
 is one sample): :meth:`ClaimBook.population_finding` records every organism's value and tests the
-bound of a t-interval over organisms; :meth:`ClaimBook.population_check` requires every organism to
-pass. The record's ``population`` field carries the per-organism values.
+bound of a t-interval over organisms (or, with ``across="every"``, the worst organism, for a claim
+about each network); :meth:`ClaimBook.population_check` requires every organism to pass. The
+record's ``population`` field carries the per-organism values.
 
 Each claim is displayed in the notebook as a small table row and carries a
 machine-readable copy under the MIME type :data:`CLAIM_MIME`; the book build
@@ -201,7 +202,7 @@ class ClaimBook:
                 for name, row in table.iterrows()}
 
     def population_finding(self, name: str, statement: str, per_organism, comparison: str, threshold: float,
-                           control: str, control_values=None, per_organism_bound=None) -> bool:
+                           control: str, control_values=None, per_organism_bound=None, across: str = "interval") -> bool:
         """Record a finding across the population of organisms; return whether it holds (never raises).
 
         Args: per_organism: one estimate per organism (e.g. each organism's paired difference);
@@ -212,14 +213,23 @@ class ClaimBook:
         looks at (its lower bound for > and >=, upper for < and <=): the finding holds only if the
         mean over organisms clears the threshold beyond the spread between them. A population of
         one (a pretrained preset) has no such interval: its own bound is tested (or its estimate).
+        across="every" tests the worst organism instead (its bound where given, else its estimate): for a
+        claim about each network, e.g. an order of events in training, which a mean cannot state.
         """
+        if across not in ("interval", "every"):
+            raise ValueError(f"unknown rule across organisms {across!r}; choose 'interval' or 'every'")
         estimates = np.asarray(per_organism, float).ravel()
         bounds = None if per_organism_bound is None else np.asarray(per_organism_bound, float).ravel()
         if bounds is not None and bounds.shape != estimates.shape:
             raise ValueError(f"per_organism_bound has {bounds.size} values for {estimates.size} organisms")
         population = _population(estimates, bounds, comparison, threshold)
         upper = comparison in ("<", "<=")
-        if population["n"] > 1:
+        if across == "every":
+            tested = estimates if bounds is None else bounds
+            value = float(tested.max() if upper else tested.min())
+            population["rule"] = (f"the worst of {population['n']} organism{'s' if population['n'] != 1 else ''}"
+                                  + (" (its own interval bound)" if bounds is not None else ""))
+        elif population["n"] > 1:
             value = population["high" if upper else "low"]
             side = "upper" if upper else "lower"
             population["rule"] = f"95% t-interval {side} bound over {population['n']} organisms"

@@ -119,3 +119,21 @@ def bootstrap_interval(statistic, labels, n_boot: int, rng, percentiles=(2.5, 97
         return np.nan, np.nan
     low, high = np.nanpercentile(draws, list(percentiles))
     return float(low), float(high)
+
+
+def emergence_step(steps, holds):
+    """The earliest step from which ``holds`` is True at every later step ("for good"), or None if it is False at
+    the last one. A measure that flickers on early and off again emerges at its last switch-on.
+
+    Args: steps [n] (e.g. training checkpoints) and holds [n] bool, in any order (sorted by step here).
+    """
+    steps, holds = np.asarray(steps), np.asarray(holds, bool)
+    if steps.shape != holds.shape or steps.ndim != 1:
+        raise ValueError(f"steps {steps.shape} and holds {holds.shape} must be two lists of the same length")
+    order = np.argsort(steps)
+    emerged = None
+    for step, held in zip(steps[order][::-1], holds[order][::-1]):
+        if not held:
+            break
+        emerged = step.item()
+    return emerged

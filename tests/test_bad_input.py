@@ -40,21 +40,25 @@ from tdsae.latents import (best_unit, community_contrasts, panel_rows, sr_contra
                            units_of)
 from tdsae.models import (ModelNotFoundError, ResidualTap, check_layer, convert_gguf, load_model, next_token_table,
                           site_hook_names, source_layers, torch_module)
+from tdsae.latents.concepts import context_designs, explained_shares, reward_history
+from tdsae.latents.matching import cosine_matrix, match_one_to_one, settled_step, trace_back
 from tdsae.organism import (ChoiceComparison, OrganismConfig, TrainingConfig, TranscriptRecipe, build_batches,
-                            compare_choices, evaluate_choice_correlation, list_checkpoints, r_difference,
-                            simulate_transcripts, train_organism)
+                            compare_choices, evaluate_choice_correlation, in_context_score, list_checkpoints,
+                            r_difference, simulate_transcripts, train_organism)
 from tdsae.organism.corpus import seed_for
 from tdsae.pipeline import (AGENTS, agent_trajectories, analysis_saes, chosen_l1, episodes_for, harvest_params,
                             harvested_store, model_folder,
                             l1_sweep, layer_saes, load_preset_model, model_source, organism_seed, played_episodes,
                             population, trained_and_untrained, trained_organism, trained_population,
                             training_rows, untrained_source)
+from tdsae.pipeline.checkpoints import checkpoint_saes, checkpoint_sources, checkpoint_store, checkpoint_study
+from tdsae.pipeline.organisms import organism_settings
 from tdsae.play.dispatch import play_task, read_choices
 from tdsae.play.stories import StoryTokens, play_stories
 from tdsae.play.result import load_played
 from tdsae.sae import (SAE, SAEConfig, SAETrainingConfig, choose_l1, load_sae, reconstruction_metrics, save_sae,
                        train_sae)
-from tdsae.stats import bootstrap_interval
+from tdsae.stats import bootstrap_interval, emergence_step
 from tdsae.tasks import check_piece, get_task, render_story_prompt, run_agent
 
 LIMIT_S = 5.0
@@ -395,6 +399,39 @@ ROWS = [
     row("load_preset_model", "settings 'tiny'", lambda c: load_preset_model("tiny"), V, "'tiny'"),
     row("training_rows", "limit=0", lambda c: training_rows(10, 0, 0), V, "0"),
     row("training_rows", "seed=-1", lambda c: training_rows(10, 5, -1), V, "-1"),
+    # training checkpoints (chapter 11)
+    row("organism_settings", "settings 'tiny'", lambda c: organism_settings("tiny"), V, "'tiny'"),
+    row("checkpoint_sources", "a pretrained preset",
+        lambda c: checkpoint_sources(tdsae.resolve_settings("tiny", model=str(c.root / "micro"))), V, "micro"),
+    row("checkpoint_sources", "'three-step'", lambda c: checkpoint_sources(c.settings, "three-step"), V),
+    row("checkpoint_store", "step=-1", lambda c: checkpoint_store(c.settings, "twostep", -1), V, "-1"),
+    row("checkpoint_store", "step=1.5", lambda c: checkpoint_store(c.settings, "twostep", 1.5), V, "1.5"),
+    row("checkpoint_saes", "sae_seed=-1", lambda c: checkpoint_saes(c.settings, "twostep", 0, sae_seed=-1), V, "-1"),
+    row("checkpoint_study", "'graph'", lambda c: checkpoint_study(c.settings, "graph"), V, "'graph'"),
+    row("checkpoint_study", "sae_seeds=[]", lambda c: checkpoint_study(c.settings, sae_seeds=[]), V, "empty"),
+    row("checkpoint_study", "sae_seeds=[-1]", lambda c: checkpoint_study(c.settings, sae_seeds=[-1]), V, "-1"),
+    row("checkpoint_study", "n_sampled=0", lambda c: checkpoint_study(c.settings, n_sampled=0), V, "0"),
+    row("in_context_score", "'three-step'", lambda c: in_context_score(c.model, c.model.tokenizer, "three-step"), V),
+    row("in_context_score", "n_edge=0", lambda c: in_context_score(c.model, c.model.tokenizer, n_edge=0), V, "0"),
+    row("in_context_score", "n_edge=16 of 30 episodes",
+        lambda c: in_context_score(c.model, c.model.tokenizer, n_edge=16), V, "16"),
+    row("in_context_score", "a story reader's tokenizer", lambda c: in_context_score(c.model, story_tokenizer()), V,
+        "'twostep'"),
+    row("emergence_step", "lists of different lengths", lambda c: emergence_step([0, 10], [True]), V, "same length"),
+    row("reward_history", "lags=0", lambda c: reward_history(None, c.targets, 0), V, "0"),
+    row("context_designs", "targets without positions", lambda c: context_designs(c.targets, np.zeros((2, 4)), None), V,
+        "'position'"),
+    row("explained_shares", "rows that differ",
+        lambda c: explained_shares(np.zeros((3, 2)), np.zeros((4, 1)), np.zeros((4, 2)), np.zeros(4, int),
+                                   np.array([True, False])), V, "differ in rows"),
+    row("cosine_matrix", "widths 3 and 4", lambda c: cosine_matrix(np.ones((2, 3)), np.ones((2, 4))), V, "3 and 4"),
+    row("match_one_to_one", "a NaN similarity", lambda c: match_one_to_one(np.array([[NAN]])), V, "finite"),
+    row("trace_back", "latent 5 of 2", lambda c: trace_back({0: np.ones((2, 3))}, 5), V, "5"),
+    row("settled_step", "threshold=2", lambda c: settled_step(pd.DataFrame({"step": [0], "cosine_to_final": [1.0]}),
+                                                              2), V, "2"),
+    row("population_finding", "across='some'",
+        lambda c: ClaimBook("11_x", "tiny", 0).population_finding("x", "", [0.1], ">", 0, "c", across="some"), V,
+        "'some'"),
     # activations and latents
     row("harvest_activations", "layers=[99]",
         lambda c: harvest_activations(c.model, c.played, c.root / "never-written", layers=[99]), V, "99"),

@@ -111,6 +111,22 @@ def test_population_of_one_tests_its_own_bound_and_serialises():
     assert "1 organism:" in book.claims[0]._text()
 
 
+def test_population_finding_across_every_organism_tests_the_worst_one():
+    book = ClaimBook("11_x", "tiny", 0)
+    # every organism at or above 0: holds, where the t-interval of the same values would straddle 0
+    assert book.population_finding("order", "", [0, 1, 0], ">=", 0, "c", across="every") is True
+    assert book.population_finding("order_t", "", [0, 1, 0], ">=", 0, "c") is False
+    assert book.population_finding("one_late", "", [0, 2, -1], ">=", 0, "c", across="every") is False
+    assert book.claims[-1].value == -1 and "worst of 3" in book.claims[-1]._text()
+    # with bounds, the worst bound; for "<" the largest
+    assert book.population_finding("bounded", "", [0.3, 0.4], ">", 0, "c", per_organism_bound=[0.1, -0.1],
+                                   across="every") is False
+    assert book.population_finding("below", "", [-0.3, -0.1], "<", 0, "c", across="every") is True
+    assert book.claims[-1].value == -0.1
+    with pytest.raises(ValueError, match="'some'"):
+        book.population_finding("bad", "", [0.1], ">", 0, "c", across="some")
+
+
 def test_population_check_needs_every_organism():
     book = ClaimBook("02_x", "tiny", 0)
     book.population_check("all_pass", "", [0.9, 0.8, 0.85], ">", 0, "untrained")

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from tdsae.stats import masked_mean, mean_ci, paired_difference, population_interval
 
@@ -59,3 +60,15 @@ def test_residualize_is_the_least_squares_residual_even_for_a_rank_deficient_des
     np.testing.assert_allclose(residualize(values, covariates), expected, atol=1e-12)
     np.testing.assert_allclose(residualize(values, None), values - values.mean(0), atol=1e-12)
     assert np.abs(design.T @ residualize(values, covariates)).max() < 1e-9  # orthogonal to every regressor
+
+
+def test_emergence_step_is_the_last_switch_on_and_none_when_it_is_off_at_the_end():
+    from tdsae.stats import emergence_step
+
+    assert emergence_step([0, 10, 30, 100], [False, False, True, True]) == 30
+    assert emergence_step([100, 0, 30, 10], [True, False, True, False]) == 30  # any order
+    assert emergence_step([0, 10, 30, 100], [False, True, False, True]) == 100  # a flicker on at 10 is not it
+    assert emergence_step([0, 10, 30, 100], [True, True, True, False]) is None
+    assert emergence_step([0, 10], [True, True]) == 0
+    with pytest.raises(ValueError, match="same length"):
+        emergence_step([0, 10], [True])

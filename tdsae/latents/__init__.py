@@ -8,7 +8,9 @@ Modules: targets (reference quantities, covariates, halves, nulls), search (the 
 pair, chosen on one half and reported on the other), profiles (that search layer by layer, and
 comparisons between models), contrasts (chapters 7 and 9's panels and tests of one network in one
 call), probes (cross-validated linear read-outs), geometry (node representations: communities and
-MDS, and chapter 9's community tests).
+MDS, and chapter 9's community tests), matching (one-to-one latent matching by decoder direction, and a
+latent traced back through training checkpoints), concepts (token-level or concept-level latents, by nested
+regressions).
 """
 
 from tdsae.latents.contrasts import (CONTRASTS, PANELS, SR_CONTRASTS, SR_PANELS, LatentContrasts, panel_rows,

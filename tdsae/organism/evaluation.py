@@ -16,9 +16,10 @@ from tdsae.agents import QLearner
 from tdsae.models import masked_next_token_loss, torch_module
 from tdsae.organism.corpus import EVAL_STREAM, TranscriptRecipe, seed_for, simulate_transcripts
 from tdsae.organism.tokenizer import encode_transcripts
-from tdsae.play import read_choices
+from tdsae.play import read_choices, render_episodes
+from tdsae.play.transcripts import reads_transcripts
 from tdsae.stats import bootstrap_interval, experiment_rows
-from tdsae.validation import check_int, check_seed, check_task_names
+from tdsae.validation import check_count, check_int, check_seed, check_task_names
 
 CHOICE_TASKS = ("twostep", "gridworld")  # the tasks whose steps are choices between actions
 
@@ -111,6 +112,65 @@ def heldout_loss(model, tokenizer, tasks=("twostep", "gridworld", "graph"), n_ex
             words += n_words
         losses[task_name] = total / words
     return losses
+
+
+@dataclass
+class InContextScore:
+    """How much better a model predicts the late episodes of a transcript than its early ones (Olsson et al.'s
+    in-context-learning score, with episodes in place of token indices)."""
+
+    task: str  # task name
+    episode_loss: np.ndarray  # [n_experiments, n_episodes] mean next-token loss (nats per word) of each episode
+    per_experiment: np.ndarray  # [n_experiments] late-episode loss minus early-episode loss: < 0 learns in context
+    n_edge: int  # episodes averaged at each end
+    score: float  # mean of per_experiment
+    low: float  # 95% bootstrap interval of score over the held-out transcripts
+    high: float
+
+
+@torch.no_grad()
+def in_context_score(model, tokenizer, task_name: str = "twostep", n_experiments: int = 64, seed: int = 0,
+                     recipe: TranscriptRecipe = TranscriptRecipe(), n_edge: int = 5, batch_rows: int = 16,
+                     n_boot: int = 1000) -> InContextScore:
+    """The loss on the last ``n_edge`` episodes of held-out transcripts minus the loss on their first ``n_edge``.
+
+    Every word counts (actions, states, rewards), each in the episode of the step whose decision came last
+    before it. A model that reads only the current word, or the position, cannot predict a late episode
+    better than an early one: whom the agent prefers, and which alien pays, is known only from the history.
+    So the score is 0 for such a model and negative for one that learns in context. The transcripts are
+    compare_choices' held-out agents (the same seed gives the same ones). Reads transcripts (the organism).
+    """
+    check_task_names(task_name)
+    n_experiments, n_edge = check_count(n_experiments, "n_experiments"), check_count(n_edge, "n_edge")
+    seed, n_boot, batch_rows = check_seed(seed), check_int(n_boot, "n_boot", 0), check_count(batch_rows, "batch_rows")
+    if 2 * n_edge > recipe.n_episodes:
+        raise ValueError(f"n_edge={n_edge} episodes at each end need at least {2 * n_edge} episodes; the recipe "
+                         f"has {recipe.n_episodes}")
+    if not reads_transcripts(tokenizer, recipe.make_task(task_name)):
+        raise ValueError(f"in_context_score reads transcripts, and this tokenizer lacks the {task_name!r} "
+                         "transcript words: it scores the organism (a trained or checkpointed one)")
+    sims = simulate_transcripts(task_name, n_experiments, seed_for(seed, EVAL_STREAM, 0), recipe)
+    rendered = render_episodes(tokenizer, sims.task, sims.traj)
+    ids, lengths = encode_transcripts(tokenizer, sims.tokens)
+    module = torch_module(model)
+    device = next(module.parameters()).device
+    word_loss = np.full(ids.shape, np.nan)  # [n, seq]: loss of predicting word t (t >= 1) from the words before it
+    for start in range(0, len(ids), batch_rows):
+        batch = ids[start:start + batch_rows].to(device)
+        logp = torch.log_softmax(module(input_ids=batch[:, :-1]).logits.float(), -1)
+        word_loss[start:start + len(batch), 1:] = -logp.gather(-1, batch[:, 1:, None])[..., 0].cpu().numpy()
+    episode_loss = np.full((n_experiments, recipe.n_episodes), np.nan)
+    for e in range(n_experiments):
+        steps = np.nonzero(sims.traj.valid[e])[0]
+        # the words a step adds that depend on the history: the choice (after the decision token) and its outcome
+        positions = np.concatenate([rendered.decision_pos[e, steps] + 1, rendered.outcome_pos[e, steps]])
+        episodes = np.concatenate([sims.traj.episode[e, steps]] * 2)
+        for episode in np.unique(episodes):
+            episode_loss[e, episode] = word_loss[e, positions[episodes == episode]].mean()
+    per_experiment = np.nanmean(episode_loss[:, -n_edge:], 1) - np.nanmean(episode_loss[:, :n_edge], 1)
+    low, high = bootstrap_interval(lambda chosen: per_experiment[chosen].mean(), np.arange(n_experiments), n_boot,
+                                   seed)
+    return InContextScore(task_name, episode_loss, per_experiment, n_edge, float(per_experiment.mean()), low, high)
 
 
 def _agent(task, sims, recipe: TranscriptRecipe):

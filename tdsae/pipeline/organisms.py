@@ -72,6 +72,14 @@ def population(settings) -> list:
     return [dataclasses.replace(settings, organism=i) for i in range(settings.n_organisms)]
 
 
+def organism_settings(settings):
+    """The settings of the preset's organism population, whatever model the preset studies: chapters that need
+    what only an organism has (training checkpoints, a known generating agent) study it at every preset, with
+    the preset's n_organisms (1 at the pretrained presets) and every other knob unchanged."""
+    check_settings(settings)
+    return settings if settings.model == ORGANISM else dataclasses.replace(settings, model=ORGANISM, organism=0)
+
+
 def pretrained_settings(settings):
     """The settings chapter 10 runs with: the preset's pretrained ``lm_model`` and ``lm_experiments`` in place of
     its model and experiment count, a population of one; every other knob (episodes, seed, SAEs) unchanged."""

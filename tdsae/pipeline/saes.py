@@ -59,18 +59,21 @@ def training_rows(n_rows: int, limit: int, seed: int) -> np.ndarray:
 
 def layer_saes(settings, task_name: str, model: str | None = None, played_by: str | None = None, layers=None,
                architecture: str = "standard", l1: float | None = None, k: int | None = None,
-               bf16: bool | None = None, store=None) -> dict:
+               bf16: bool | None = None, sae_seed: int | None = None, store=None) -> dict:
     """The SAEs of every analysis layer of the store harvested_store returns for these arguments (default: all
     of 1..n_layers, or settings.sae_max_layers of them evenly spaced in a deeper model: presets.analysis_layers).
 
     Args: settings: a resolved Preset (sae_* knobs: expansion, l1, lr, batch, epochs, vectors);
     architecture: "standard" (ReLU + L1, the paper's) or "topk" (with k); l1: overrides
     settings.sae_l1; bf16: bf16 encoder matmul (fp32 master weights); None: where the device runs bf16
-    natively (tdsae.runtime.matmul_precision; resolved before the cache key, so it is part of it).
+    natively (tdsae.runtime.matmul_precision; resolved before the cache key, so it is part of it);
+    sae_seed: the seed of the SAEs' initialisation and batch order (default settings.seed); the rows they
+    train on are drawn with settings.seed whatever it is, so two SAE seeds differ in their training alone.
     Returns: {layer: LayerSAE}.
     """
     check_request(settings, task_name, model, played_by)
     check_sae_request(architecture, l1, k, bf16)
+    sae_seed = settings.seed if sae_seed is None else check_seed(sae_seed)
     if layers is not None:
         n_layers = (settings.organism_layers if model is None and settings.model == ORGANISM
                     else source_layers(model if model is not None else settings.model))
@@ -84,7 +87,7 @@ def layer_saes(settings, task_name: str, model: str | None = None, played_by: st
         raise ValueError(f"layers {missing} are not in the store; it holds layers {list(acts_store.layers)}")
     artifacts = ArtifactStore() if store is None else store
     return {layer: _layer_sae(settings, acts_store, layer, architecture, settings.sae_l1 if l1 is None else l1, k,
-                              bf16, artifacts) for layer in layers}
+                              bf16, sae_seed, artifacts) for layer in layers}
 
 
 def check_sae_request(architecture: str, l1, k, bf16) -> None:
@@ -103,7 +106,7 @@ def check_l1_grid(grid) -> list[float]:
     return values
 
 
-def _layer_sae(settings, acts_store, layer: int, architecture: str, l1: float, k, bf16: bool | None,
+def _layer_sae(settings, acts_store, layer: int, architecture: str, l1: float, k, bf16: bool | None, sae_seed: int,
                artifacts) -> LayerSAE:
     d_in = acts_store.d_model
     hook_name, hf_hook_name = acts_store.hook_names(layer)
@@ -113,7 +116,7 @@ def _layer_sae(settings, acts_store, layer: int, architecture: str, l1: float, k
     # b_dec should carry from the start instead of the latents paying L1 for it
     device = pick_device(settings.device)
     training = SAETrainingConfig(l1_coefficient=float(l1), lr=settings.sae_lr, batch_size=settings.sae_batch,
-                                 epochs=settings.sae_epochs, seed=settings.seed, center=True,
+                                 epochs=settings.sae_epochs, seed=sae_seed, center=True,
                                  bf16=matmul_precision(device).bf16 if bf16 is None else bool(bf16))
     rows = training_rows(acts_store.n_rows, settings.sae_vectors, settings.seed)
     params = {"activations": acts_store.directory.parent.name, "layer": int(layer), "rows": len(rows),
@@ -170,18 +173,21 @@ def chosen_l1(settings, task_name: str, grid=L1_GRID, store=None) -> float:
 
 
 def analysis_saes(settings, task_name: str, model: str | None = None, played_by: str | None = None,
-                  store=None) -> tuple[float, dict]:
+                  sae_seed: int | None = None, store=None) -> tuple[float, dict]:
     """The SAEs chapters 7 to 9 analyse: standard SAEs at the L1 coefficient choose_l1 picks on the
     preset model's own sweep for this task (found by chosen_l1), the same coefficient for any other
     reader, e.g. the untrained control, so that both are decomposed alike. For a population the sweep is
     organism 0's (the one chapter 6 runs), and every organism's SAEs use its choice: one SAE recipe for
     the whole population, as one recipe trains every organism.
 
+    sae_seed: as layer_saes takes it (a second SAE seed shows how much of a result is the SAE's own draw).
     Returns: (l1, {layer: LayerSAE}).
     """
     check_request(settings, task_name, model, played_by)
+    if sae_seed is not None:
+        check_seed(sae_seed)
     l1 = chosen_l1(dataclasses.replace(settings, organism=0), task_name, store=store)
-    return l1, layer_saes(settings, task_name, model, played_by, l1=l1, store=store)
+    return l1, layer_saes(settings, task_name, model, played_by, l1=l1, sae_seed=sae_seed, store=store)
 
 
 def trained_and_untrained(settings, task_name: str, store=None) -> tuple[float, dict, dict]:

@@ -1,0 +1,132 @@
+"""Figures of how an organism's latents and behaviour change over training (chapter 11).
+
+Training steps run from 0 (the untrained network) over three decades, so the step axis is symmetric-log:
+linear below 10, logarithmic above, and step 0 gets its own place at the left.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tdsae.plots.core import new_figure
+from tdsae.plots.population import ORGANISM_MARKERS
+
+LEVEL_COLOURS = {"concept-level": "#0b6e99", "token-level": "#edae49", "unexplained": "#c9c9c9", "dead": "#555555"}
+
+
+def _step_axis(ax: Any, steps) -> None:
+    """Symmetric-log x axis with a tick at every checkpoint."""
+    ax.set_xscale("symlog", linthresh=10)
+    ax.set_xticks(sorted(steps), [str(s) for s in sorted(steps)])
+    ax.set_xlabel("training step (checkpoint)")
+    ax.grid(axis="x", visible=False)
+
+
+def plot_emergence(series: dict, panels: dict, references: dict | None = None) -> Any:
+    """One panel per measure, one line per organism, against the training step.
+
+    Args: series: {organism: DataFrame with a "step" column and one column per measure}; panels: {column:
+    (title, y label)} in drawing order; references: {column: y of a dashed reference line} (e.g. 0).
+    Columns named c + "_low" and c + "_high" next to a measure c are drawn as its 95% band.
+    """
+    references = references or {}
+    fig, axes = new_figure(ncols=len(panels), width=3.6 * len(panels), height=3.3, squeeze=False)
+    for ax, (column, (title, ylabel)) in zip(axes[0], panels.items()):
+        steps = set()
+        for i, (organism, table) in enumerate(series.items()):
+            part = table.sort_values("step")
+            steps |= set(part.step)
+            ax.plot(part.step, part[column], marker=ORGANISM_MARKERS[i % len(ORGANISM_MARKERS)], color=f"C{i}",
+                    label=f"organism {organism}")
+            if f"{column}_low" in part and part[f"{column}_low"].notna().any():
+                ax.fill_between(part.step, part[f"{column}_low"], part[f"{column}_high"], color=f"C{i}", alpha=0.12,
+                                linewidth=0)
+        if column in references:
+            ax.axhline(references[column], color="0.5", linestyle="--", linewidth=0.9)
+        _step_axis(ax, steps)
+        ax.set(title=title, ylabel=ylabel)
+    axes[0][0].legend(frameon=False, fontsize=8)
+    return fig
+
+
+def plot_seed_strengths(strengths: Any, panels) -> Any:
+    """The best latent's report-half |r| per layer against the training step, for every SAE seed: solid for the
+    first seed, dashed for the others, so SAE variance shows beside the change over training.
+
+    Args: strengths: CheckpointStudy.strengths of one organism; panels: the panels to draw, in order.
+    """
+    fig, axes = new_figure(ncols=len(panels), width=4.6 * len(panels), height=3.4, squeeze=False)
+    seeds = sorted(strengths.sae_seed.unique())
+    for ax, panel in zip(axes[0], panels):
+        part = strengths[strengths.panel == panel]
+        for i, layer in enumerate(sorted(part.layer.unique())):
+            for seed in seeds:
+                line = part[(part.layer == layer) & (part.sae_seed == seed)].sort_values("step")
+                ax.plot(line.step, line.r_report.abs(), color=f"C{i}", marker="o", markersize=3.5,
+                        linestyle="-" if seed == seeds[0] else "--",
+                        label=f"layer {layer}" if seed == seeds[0] else None)
+        _step_axis(ax, part.step.unique())
+        ax.set(title=panel, ylabel="|r| of the best latent (report half)", ylim=(0, 1))
+    axes[0][0].legend(frameon=False, fontsize=8, title=f"solid: SAE seed {seeds[0]}; dashed: "
+                      + ", ".join(str(s) for s in seeds[1:]), title_fontsize=7)
+    return fig
+
+
+def plot_sae_metrics(metrics: Any, columns=("explained_variance", "l0", "frac_alive")) -> Any:
+    """SAE quality against the training step: the mean over organisms and SAE seeds, one line per layer.
+
+    Args: metrics: concatenated CheckpointStudy.sae_metrics (any number of organisms).
+    """
+    fig, axes = new_figure(ncols=len(columns), width=3.5 * len(columns), height=3.1, squeeze=False)
+    for ax, column in zip(axes[0], columns):
+        for i, (layer, part) in enumerate(metrics.groupby("layer")):
+            mean = part.groupby("step")[column].mean()
+            ax.plot(mean.index, mean.to_numpy(), marker="o", markersize=3.5, color=f"C{i}", label=f"layer {layer}")
+        _step_axis(ax, metrics.step.unique())
+        ax.set(title=column.replace("_", " "), ylabel=column.replace("_", " "))
+    axes[0][0].legend(frameon=False, fontsize=8)
+    return fig
+
+
+def plot_level_shares(shares: Any, reference: dict | None = None, reference_label: str = "") -> Any:
+    """Stacked share of latents at each level against the checkpoint, with reference points for the concept-level
+    share (e.g. another study's).
+
+    Args: shares: DataFrame [step x level] of shares (rows sum to 1); reference: {x position (a step): share}.
+    """
+    fig, ax = new_figure(width=6.4, height=3.4)
+    positions = np.arange(len(shares))
+    bottom = np.zeros(len(shares))
+    for level in shares.columns:
+        ax.bar(positions, shares[level], bottom=bottom, color=LEVEL_COLOURS.get(level), label=level, width=0.7)
+        bottom += shares[level].to_numpy(float)
+    if reference:
+        ax.scatter([list(shares.index).index(step) for step in reference], list(reference.values()), marker="*",
+                   s=120, color="#d1495b", zorder=3, label=reference_label)
+    ax.set_xticks(positions, [str(s) for s in shares.index])
+    ax.set(xlabel="training step (checkpoint)", ylabel="share of sampled latents", ylim=(0, 1))
+    ax.legend(frameon=False, fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
+    ax.grid(axis="x", visible=False)
+    return fig
+
+
+def plot_traces(traces: dict, threshold: float | None = None) -> Any:
+    """Cosine of each traced latent's ancestor with its final direction, against the training step.
+
+    Args: traces: {label: tdsae.latents.trace_back table}; threshold: a dashed line (the settling bar).
+    """
+    fig, ax = new_figure(width=6.0, height=3.4)
+    steps = set()
+    for i, (label, trace) in enumerate(traces.items()):
+        part = trace.sort_values("step")
+        steps |= set(part.step)
+        ax.plot(part.step, part.cosine_to_final, marker=ORGANISM_MARKERS[i % len(ORGANISM_MARKERS)], color=f"C{i}",
+                label=label)
+    if threshold is not None:
+        ax.axhline(threshold, color="0.5", linestyle="--", linewidth=0.9)
+    _step_axis(ax, steps)
+    ax.set(ylabel="cosine with the final direction", ylim=(-0.2, 1.05))
+    ax.legend(frameon=False, fontsize=8)
+    return fig
