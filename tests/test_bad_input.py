@@ -411,6 +411,8 @@ ROWS = [
     row("checkpoint_study", "sae_seeds=[]", lambda c: checkpoint_study(c.settings, sae_seeds=[]), V, "empty"),
     row("checkpoint_study", "sae_seeds=[-1]", lambda c: checkpoint_study(c.settings, sae_seeds=[-1]), V, "-1"),
     row("checkpoint_study", "n_sampled=0", lambda c: checkpoint_study(c.settings, n_sampled=0), V, "0"),
+    row("checkpoint_study", "n_edge=16 of 30 episodes", lambda c: checkpoint_study(c.settings, n_edge=16), V, "16"),
+    row("checkpoint_study", "seed_steps=[-1]", lambda c: checkpoint_study(c.settings, seed_steps=[-1]), V, "-1"),
     row("in_context_score", "'three-step'", lambda c: in_context_score(c.model, c.model.tokenizer, "three-step"), V),
     row("in_context_score", "n_edge=0", lambda c: in_context_score(c.model, c.model.tokenizer, n_edge=0), V, "0"),
     row("in_context_score", "n_edge=16 of 30 episodes",

@@ -128,3 +128,23 @@ def test_per_experiment_learning_rates_are_used():
         np.testing.assert_allclose(mixed.td_error[index.experiment == i], alone.td_error[index.experiment == i])
     with pytest.raises(ValueError, match="alpha"):
         reference_targets(task, traj, index, alpha=np.array([0.1, 0.2]))
+
+
+def test_q_taken_is_the_value_a_td_error_is_measured_against_and_can_be_controlled_for():
+    from tdsae.latents import covariates_of
+    from tdsae.stats import residualize
+
+    task = get_task("twostep")
+    traj = run_agent(task, QLearner(alpha=0.3, beta=3.0), 20, 10, seed=1)
+    targets = reference_targets(task, traj, _entries(traj), alpha=0.1, gamma=0.99)
+    out, dec = targets[targets.kind == "outcome"], targets[targets.kind == "decision"]
+    np.testing.assert_allclose(dec.q_taken, dec.q_chosen)  # at a decision, the value of the action taken
+    np.testing.assert_allclose(out.q_taken.to_numpy(), dec.q_taken.to_numpy())  # the same step's, at its outcome
+    second = out[out.step == 1]  # at the alien, td = r - Q(s, a): with r and Q controlled nothing is left
+    plain = covariates_of(second)
+    both = covariates_of(second, extra=("q_taken",))
+    assert both.shape[1] == plain.shape[1] + 1
+    assert np.abs(residualize(second.td_error.to_numpy(), plain)).max() > 0.1
+    assert np.abs(residualize(second.td_error.to_numpy(), both)).max() < 1e-9
+    with pytest.raises(ValueError, match="'q_tken'"):
+        covariates_of(second, extra=("q_tken",))

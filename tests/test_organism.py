@@ -224,3 +224,40 @@ def test_r_difference_skips_draws_without_spread_quietly():
         warnings.simplefilter("error")
         result = r_difference(a, a, n_boot=200, seed=0)
     assert result["low"] == result["high"] == 0.0
+
+
+class _Oracle(torch.nn.Module):
+    """A fake reader that knows each held-out transcript's next word, with a confidence that grows along the
+    transcript (``growth``) or stays fixed (growth 0: a reader that learns nothing from the context)."""
+
+    def __init__(self, ids: torch.Tensor, vocab: int, growth: float):
+        super().__init__()
+        self.ids, self.vocab, self.growth = ids, vocab, growth
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # for the device
+        self.row = 0
+
+    def forward(self, input_ids):
+        n, length = input_ids.shape
+        targets = self.ids[self.row:self.row + n, 1:length + 1]
+        self.row += n
+        confidence = 1.0 + self.growth * torch.arange(length, dtype=torch.float32) / length
+        logits = torch.zeros(n, length, self.vocab)
+        logits.scatter_(2, targets[..., None], confidence[None, :, None].expand(n, length, 1))
+        return type("Output", (), {"logits": logits})()
+
+
+@pytest.mark.parametrize("growth", [0.0, 4.0])
+def test_in_context_score_is_zero_for_a_reader_without_context_and_negative_for_one_that_learns(growth):
+    from tdsae.organism import build_tokenizer, encode_transcripts, in_context_score
+    from tdsae.organism.corpus import EVAL_STREAM, simulate_transcripts
+
+    tokenizer, recipe = build_tokenizer(), TranscriptRecipe()
+    sims = simulate_transcripts("twostep", 16, seed_for(3, EVAL_STREAM, 0), recipe)
+    ids, _ = encode_transcripts(tokenizer, sims.tokens)
+    score = in_context_score(_Oracle(ids, len(tokenizer), growth), tokenizer, "twostep", 16, seed=3, recipe=recipe,
+                             n_boot=100)
+    assert score.episode_loss.shape == (16, recipe.n_episodes) and not np.isnan(score.episode_loss).any()
+    if growth == 0:  # every word gets the same probability wherever it stands: no difference late against early
+        assert score.score == pytest.approx(0.0, abs=1e-6)
+    else:  # more confident later in the transcript: the last episodes' loss is lower than the first ones'
+        assert score.high < 0 and score.episode_loss[:, -1].mean() < score.episode_loss[:, 0].mean()

@@ -19,15 +19,17 @@ UNIT_KINDS = ("SAE latent", "SAE latent pair", "residual dimension")  # what pro
 
 
 def unit_profile(units_by_layer: dict, targets: pd.DataFrame, *, target: str, selection: np.ndarray,
-                 partial: bool = False, n_boot: int = 200, seed: int = 0, pair: bool = False) -> pd.DataFrame:
+                 partial: bool = False, n_boot: int = 200, seed: int = 0, pair: bool = False,
+                 extra_controls=()) -> pd.DataFrame:
     """Best unit (or, with pair, best latent pair) per layer for one target.
 
     Args: units_by_layer: {layer: [n_entries, k] values of the units at every index entry of the
     target's kind (rows of ``targets``)}; targets: reference_targets rows of that kind.
+    extra_controls: columns of targets controlled for besides the reward and step (with partial; covariates_of).
     Returns: one row per layer: layer, unit, partner, r_select, r_report, low, high, n_report.
     """
     check_target(targets, target)
-    covariates = covariates_of(targets) if partial else None
+    covariates = covariates_of(targets, extra_controls) if partial else None
     choose = best_pair if pair else best_unit
     rows = []
     for layer, units in units_by_layer.items():
@@ -71,7 +73,7 @@ def units_at(store, layer: int, rows, sae=None) -> np.ndarray:
 
 
 def profile(stores: dict, saes: dict, targets: pd.DataFrame, *, target: str, selection: np.ndarray,
-            partial: bool = False, n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
+            partial: bool = False, n_boot: int = 200, seed: int = 0, extra_controls=()) -> pd.DataFrame:
     """Best SAE latent, best latent pair and best residual dimension per layer, for every model.
 
     Args: stores: {model label: ActivationStore} (the same episodes, so the same index);
@@ -89,7 +91,7 @@ def profile(stores: dict, saes: dict, targets: pd.DataFrame, *, target: str, sel
                                   ("residual dimension", dimensions, False)):
             if units:
                 table = unit_profile(units, targets, target=target, selection=selection, partial=partial, n_boot=n_boot,
-                                     seed=seed, pair=pair)
+                                     seed=seed, pair=pair, extra_controls=extra_controls)
                 frames.append(table.assign(model=label, units=kind))
     columns = ["model", "units", "layer", "unit", "partner", "r_select", "r_report", "low", "high", "n_report"]
     return pd.concat(frames, ignore_index=True)[columns]
@@ -104,18 +106,20 @@ def best_layers(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def compare_best(units_a: np.ndarray, units_b: np.ndarray, targets: pd.DataFrame, *, target: str, selection: np.ndarray,
-                 partial: bool = False, n_boot: int = 500, seed: int = 0, pairs=(False, False)) -> dict:
+                 partial: bool = False, n_boot: int = 500, seed: int = 0, pairs=(False, False),
+                 extra_controls=()) -> dict:
     """Is a's best unit stronger than b's? |r_a| - |r_b| on the report half, with a paired bootstrap
     over report-half experiments (both units are read on the same rows).
 
     Args: units_a, units_b: [n, k_a], [n, k_b] at the rows of targets; pairs: whether each side is
-    read as its best latent pair. Returns: {"difference", "low", "high", "r_a", "r_b"}.
+    read as its best latent pair; extra_controls: as unit_profile takes them.
+    Returns: {"difference", "low", "high", "r_a", "r_b"}.
     """
     check_target(targets, target)
     y = targets[target].to_numpy(float)
     keep = np.isfinite(y)
     experiments = targets.experiment.to_numpy()[keep]
-    covariates = covariates_of(targets[keep]) if partial else None
+    covariates = covariates_of(targets[keep], extra_controls) if partial else None
     picks = [(best_pair if pair else best_unit)(u[keep], y[keep], experiments, selection, covariates, n_boot=0)
              for u, pair in zip((units_a, units_b), pairs)]
     report = ~selection[experiments]
@@ -149,7 +153,7 @@ def units_of(stores: dict, saes: dict, model: str, kind: str, layer: int, target
 
 def compare_at_best_layers(stores: dict, saes: dict, best: pd.DataFrame, targets: pd.DataFrame, *, target: str,
                            selection: np.ndarray, a: tuple, b: tuple, partial: bool = False, n_boot: int = 500,
-                           seed: int = 0) -> dict:
+                           seed: int = 0, extra_controls=()) -> dict:
     """compare_best for two (model, kind of unit) of a profile, each read at its own best layer.
 
     Args: best: best_layers of the profile of this target (indexed by model and kind of unit); a, b: the
@@ -159,4 +163,4 @@ def compare_at_best_layers(stores: dict, saes: dict, best: pd.DataFrame, targets
     rows = targets.dropna(subset=[target])
     units = [units_of(stores, saes, model, kind, int(best.loc[(model, kind), "layer"]), rows) for model, kind in (a, b)]
     return compare_best(*units, rows, target=target, selection=selection, partial=partial, n_boot=n_boot, seed=seed,
-                        pairs=(a[1] == "SAE latent pair", b[1] == "SAE latent pair"))
+                        pairs=(a[1] == "SAE latent pair", b[1] == "SAE latent pair"), extra_controls=extra_controls)

@@ -27,7 +27,9 @@ def reference_targets(task, traj, index: pd.DataFrame, alpha=0.1, gamma: float =
         own at an outcome token, the previous step's at a decision token, 0 before any);
       - td_error: the step's TD error, at outcome entries only (NaN at decisions);
       - q_chosen, q_diff: Q of the action taken, and Q of action 0 minus action 1 (with more than two
-        actions, chosen minus the mean of the others), at decision entries only (NaN at outcomes).
+        actions, chosen minus the mean of the others), at decision entries only (NaN at outcomes);
+      - q_taken: Q of the step's action before its update, at both kinds of entry (the Q a TD error at the
+        outcome is measured against).
     """
     evaluation = QLearner(alpha=alpha, beta=1.0, gamma=gamma).evaluate(task, traj)
     e, c = index.experiment.to_numpy(), index.column.to_numpy()
@@ -40,7 +42,8 @@ def reference_targets(task, traj, index: pd.DataFrame, alpha=0.1, gamma: float =
     return index.assign(reward=traj.reward[e, c], last_reward=_last_reward(traj, e, c, outcome),
                         td_error=np.where(outcome, evaluation.td_error[e, c], np.nan),
                         q_chosen=np.where(decision & (action >= 0), chosen, np.nan),
-                        q_diff=np.where(decision & (action >= 0), q_diff, np.nan))
+                        q_diff=np.where(decision & (action >= 0), q_diff, np.nan),
+                        q_taken=np.where(action >= 0, chosen, np.nan))
 
 
 def _last_reward(traj, experiments: np.ndarray, columns: np.ndarray, revealed: np.ndarray) -> np.ndarray:
@@ -50,11 +53,14 @@ def _last_reward(traj, experiments: np.ndarray, columns: np.ndarray, revealed: n
     return np.where(revealed, traj.reward[experiments, columns], previous[experiments, columns])
 
 
-def covariates_of(targets: pd.DataFrame) -> np.ndarray:
+def covariates_of(targets: pd.DataFrame, extra=()) -> np.ndarray:
     """What a partial correlation controls for: the latest reward the token has revealed and the step
-    within the episode (one-hot). Returns: [n, k] without a constant column (residualize adds it)."""
+    within the episode (one-hot), and any ``extra`` columns of the targets (e.g. "q_taken": a TD error is
+    about r - Q, so controlling for Q as well leaves what neither explains). Returns: [n, k] without a
+    constant column (residualize adds it)."""
     steps = pd.get_dummies(targets.step, prefix="step", drop_first=True).to_numpy(float)
-    return np.column_stack([targets.last_reward.to_numpy(float), steps])
+    more = [targets[check_target(targets, column)].to_numpy(float) for column in extra]
+    return np.column_stack([targets.last_reward.to_numpy(float), steps, *more])
 
 
 def check_target(targets: pd.DataFrame, target: str) -> str:

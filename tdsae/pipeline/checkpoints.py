@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from tdsae.latents import (CONTRASTS, PANELS, panel_rows, reference_targets, shuffled_target, split_experiments,
-                           td_q_contrasts, unit_profile, units_at)
+from tdsae.latents import (CONTRASTS, PANELS, compare_best, panel_rows, reference_targets, shuffled_target,
+                           split_experiments, td_q_contrasts, unit_profile, units_at)
 from tdsae.latents.concepts import LEVELS, context_designs, explained_shares, level_shares
 from tdsae.latents.matching import cosine_matrix, match_one_to_one, trace_back
 from tdsae.models import load_model
@@ -31,11 +31,17 @@ from tdsae.play.result import played_token_ids
 from tdsae.stats import emergence_step
 from tdsae.validation import ORGANISM, check_count, check_int, check_seed
 
-SEED_PANELS = ("TD error, reward controlled", "Q difference (decision token)")  # read with every SAE seed
-# latent -> the td_q_contrasts test whose gain over step 0 says it has appeared
+# A TD error is about r - Q: with the reward and Q(s, a) both regressed out, what is left is the discounted value of
+# the next state, which neither the token nor the value read at the decision explains.
+Q_CONTROLLED = "TD error, reward and Q controlled"
+Q_CONTROLS = ("q_taken",)
+SEED_PANELS = ("TD error, reward controlled", Q_CONTROLLED, "Q difference (decision token)")  # read with every seed
+# latent -> the test whose gain over step 0 says it has appeared (td_q_contrasts', and the Q-controlled TD test)
 EMERGENCE_TESTS = {"Q-value latent": "q_latent_vs_untrained", "Q-value latent pair": "q_pair_vs_untrained",
-                   "TD-error latent": "td_partial_latent_vs_untrained"}
-TEST_PANELS = {test: panel for test, (panel, _, _) in CONTRASTS.items()}
+                   "TD-error latent": "td_partial_latent_vs_untrained",
+                   "TD-error latent, Q controlled": "td_q_partial_latent_vs_untrained"}
+TEST_PANELS = {**{test: panel for test, (panel, _, _) in CONTRASTS.items()},
+               "td_q_partial_latent_vs_untrained": Q_CONTROLLED}
 
 
 def checkpoint_sources(settings, task_name: str | None = None) -> dict[int, str]:
@@ -159,14 +165,16 @@ class CheckpointStudy:
 
 
 def checkpoint_study(settings, task_name: str = "twostep", sae_seeds=None, n_sampled: int = 100, n_agents: int = 64,
-                     n_boot: int = 200, store=None) -> CheckpointStudy:
+                     n_boot: int = 200, n_edge: int = 5, seed_steps=None, store=None) -> CheckpointStudy:
     """Everything chapter 11 measures on one organism's checkpoints.
 
     Args: settings: a resolved Preset of an organism (organism_settings for a pretrained preset);
     task_name: "twostep" or "gridworld" (Q-learner targets); sae_seeds: SAE seeds per checkpoint (default: the
     preset's seed and the next one; the first is chapters 6-7's); n_sampled: latents 0..n_sampled-1 of each
     SAE whose activation is explained (by ID, as Inaba et al. sampled); n_agents: held-out agents that score
-    the behaviour; n_boot: bootstrap resamples of every interval.
+    the behaviour; n_boot: bootstrap resamples of every interval; n_edge: episodes at each end of a transcript
+    that the in-context-learning score compares (tdsae.organism.in_context_score); seed_steps: the steps at which
+    every SAE seed is trained (default: all; elsewhere the first seed only, whose SAEs every analysis reads).
     """
     check_request(settings, task_name)
     if task_name not in ("twostep", "gridworld"):
@@ -177,9 +185,18 @@ def checkpoint_study(settings, task_name: str = "twostep", sae_seeds=None, n_sam
     if not sae_seeds:
         raise ValueError("sae_seeds is empty; give at least one SAE seed")
     n_sampled, n_agents = check_count(n_sampled, "n_sampled"), check_count(n_agents, "n_agents")
-    n_boot = check_int(n_boot, "n_boot", 0)
+    n_boot, n_edge = check_int(n_boot, "n_boot", 0), check_count(n_edge, "n_edge")
+    if 2 * n_edge > settings.n_episodes:
+        raise ValueError(f"n_edge={n_edge} episodes at each end need at least {2 * n_edge} episodes; the preset plays "
+                         f"{settings.n_episodes}")
+    if seed_steps is not None:
+        seed_steps = [check_int(step, "seed_steps", 0) for step in seed_steps]
     sources = checkpoint_sources(settings, task_name)
     steps = list(sources)
+    seed_steps = steps if seed_steps is None else seed_steps
+    if set(seed_steps) - set(steps):
+        raise ValueError(f"seed_steps {sorted(set(seed_steps) - set(steps))} are not checkpoints; the organism has "
+                         f"steps {steps}")
     task = task_for(settings, task_name)
     played = played_episodes(settings, task_name, store=store)
     stores = {step: checkpoint_store(settings, task_name, step, store) for step in steps}
@@ -190,7 +207,8 @@ def checkpoint_study(settings, task_name: str = "twostep", sae_seeds=None, n_sam
     rows = {name: [] for name in ("metrics", "strengths", "tests", "best", "behaviour", "concepts", "nulls")}
     decoders, baseline, step0_saes = {}, None, None
     for step in steps:
-        saes_by_seed = {seed: checkpoint_saes(settings, task_name, step, seed, store)[1] for seed in sae_seeds}
+        saes_by_seed = {seed: checkpoint_saes(settings, task_name, step, seed, store)[1]
+                        for seed in (sae_seeds if step in seed_steps else sae_seeds[:1])}
         first = saes_by_seed[sae_seeds[0]]
         step0_saes = first if step == steps[0] else step0_saes
         for seed, saes in saes_by_seed.items():
@@ -207,6 +225,9 @@ def checkpoint_study(settings, task_name: str = "twostep", sae_seeds=None, n_sam
                                        contrast_boot=max(n_boot, 1), seed=settings.seed)
             rows["tests"] += [{"step": step, "test": test, **values} for test, values in contrasts.tests.items()
                               if "low" in values]
+            rows["tests"].append({"step": step, "test": "td_q_partial_latent_vs_untrained",
+                                  **_q_controlled_gain(stores[step], stores[steps[0]], first, step0_saes, targets,
+                                                       selection, max(n_boot, 1), settings.seed)})
             rows["best"] += [{"step": step, "panel": panel, **contrasts.best.loc[(panel, "trained", "SAE latent")]
                               [["layer", "unit", "r_report"]].to_dict()} for panel in PANELS]
         model = load_model(sources[step], device=settings.device)
@@ -215,7 +236,8 @@ def checkpoint_study(settings, task_name: str = "twostep", sae_seeds=None, n_sam
         choices = compare_choices(model, model.tokenizer, task_name, n_agents, settings.seed, recipe)
         baseline = choices if baseline is None else baseline
         gain = r_difference(choices, baseline, n_boot, settings.seed)
-        icl = in_context_score(model, model.tokenizer, task_name, n_agents, settings.seed, recipe, n_boot=n_boot)
+        icl = in_context_score(model, model.tokenizer, task_name, n_agents, settings.seed, recipe, n_edge,
+                               n_boot=n_boot)
         rows["behaviour"].append({"step": step, "r": choices.r, "r_gain": gain["difference"], "r_low": gain["low"],
                                   "r_high": gain["high"], "icl": icl.score, "icl_low": icl.low, "icl_high": icl.high})
         rows["concepts"] += _concept_rows(stores[step], first, targets, tokens, played.trajectory, selection, step,
@@ -228,18 +250,42 @@ def checkpoint_study(settings, task_name: str = "twostep", sae_seeds=None, n_sam
                            final_decoders)
 
 
+def _panel(targets: pd.DataFrame, panel: str) -> tuple[pd.DataFrame, str, bool, tuple]:
+    """(rows, target column, reward controlled, extra controls) of a panel of PANELS or of Q_CONTROLLED."""
+    if panel == Q_CONTROLLED:
+        return panel_rows(targets, "TD error, reward controlled").dropna(subset=list(Q_CONTROLS)), "td_error", True, \
+            Q_CONTROLS
+    _, column, partial = PANELS[panel]
+    return panel_rows(targets, panel), column, partial, ()
+
+
+def _q_controlled_gain(trained, untrained, trained_saes: dict, untrained_saes: dict, targets: pd.DataFrame,
+                       selection: np.ndarray, n_boot: int, seed: int) -> dict:
+    """The trained network's best Q-controlled TD latent against the untrained one's, each at its own best layer
+    (chosen on the selection half): compare_best's {"difference", "low", "high", "r_a", "r_b"}."""
+    rows, column, _, extra = _panel(targets, Q_CONTROLLED)
+    picked = []
+    for acts_store, saes in ((trained, trained_saes), (untrained, untrained_saes)):
+        latents = {layer: units_at(acts_store, layer, rows.row.to_numpy(), entry.sae)
+                   for layer, entry in sorted(saes.items())}
+        table = unit_profile(latents, rows, target=column, selection=selection, partial=True, n_boot=0, seed=seed,
+                             extra_controls=extra)
+        picked.append(latents[int(table.loc[table.r_select.abs().idxmax(), "layer"])])
+    return compare_best(*picked, rows, target=column, selection=selection, partial=True, n_boot=n_boot, seed=seed,
+                        extra_controls=extra)
+
+
 def _strengths(acts_store, saes: dict, targets: pd.DataFrame, selection: np.ndarray, seed: int, step: int,
                sae_seed: int) -> list[dict]:
     """The best latent per layer of SEED_PANELS for one SAE seed (chosen on the selection half, reported on the
     other; no intervals): rows of step, sae_seed, panel, layer, unit, r_select, r_report."""
     out = []
     for panel in SEED_PANELS:
-        _, column, partial = PANELS[panel]
-        panel_targets = panel_rows(targets, panel)
+        panel_targets, column, partial, extra = _panel(targets, panel)
         latents = {layer: units_at(acts_store, layer, panel_targets.row.to_numpy(), entry.sae)
                    for layer, entry in sorted(saes.items())}
         table = unit_profile(latents, panel_targets, target=column, selection=selection, partial=partial, n_boot=0,
-                             seed=seed)
+                             seed=seed, extra_controls=extra)
         out += [{"step": step, "sae_seed": sae_seed, "panel": panel, **row}
                 for row in table[["layer", "unit", "r_select", "r_report"]].to_dict("records")]
     return out
@@ -271,5 +317,14 @@ def _concept_rows(acts_store, saes: dict, targets: pd.DataFrame, tokens: np.ndar
 
 
 def organism_checkpoint_studies(settings, task_name: str = "twostep", **options) -> dict[int, CheckpointStudy]:
-    """checkpoint_study of every organism of the population: {organism: CheckpointStudy}."""
-    return {member.organism: checkpoint_study(member, task_name, **options) for member in population(settings)}
+    """checkpoint_study of every organism of the population: {organism: CheckpointStudy}.
+
+    Organism 0 gets every SAE seed at every checkpoint (how far the SAE's own draw moves a result, beside the change
+    over training); the others at the final step only (the ceiling their traced latents are read against), which
+    halves the SAEs the chapter trains.
+    """
+    studies = {}
+    for member in population(settings):
+        seed_steps = None if member.organism == 0 else [max(checkpoint_sources(member, task_name))]
+        studies[member.organism] = checkpoint_study(member, task_name, seed_steps=seed_steps, **options)
+    return studies

@@ -32,8 +32,12 @@ def plot_emergence(series: dict, panels: dict, references: dict | None = None) -
     Columns named c + "_low" and c + "_high" next to a measure c are drawn as its 95% band.
     """
     references = references or {}
-    fig, axes = new_figure(ncols=len(panels), width=3.6 * len(panels), height=3.3, squeeze=False)
-    for ax, (column, (title, ylabel)) in zip(axes[0], panels.items()):
+    ncols = min(len(panels), 2)  # two panels a row: four side by side would be too small to read
+    nrows = -(-len(panels) // ncols)
+    fig, axes = new_figure(ncols=ncols, nrows=nrows, width=4.6 * ncols, height=3.3 * nrows, squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (column, (title, ylabel)) in zip(axes.flat, panels.items()):
         steps = set()
         for i, (organism, table) in enumerate(series.items()):
             part = table.sort_values("step")
@@ -129,4 +133,31 @@ def plot_traces(traces: dict, threshold: float | None = None) -> Any:
     _step_axis(ax, steps)
     ax.set(ylabel="cosine with the final direction", ylim=(-0.2, 1.05))
     ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
+def plot_emergence_timeline(emergence: Any, steps) -> Any:
+    """When each measure appears, organism by organism: one row per organism, one marker per measure at the
+    checkpoint from which it beats the untrained network for good, "never" to the right of the last checkpoint.
+
+    Args: emergence: DataFrame [organism x measure] of steps (None or NaN: never); steps: the checkpoints.
+    """
+    steps = sorted(steps)
+    positions = {step: i for i, step in enumerate(steps)}
+    never = len(steps)
+    markers = ("o", "s", "D", "^", "v", "P", "X")
+    fig, ax = new_figure(width=7.2, height=1.2 + 0.55 * len(emergence))
+    offsets = np.linspace(-0.25, 0.25, emergence.shape[1])
+    for j, measure in enumerate(emergence.columns):
+        x = [never if step is None or (isinstance(step, float) and np.isnan(step)) else positions[int(step)]
+             for step in emergence[measure]]
+        y = np.arange(len(emergence)) + offsets[j]
+        ax.scatter(x, y, marker=markers[j % len(markers)], s=55, color=f"C{j}", label=measure, zorder=3)
+    ax.axvline(never - 0.5, color="0.6", linestyle=":", linewidth=1)
+    ax.set_xticks(list(range(len(steps))) + [never], [str(s) for s in steps] + ["never"])
+    ax.set_yticks(np.arange(len(emergence)), [f"organism {i}" for i in emergence.index])
+    ax.set(xlabel="checkpoint from which the measure beats the untrained network for good",
+           xlim=(-0.5, never + 0.5), ylim=(len(emergence) - 0.5, -0.5))
+    ax.legend(frameon=False, fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
+    ax.grid(axis="y", visible=False)
     return fig
