@@ -19,6 +19,7 @@ LEVEL_COLOURS = {"concept-level": "#0b6e99", "token-level": "#edae49", "unexplai
 def _step_axis(ax: Any, steps) -> None:
     """Symmetric-log x axis with a tick at every checkpoint."""
     ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlim(-1, max(steps) * 1.4)  # no empty negative half, room for the last marker
     ax.set_xticks(sorted(steps), [str(s) for s in sorted(steps)])
     ax.set_xlabel("training step (checkpoint)")
     ax.grid(axis="x", visible=False)
@@ -100,7 +101,7 @@ def plot_level_shares(shares: Any, reference: dict | None = None, reference_labe
 
     Args: shares: DataFrame [step x level] of shares (rows sum to 1); reference: {x position (a step): share}.
     """
-    fig, ax = new_figure(width=6.4, height=3.4)
+    fig, ax = new_figure(width=7.0, height=4.0)
     positions = np.arange(len(shares))
     bottom = np.zeros(len(shares))
     for level in shares.columns:
@@ -111,7 +112,7 @@ def plot_level_shares(shares: Any, reference: dict | None = None, reference_labe
                    s=120, color="#d1495b", zorder=3, label=reference_label)
     ax.set_xticks(positions, [str(s) for s in shares.index])
     ax.set(xlabel="training step (checkpoint)", ylabel="share of sampled latents", ylim=(0, 1))
-    ax.legend(frameon=False, fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
+    ax.legend(frameon=False, fontsize=8, bbox_to_anchor=(0.5, -0.2), loc="upper center", ncol=3)
     ax.grid(axis="x", visible=False)
     return fig
 
