@@ -33,6 +33,14 @@ CONCEPT_GAIN = 0.1  # held-out R^2 the hidden variables must add to make a laten
 MIN_ACTIVE = 0.01  # a latent non-zero on fewer rows than this share is dead
 REWARD_LAGS = 4  # rewards revealed so far that the concept model reads (two Two-Step episodes)
 HIDDEN = ("td_error", "q_chosen", "q_diff")  # reference_targets columns the concept model reads besides rewards
+# Inaba et al. (2025), the shares (%) of their 100 hand-labelled latents (IDs 0-99) per checkpoint of LLM-jp-3-1.8B,
+# recomputed from the demo data they released (llm-jp-sae); the final checkpoint is step 988,240.
+INABA_SHARES = {10: {"token-level": 32, "concept-level": 5, "uninterpretable": 63},
+                100: {"token-level": 29, "concept-level": 6, "uninterpretable": 65},
+                1_000: {"token-level": 72, "concept-level": 9, "uninterpretable": 17},
+                10_000: {"token-level": 73, "concept-level": 25, "uninterpretable": 2},
+                100_000: {"token-level": 67, "concept-level": 31, "uninterpretable": 2},
+                988_240: {"token-level": 51, "concept-level": 46, "uninterpretable": 3}}
 
 
 def context_designs(targets: pd.DataFrame, token_ids: np.ndarray, traj) -> tuple[np.ndarray, np.ndarray]:
