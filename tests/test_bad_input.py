@@ -42,6 +42,8 @@ from tdsae.models import (ModelNotFoundError, ResidualTap, check_layer, convert_
                           site_hook_names, source_layers, torch_module)
 from tdsae.latents.concepts import context_designs, explained_shares, reward_history
 from tdsae.latents.matching import cosine_matrix, match_one_to_one, settled_step, trace_back
+from tdsae.latents.similarity import (latent_correlations, linear_cka, pair_latents, permutation_null,
+                                      principal_components_kept, rsa, svcca)
 from tdsae.organism import (ChoiceComparison, OrganismConfig, TrainingConfig, TranscriptRecipe, build_batches,
                             compare_choices, evaluate_choice_correlation, in_context_score, list_checkpoints,
                             r_difference, simulate_transcripts, train_organism)
@@ -431,6 +433,20 @@ ROWS = [
     row("trace_back", "latent 5 of 2", lambda c: trace_back({0: np.ones((2, 3))}, 5), V, "5"),
     row("settled_step", "threshold=2", lambda c: settled_step(pd.DataFrame({"step": [0], "cosine_to_final": [1.0]}),
                                                               2), V, "2"),
+    row("svcca", "rule='both'", lambda c: svcca(np.eye(8)[:, :2], np.eye(8)[:, :2], rule="both"), V, "'both'"),
+    row("svcca", "as many pairs as dimensions", lambda c: svcca(np.ones((4, 4)), np.ones((4, 4))), V,
+        "more pairs than dimensions"),
+    row("principal_components_kept", "rule='all'", lambda c: principal_components_kept([1.0], "all"), V, "'all'"),
+    row("rsa", "2 rows", lambda c: rsa(np.ones((2, 3)), np.ones((2, 3))), V, "2"),
+    row("linear_cka", "rows 3 and 4", lambda c: linear_cka(np.ones((3, 2)), np.ones((4, 2))), V, "3 and 4"),
+    row("latent_correlations", "a NaN activation", lambda c: latent_correlations(np.full((3, 2), NAN), np.ones((3, 2))),
+        V, "finite"),
+    row("pair_latents", "how='best'", lambda c: pair_latents(np.ones((2, 2)), "best"), V, "'best'"),
+    row("pair_latents", "threshold=2", lambda c: pair_latents(np.ones((2, 2)), threshold=2), V, "2"),
+    row("permutation_null", "n_permutations=0", lambda c: permutation_null(rsa, np.ones((4, 2)), np.ones((4, 2)), 0),
+        V, "0"),
+    row("permutation_null", "seed=-1",
+        lambda c: permutation_null(rsa, np.ones((4, 2)), np.ones((4, 2)), 10, seed=-1), V, "-1"),
     row("population_finding", "across='some'",
         lambda c: ClaimBook("11_x", "tiny", 0).population_finding("x", "", [0.1], ">", 0, "c", across="some"), V,
         "'some'"),

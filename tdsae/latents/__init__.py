@@ -10,7 +10,8 @@ comparisons between models), contrasts (chapters 7 and 9's panels and tests of o
 call), probes (cross-validated linear read-outs), geometry (node representations: communities and
 MDS, and chapter 9's community tests), matching (one-to-one latent matching by decoder direction, and a
 latent traced back through training checkpoints), concepts (token-level or concept-level latents, by nested
-regressions).
+regressions), similarity (SVCCA under both principal-component rules, RSA, linear CKA, latent pairing by
+activation correlation, the shuffled-pairing null).
 """
 
 from tdsae.latents.contrasts import (CONTRASTS, PANELS, SR_CONTRASTS, SR_PANELS, LatentContrasts, panel_rows,
