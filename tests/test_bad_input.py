@@ -43,7 +43,7 @@ from tdsae.models import (ModelNotFoundError, ResidualTap, check_layer, convert_
 from tdsae.latents.concepts import context_designs, explained_shares, reward_history
 from tdsae.latents.matching import cosine_matrix, match_one_to_one, settled_step, trace_back
 from tdsae.latents.similarity import (latent_correlations, linear_cka, pair_latents, permutation_null,
-                                      principal_components_kept, rsa, svcca)
+                                      principal_components_kept, rsa, rsa_null, svcca, svcca_null)
 from tdsae.organism import (ChoiceComparison, OrganismConfig, TrainingConfig, TranscriptRecipe, build_batches,
                             compare_choices, evaluate_choice_correlation, in_context_score, list_checkpoints,
                             r_difference, simulate_transcripts, train_organism)
@@ -55,6 +55,7 @@ from tdsae.pipeline import (AGENTS, agent_trajectories, analysis_saes, chosen_l1
                             training_rows, untrained_source)
 from tdsae.pipeline.checkpoints import checkpoint_saes, checkpoint_sources, checkpoint_store, checkpoint_study
 from tdsae.pipeline.organisms import organism_settings
+from tdsae.pipeline.universality import compare_feature_spaces, shared_readers
 from tdsae.play.dispatch import play_task, read_choices
 from tdsae.play.stories import StoryTokens, play_stories
 from tdsae.play.result import load_played
@@ -447,6 +448,15 @@ ROWS = [
         V, "0"),
     row("permutation_null", "seed=-1",
         lambda c: permutation_null(rsa, np.ones((4, 2)), np.ones((4, 2)), 10, seed=-1), V, "-1"),
+    row("svcca_null", "rule='both'", lambda c: svcca_null(np.eye(8)[:, :2], np.eye(8)[:, :2], "both"), V, "'both'"),
+    row("rsa_null", "n_permutations=0", lambda c: rsa_null(np.ones((4, 2)), np.ones((4, 2)), 0), V, "0"),
+    row("shared_readers", "a pretrained preset",
+        lambda c: shared_readers(tdsae.resolve_settings("tiny", model=str(c.root / "micro"))), V, "micro"),
+    row("shared_readers", "'three-step'", lambda c: shared_readers(c.settings, "three-step"), V),
+    row("compare_feature_spaces", "threshold=2", lambda c: compare_feature_spaces(None, None, 1, 1, None, threshold=2),
+        V, "2"),
+    row("compare_feature_spaces", "n_permutations=0",
+        lambda c: compare_feature_spaces(None, None, 1, 1, None, n_permutations=0), V, "0"),
     row("population_finding", "across='some'",
         lambda c: ClaimBook("11_x", "tiny", 0).population_finding("x", "", [0.1], ">", 0, "c", across="some"), V,
         "'some'"),

@@ -90,3 +90,16 @@ def test_similarity_refuses_unpaired_or_too_few_rows():
         svcca(rng.normal(size=(10, 16)), rng.normal(size=(10, 16)))
     with pytest.raises(ValueError, match="finite"):
         rsa(np.full((4, 2), np.nan), np.ones((4, 2)))
+
+
+def test_the_fast_nulls_equal_the_generic_one_shuffle_for_shuffle():
+    from tdsae.latents.similarity import rsa_null, svcca_null
+
+    rng = np.random.default_rng(9)
+    a = unit_rows(rng, 120, 8)
+    b = a @ ortho_group.rvs(8, random_state=10) + rng.normal(0, 0.5, (120, 8))
+    for rule in ("intended", "released"):
+        fast = svcca_null(a, b, rule, n_permutations=30, seed=4)
+        slow = permutation_null(lambda x, y: svcca(x, y, rule), a, b, n_permutations=30, seed=4)
+        assert fast == pytest.approx(slow, abs=1e-9)
+    assert rsa_null(a, b, n_permutations=30, seed=4) == pytest.approx(permutation_null(rsa, a, b, 30, 4), abs=1e-9)

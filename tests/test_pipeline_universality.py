@@ -1,0 +1,43 @@
+"""Feature spaces of a micro population on the same transcripts: who reads what, and the comparison's ladder."""
+
+import numpy as np
+import pytest
+
+import tdsae
+from tdsae.artifacts import ArtifactStore
+from tdsae.latents import split_experiments
+from tdsae.pipeline.universality import compare_feature_spaces, shared_readers
+
+
+@pytest.fixture(scope="module")
+def readers(tmp_path_factory):
+    root = tmp_path_factory.mktemp("universality")
+    settings = tdsae.resolve_settings("tiny", organism_d_model=16, organism_layers=1, organism_steps=11, n_episodes=6,
+                                      n_random_episodes=2, n_experiments=40, sae_vectors=400, sae_epochs=2,
+                                      sae_expansion=2, sae_min_explained_variance=0.0, n_organisms=2, device="cpu")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TDSAE_HOME", str(root))
+        return settings, shared_readers(settings, "twostep", ArtifactStore(root))
+
+
+def test_every_reader_reads_the_same_held_out_transcripts(readers):
+    settings, found = readers
+    assert set(found) == {"organism 0", "organism 1", "organism 0, SAE seed 1", "untrained"}
+    index = found["organism 0"].store.index
+    assert all(reader.store.index.equals(index) for reader in found.values())
+    assert found["organism 0, SAE seed 1"].store is found["organism 0"].store  # same network, other SAEs
+    first, second = found["organism 0"].saes[1].sae, found["organism 0, SAE seed 1"].saes[1].sae
+    assert not np.allclose(first.W_dec.detach().numpy(), second.W_dec.detach().numpy())
+
+
+def test_a_network_against_itself_pairs_perfectly_and_beats_its_null(readers):
+    settings, found = readers
+    selection = split_experiments(settings.n_experiments, settings.seed)
+    same = compare_feature_spaces(found["organism 0"], found["organism 0"], 1, 1, selection, n_permutations=50)
+    one = same["pairings"].loc["one-to-one"]
+    assert same["cka"] == pytest.approx(1.0) and one.share_above == pytest.approx(1.0, abs=0.05)
+    assert one.rsa == pytest.approx(1.0) and one.rsa_p == pytest.approx(1 / 51)
+    other = compare_feature_spaces(found["organism 0"], found["organism 1"], 1, 1, selection, n_permutations=50)
+    assert 0 <= other["cka"] < 1 and set(other["pairings"].index) == {"many-to-one", "one-to-one"}
+    with pytest.raises(ValueError, match="no SAE at layer 7"):
+        compare_feature_spaces(found["organism 0"], found["organism 1"], 7, 1, selection)
