@@ -218,10 +218,10 @@ def rsa_null(a, b, n_permutations: int = 1000, seed: int = 0) -> dict:
     ranks_b = np.zeros_like(sim_b)
     ranks_b[lower] = stats.rankdata(sim_b[lower])
     ranks_b = ranks_b + ranks_b.T  # each unordered pair's rank, on both sides of the diagonal
+    flat_b = ranks_b.ravel()
     centred_a = ranks_a - ranks_a.mean()
-    null = []
-    for order in _permutations(len(b), n_permutations, seed):
-        shuffled = ranks_b[np.ix_(order, order)][lower]
-        centred_b = shuffled - shuffled.mean()
-        null.append(float(centred_a @ centred_b / np.sqrt((centred_a ** 2).sum() * (centred_b ** 2).sum())))
-    return _null_record(observed, np.array(null))
+    # a shuffle reorders the same ranks, so their mean and spread are the shuffle's too: one dot product each
+    spread = np.sqrt((centred_a ** 2).sum() * ((flat_b[lower[0] * len(b) + lower[1]] - ranks_a.mean()) ** 2).sum())
+    null = np.array([centred_a @ flat_b[order[lower[0]] * len(b) + order[lower[1]]] / spread
+                     for order in _permutations(len(b), n_permutations, seed)])
+    return _null_record(observed, null)
