@@ -247,7 +247,7 @@ class ClaimBook:
         """
         values = np.asarray(per_organism, float).ravel()
         population = _population(values, None, comparison, threshold)
-        population["rule"] = f"the worst of {population['n']} organisms"
+        population["rule"] = f"the worst of {population['n']} organism{'s' if population['n'] != 1 else ''}"
         worst = float(values.max() if comparison in ("<", "<=") else values.min())
         self.check(name, statement, worst, comparison, threshold, control, _mean_or_none(control_values),
                    population=population)
