@@ -83,6 +83,20 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+_VERIFIED: dict[str, tuple] = {}  # directory -> the fingerprint it had when this process last verified it
+
+
+def _fingerprint(directory: Path) -> tuple | None:
+    """(name, size, mtime_ns) of every file under a directory, the manifest included; None if it does not exist."""
+    if not directory.is_dir():
+        return None
+    stats = []
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        stat = path.stat()
+        stats.append((path.relative_to(directory).as_posix(), stat.st_size, stat.st_mtime_ns))
+    return tuple(stats)
+
+
 def _files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST)
 
@@ -106,8 +120,22 @@ class ArtifactStore:
         return (self.path(kind, params) / MANIFEST).exists()
 
     def verify(self, kind: str, params: dict[str, Any]) -> Path:
-        """Return the artifact's path; raise ArtifactError naming the file or field that is wrong."""
+        """Return the artifact's path; raise ArtifactError naming the file or field that is wrong.
+
+        A directory this process has already verified is not hashed again while none of its files has changed
+        size or modification time (a chapter loads the same store many times; hashing it each time cost
+        seconds per chapter)."""
         directory = self.path(kind, params)
+        fingerprint = _fingerprint(directory)
+        if fingerprint is not None and _VERIFIED.get(str(directory)) == fingerprint:
+            return directory
+        self._verify(directory, kind, params)
+        if fingerprint is not None:
+            _VERIFIED[str(directory)] = fingerprint
+        return directory
+
+    def _verify(self, directory: Path, kind: str, params: dict[str, Any]) -> None:
+        """verify's full check: manifest, parameters, the set of files, sizes and hashes."""
         manifest_path = directory / MANIFEST
         if not manifest_path.exists():
             raise ArtifactError(f"{manifest_path} is missing: the artifact was never completed")
@@ -131,7 +159,6 @@ class ArtifactStore:
             # HASH_LIMIT are checked by size, which catches truncation, the usual corruption.
             if (name not in sizes or sizes[name] <= HASH_LIMIT) and file_sha256(path) != digest:
                 raise ArtifactError(f"{path}: sha256 does not match the manifest (corrupt file)")
-        return directory
 
     def load_or_build(self, kind: str, params: dict[str, Any], build: Callable[[Path], None]) -> Path:
         """The artifact's directory, built by ``build(tmp_dir)`` first when missing, corrupt or mismatched.
@@ -161,6 +188,7 @@ class ArtifactStore:
             if target.exists():
                 shutil.rmtree(target)
             os.replace(tmp, target)
+            _VERIFIED[str(target)] = _fingerprint(target)  # just hashed into the manifest; a rename keeps mtimes
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp)

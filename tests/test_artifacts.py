@@ -96,3 +96,19 @@ def test_benchmark_results_are_kept_per_machine(tmp_path, monkeypatch):
     assert {label: entry["speedup"] for label, entry in content["by_machine"].items()} == {
         "earlier run, machine not recorded": 4.3, "Xeon: AVX512 (amx_bf16), bfloat16": 6.1,
         "EPYC: AVX2 (no bf16 instructions), float32, ISA capped by ATEN_CPU_CAPABILITY=avx2": 4.2}
+
+
+def test_a_verified_artifact_is_not_hashed_again_until_a_file_changes(tmp_path, monkeypatch):
+    import tdsae.artifacts as artifacts
+
+    store = ArtifactStore(tmp_path)
+    path = store.load_or_build("x", {"a": 1}, lambda tmp: (tmp / "data.bin").write_bytes(b"0123456789"))
+    hashed = []
+    real = artifacts.file_sha256
+    monkeypatch.setattr(artifacts, "file_sha256", lambda p: hashed.append(p) or real(p))
+    store.verify("x", {"a": 1})
+    assert hashed == []  # verified when it was built, unchanged since
+    (path / "data.bin").write_bytes(b"0123456780")  # same size, other content: a new modification time
+    with pytest.raises(ArtifactError, match="sha256"):
+        store.verify("x", {"a": 1})
+    assert hashed  # the change was noticed and the file hashed again
