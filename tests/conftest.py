@@ -141,3 +141,13 @@ def write_tiny_gguf(path, seed: int = 0, tied: bool = False):
     writer.write_tensors_to_file()
     writer.close()
     return model, tokenizer
+
+
+def micro_population_settings(**overrides):
+    """tiny settings for a micro population that trains in seconds: 1-layer organisms of width 16, 11 steps
+    (checkpoints at 0, 10 and 11), short transcripts, small SAEs that keep any sparsity."""
+    import tdsae
+
+    knobs = dict(organism_d_model=16, organism_layers=1, organism_steps=11, n_episodes=6, n_random_episodes=2,
+                 sae_epochs=2, sae_expansion=2, sae_min_explained_variance=0.0, device="cpu")
+    return tdsae.resolve_settings("tiny", **{**knobs, **overrides})

@@ -3,8 +3,8 @@ checkpoint being chapters 5-7's own harvest and SAEs, two SAE seeds, and the stu
 
 import numpy as np
 import pytest
+from conftest import micro_population_settings
 
-import tdsae
 from tdsae.artifacts import ArtifactStore
 from tdsae.latents.concepts import LEVELS
 from tdsae.pipeline import analysis_saes, harvested_store, model_source, untrained_source
@@ -16,9 +16,7 @@ from tdsae.pipeline.checkpoints import (EMERGENCE_TESTS, checkpoint_saes, checkp
 def micro(tmp_path_factory):
     """A two-checkpoint organism (steps 0 and 11) with everything chapter 11 reads, in a private cache."""
     root = tmp_path_factory.mktemp("checkpoints")
-    settings = tdsae.resolve_settings("tiny", organism_d_model=16, organism_layers=1, organism_steps=11, n_episodes=6,
-                                      n_random_episodes=2, n_experiments=8, sae_vectors=200, sae_epochs=2,
-                                      sae_expansion=2, sae_min_explained_variance=0.0, n_organisms=1, device="cpu")
+    settings = micro_population_settings(n_experiments=8, sae_vectors=200, n_organisms=1)
     store = ArtifactStore(root)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TDSAE_HOME", str(root))

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
+from conftest import micro_population_settings
 
-import tdsae
 from tdsae.artifacts import ArtifactStore
 from tdsae.latents import split_experiments
 from tdsae.pipeline.universality import compare_feature_spaces, shared_readers
@@ -12,9 +12,7 @@ from tdsae.pipeline.universality import compare_feature_spaces, shared_readers
 @pytest.fixture(scope="module")
 def readers(tmp_path_factory):
     root = tmp_path_factory.mktemp("universality")
-    settings = tdsae.resolve_settings("tiny", organism_d_model=16, organism_layers=1, organism_steps=11, n_episodes=6,
-                                      n_random_episodes=2, n_experiments=40, sae_vectors=400, sae_epochs=2,
-                                      sae_expansion=2, sae_min_explained_variance=0.0, n_organisms=2, device="cpu")
+    settings = micro_population_settings(n_experiments=40, sae_vectors=400, n_organisms=2)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TDSAE_HOME", str(root))
         return settings, shared_readers(settings, "twostep", ArtifactStore(root))
