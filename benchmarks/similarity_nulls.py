@@ -45,7 +45,7 @@ def main() -> dict:
     for name, (fast, generic) in cases.items():
         fast_value, fast_s = timed(fast)
         generic_value, generic_s = timed(generic)
-        agree = all(abs(fast_value[k] - generic_value[k]) < 1e-9 for k in fast_value)
+        agree = all(abs(fast_value[k] - generic_value[k]) < 1e-9 for k in generic_value)
         result["cases"][name] = {"fast_s": fast_s, "generic_s": generic_s, "speedup": generic_s / fast_s,
                                  "same_null": agree, "met": agree and generic_s / fast_s >= TARGET}
         print(f"{name}: fast {fast_s:.2f} s, generic {generic_s:.2f} s, {generic_s / fast_s:.1f}x, same null: {agree}")

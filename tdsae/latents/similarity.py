@@ -58,14 +58,6 @@ def principal_components_kept(singular_values, rule: str) -> int:
     return int(np.argmax(reached)) + 1  # argmax of all-False is 0: one component, as the released code keeps
 
 
-def canonical_correlations(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """The canonical correlations of two sets of variables observed on the same rows: x [n, p], y [n, q]."""
-    x, y = x - x.mean(0), y - y.mean(0)
-    qx, _ = np.linalg.qr(x)
-    qy, _ = np.linalg.qr(y)
-    return np.clip(np.linalg.svd(qx.T @ qy, compute_uv=False), 0.0, 1.0)
-
-
 def svcca(a, b, rule: str = "intended") -> dict:
     """SVCCA of two paired sets of vectors, a [n_pairs, d_a] and b [n_pairs, d_b] (e.g. paired decoder rows).
 
@@ -74,20 +66,29 @@ def svcca(a, b, rule: str = "intended") -> dict:
     mean canonical correlation of the two reductions is the score. Needs more pairs than dimensions.
     Returns: {"score", "k_a", "k_b"}.
     """
+    (basis_a, k_a), (basis_b, k_b) = _svcca_bases(a, b, rule)
+    return {"score": _mean_canonical(basis_a, basis_b), "k_a": k_a, "k_b": k_b}
+
+
+def _svcca_bases(a, b, rule: str) -> list[tuple[np.ndarray, int]]:
+    """For each side, an orthonormal basis [n_pairs, k] of its kept principal-component scores, and k."""
     a, b = _matrix(a, "a"), _matrix(b, "b")
     _same_rows(a, b)
     if len(a) <= max(a.shape[1], b.shape[1]):
         raise ValueError(f"SVCCA needs more pairs than dimensions: {len(a)} pairs of {a.shape[1]} and {b.shape[1]} "
                          "dimensions")
-    reduced, kept = [], []
+    bases = []
     for values in (a, b):
-        centred = values - values.mean(0)
-        u, s, _ = np.linalg.svd(centred, full_matrices=False)
+        u, s, _ = np.linalg.svd(values - values.mean(0), full_matrices=False)
         k = principal_components_kept(s, rule)
-        reduced.append(u[:, :k] * s[:k])
-        kept.append(k)
-    score = float(canonical_correlations(*reduced).mean())
-    return {"score": score, "k_a": kept[0], "k_b": kept[1]}
+        scores = u[:, :k] * s[:k]
+        bases.append((np.linalg.qr(scores - scores.mean(0))[0], k))
+    return bases
+
+
+def _mean_canonical(basis_a: np.ndarray, basis_b: np.ndarray) -> float:
+    """The mean canonical correlation of two sets of variables, given orthonormal bases of their centred spans."""
+    return float(np.clip(np.linalg.svd(basis_a.T @ basis_b, compute_uv=False), 0.0, 1.0).mean())
 
 
 def rsa(a, b) -> float:
@@ -189,27 +190,20 @@ def permutation_null(measure, a, b, n_permutations: int = 1000, seed: int = 0) -
 
 def svcca_null(a, b, rule: str = "intended", n_permutations: int = 1000, seed: int = 0) -> dict:
     """permutation_null of svcca, computed once per matrix: shuffling b's rows only shuffles the rows of its
-    principal-component scores, so each shuffle costs one small product instead of two SVDs."""
+    principal-component scores, so each shuffle costs one small product instead of two SVDs.
+    Returns: permutation_null's record with svcca's "k_a" and "k_b"."""
     n_permutations, seed = check_count(n_permutations, "n_permutations"), check_seed(seed)
-    observed = svcca(a, b, rule)
-    a, b = _matrix(a, "a"), _matrix(b, "b")
-    bases = []
-    for values in (a, b):
-        centred = values - values.mean(0)
-        u, s, _ = np.linalg.svd(centred, full_matrices=False)
-        k = principal_components_kept(s, rule)
-        scores = u[:, :k] * s[:k]
-        bases.append(np.linalg.qr(scores - scores.mean(0))[0])
-    null = np.array([np.clip(np.linalg.svd(bases[0].T @ bases[1][order], compute_uv=False), 0, 1).mean()
-                     for order in _permutations(len(b), n_permutations, seed)])
-    return _null_record(observed["score"], null)
+    (basis_a, k_a), (basis_b, k_b) = _svcca_bases(a, b, rule)
+    null = np.array([_mean_canonical(basis_a, basis_b[order])
+                     for order in _permutations(len(basis_b), n_permutations, seed)])
+    return {**_null_record(_mean_canonical(basis_a, basis_b), null), "k_a": k_a, "k_b": k_b}
 
 
 def rsa_null(a, b, n_permutations: int = 1000, seed: int = 0) -> dict:
     """permutation_null of rsa, computed once per matrix: shuffling b's rows reorders the same similarities, so
     their ranks are computed once and each shuffle costs one correlation of ranks."""
     n_permutations, seed = check_count(n_permutations, "n_permutations"), check_seed(seed)
-    observed = rsa(a, b)
+    observed = rsa(a, b)  # validates the pair; its similarity matrices are rebuilt below as ranks, once
     a, b = _matrix(a, "a"), _matrix(b, "b")
     lower = np.tril_indices(len(a), -1)
     with np.errstate(invalid="ignore", divide="ignore"):

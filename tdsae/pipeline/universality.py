@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from tdsae.latents.profiles import units_at
-from tdsae.latents.similarity import latent_correlations, linear_cka, pair_latents, rsa_null, svcca, svcca_null
+from tdsae.latents.similarity import latent_correlations, linear_cka, pair_latents, rsa_null, svcca_null
 from tdsae.pipeline.episodes import AGENTS, check_request, harvested_store, model_source, untrained_source
 from tdsae.pipeline.organisms import population
 from tdsae.pipeline.saes import analysis_saes
@@ -97,7 +97,7 @@ def compare_feature_spaces(a: Reader, b: Reader, layer_a: int, layer_b: int, sel
                  "rsa": rsa_null(paired_a, paired_b, n_permutations, seed)}
         for name, null in nulls.items():
             row.update({name: null["score"], f"{name}_null_high": null["null_high"], f"{name}_p": null["p"]})
-        row["k_intended_a"] = svcca(paired_a, paired_b, "intended")["k_a"]
+        row["k_intended_a"] = nulls["svcca_intended"]["k_a"]
         table.append(row)
     cka = linear_cka(a.store.acts(layer_a, rows[~fit]), b.store.acts(layer_b, rows[~fit]))
     return {"cka": cka, "pairings": pd.DataFrame(table).set_index("pairing")}
