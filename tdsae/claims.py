@@ -102,7 +102,7 @@ class Claim:
             return ""
         pop = self.population
         values = ", ".join(f"{v:.3g}" for v in pop["per_organism"])
-        return (f"; {pop['n']} organism{'s' if pop['n'] != 1 else ''}: {values} "
+        return (f"; {pop['n']} {_plural(pop.get('unit', 'organism'), pop['n'])}: {values} "
                 f"({pop['holding']} of {pop['n']} pass alone); value = {pop['rule']}")
 
     def _html(self) -> str:
@@ -135,14 +135,23 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
-def _population(values: np.ndarray, bounds: np.ndarray | None, comparison: str, threshold: float) -> dict:
+def _plural(unit: str, n: int) -> str:
+    """'organism' -> 'organisms', 'pair of organisms' -> 'pairs of organisms' (unless n is 1)."""
+    if n == 1:
+        return unit
+    head, _, tail = unit.partition(" ")
+    return f"{head}s {tail}".strip()
+
+
+def _population(values: np.ndarray, bounds: np.ndarray | None, comparison: str, threshold: float,
+                unit: str = "organism") -> dict:
     """The population record of a claim (its rule filled in by the caller): n, per-organism values and bounds,
     the t-interval over organisms, and how many organisms pass on their own (their bound, else their value)."""
     if comparison not in _COMPARISONS:
         raise ValueError(f"unknown comparison {comparison!r}; choose one of: {', '.join(_COMPARISONS)}")
     interval = population_interval(values)
     alone = values if bounds is None else bounds
-    return {"n": interval["n"], "per_organism": values.tolist(),
+    return {"n": interval["n"], "unit": unit, "per_organism": values.tolist(),
             "per_organism_bound": None if bounds is None else bounds.tolist(),
             "mean": interval["mean"], "low": interval["low"], "high": interval["high"],
             "holding": int(sum(_COMPARISONS[comparison](v, threshold) for v in alone if math.isfinite(v)))}
@@ -202,7 +211,8 @@ class ClaimBook:
                 for name, row in table.iterrows()}
 
     def population_finding(self, name: str, statement: str, per_organism, comparison: str, threshold: float,
-                           control: str, control_values=None, per_organism_bound=None, across: str = "interval") -> bool:
+                           control: str, control_values=None, per_organism_bound=None, across: str = "interval",
+                           unit: str = "organism") -> bool:
         """Record a finding across the population of organisms; return whether it holds (never raises).
 
         Args: per_organism: one estimate per organism (e.g. each organism's paired difference);
@@ -215,6 +225,9 @@ class ClaimBook:
         one (a pretrained preset) has no such interval: its own bound is tested (or its estimate).
         across="every" tests the worst organism instead (its bound where given, else its estimate): for a
         claim about each network, e.g. an order of events in training, which a mean cannot state.
+        unit: what one estimate belongs to, as the record names it ("organism"; "pair of organisms" for a claim
+        about every two of them, which is stated with across="every", since pairs sharing an organism are not
+        independent samples).
         """
         if across not in ("interval", "every"):
             raise ValueError(f"unknown rule across organisms {across!r}; choose 'interval' or 'every'")
@@ -222,12 +235,15 @@ class ClaimBook:
         bounds = None if per_organism_bound is None else np.asarray(per_organism_bound, float).ravel()
         if bounds is not None and bounds.shape != estimates.shape:
             raise ValueError(f"per_organism_bound has {bounds.size} values for {estimates.size} organisms")
-        population = _population(estimates, bounds, comparison, threshold)
+        if unit != "organism" and across != "every":
+            raise ValueError(f"a finding over each {unit!r} is stated with across='every': such units share "
+                             "organisms, so a t-interval over them would treat them as independent")
+        population = _population(estimates, bounds, comparison, threshold, unit)
         upper = comparison in ("<", "<=")
         if across == "every":
             tested = estimates if bounds is None else bounds
             value = float(tested.max() if upper else tested.min())
-            population["rule"] = (f"the worst of {population['n']} organism{'s' if population['n'] != 1 else ''}"
+            population["rule"] = (f"the worst of {population['n']} {_plural(unit, population['n'])}"
                                   + (" (its own interval bound)" if bounds is not None else ""))
         elif population["n"] > 1:
             value = population["high" if upper else "low"]

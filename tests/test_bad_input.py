@@ -55,7 +55,7 @@ from tdsae.pipeline import (AGENTS, agent_trajectories, analysis_saes, chosen_l1
                             training_rows, untrained_source)
 from tdsae.pipeline.checkpoints import checkpoint_saes, checkpoint_sources, checkpoint_store, checkpoint_study
 from tdsae.pipeline.organisms import organism_settings
-from tdsae.pipeline.universality import compare_feature_spaces, shared_readers
+from tdsae.pipeline.universality import compare_feature_spaces, shared_readers, universality_study
 from tdsae.play.dispatch import play_task, read_choices
 from tdsae.play.stories import StoryTokens, play_stories
 from tdsae.play.result import load_played
@@ -457,6 +457,12 @@ ROWS = [
         V, "2"),
     row("compare_feature_spaces", "n_permutations=0",
         lambda c: compare_feature_spaces(None, None, 1, 1, None, n_permutations=0), V, "0"),
+    row("universality_study", "threshold=2", lambda c: universality_study(c.settings, threshold=2), V, "2"),
+    row("universality_study", "n_permutations=0", lambda c: universality_study(c.settings, n_permutations=0), V, "0"),
+    row("universality_study", "'three-step'", lambda c: universality_study(c.settings, "three-step"), V),
+    row("population_finding", "unit='pair of organisms' with a t-interval",
+        lambda c: ClaimBook("12_x", "tiny", 0).population_finding("x", "", [0.1, 0.2], ">", 0, "c",
+                                                                   unit="pair of organisms"), V, "pair of organisms"),
     row("population_finding", "across='some'",
         lambda c: ClaimBook("11_x", "tiny", 0).population_finding("x", "", [0.1], ">", 0, "c", across="some"), V,
         "'some'"),

@@ -127,6 +127,17 @@ def test_population_finding_across_every_organism_tests_the_worst_one():
         book.population_finding("bad", "", [0.1], ">", 0, "c", across="some")
 
 
+def test_a_finding_over_pairs_of_organisms_names_them_and_takes_the_worst_pair():
+    book = ClaimBook("12_x", "tiny", 0)
+    assert book.population_finding("pairs", "", [0.01, 0.2, 0.001], "<", 0.05, "null", across="every",
+                                   unit="pair of organisms") is False
+    assert book.claims[-1].value == 0.2 and "worst of 3 pairs of organisms" in book.claims[-1]._text()
+    assert "3 pairs of organisms: 0.01, 0.2, 0.001 (2 of 3 pass alone)" in book.claims[-1]._text()
+    # pairs share organisms, so a t-interval over them would count dependent samples as independent
+    with pytest.raises(ValueError, match="across='every'"):
+        book.population_finding("pairs_t", "", [0.01, 0.02], "<", 0.05, "null", unit="pair of organisms")
+
+
 def test_population_check_needs_every_organism():
     book = ClaimBook("02_x", "tiny", 0)
     book.population_check("all_pass", "", [0.9, 0.8, 0.85], ">", 0, "untrained")

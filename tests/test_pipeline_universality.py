@@ -6,7 +6,7 @@ from conftest import micro_population_settings
 
 from tdsae.artifacts import ArtifactStore
 from tdsae.latents import split_experiments
-from tdsae.pipeline.universality import compare_feature_spaces, shared_readers
+from tdsae.pipeline.universality import PAIRINGS, compare_feature_spaces, shared_readers, universality_study
 
 
 @pytest.fixture(scope="module")
@@ -15,11 +15,14 @@ def readers(tmp_path_factory):
     settings = micro_population_settings(n_experiments=40, sae_vectors=400, n_organisms=2)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TDSAE_HOME", str(root))
-        return settings, shared_readers(settings, "twostep", ArtifactStore(root))
+        readers = shared_readers(settings, "twostep", ArtifactStore(root))
+    readers["root"] = root  # where they were cached: the study reads them back from there
+    return settings, readers
 
 
 def test_every_reader_reads_the_same_held_out_transcripts(readers):
     settings, found = readers
+    found = {name: reader for name, reader in found.items() if name != "root"}
     assert set(found) == {"organism 0", "organism 1", "organism 0, SAE seed 1", "untrained"}
     index = found["organism 0"].store.index
     assert all(reader.store.index.equals(index) for reader in found.values())
@@ -32,10 +35,29 @@ def test_a_network_against_itself_pairs_perfectly_and_beats_its_null(readers):
     settings, found = readers
     selection = split_experiments(settings.n_experiments, settings.seed)
     same = compare_feature_spaces(found["organism 0"], found["organism 0"], 1, 1, selection, n_permutations=50)
-    one = same["pairings"].loc["one-to-one"]
-    assert same["cka"] == pytest.approx(1.0) and one.share_above == pytest.approx(1.0, abs=0.05)
+    one = same.pairings.loc["one-to-one"]
+    assert same.cka == pytest.approx(1.0) and one.share_above == pytest.approx(1.0, abs=0.05)
     assert one.rsa == pytest.approx(1.0) and one.rsa_p == pytest.approx(1 / 51)
+    assert (same.partners.a == same.partners.b).all()  # every latent is its own partner
+    live = int(same.partners.report.notna().sum())
+    assert same.pairing_of(int(same.partners.a.iloc[0]), int(same.partners.a.iloc[0]))["matched"]
     other = compare_feature_spaces(found["organism 0"], found["organism 1"], 1, 1, selection, n_permutations=50)
-    assert 0 <= other["cka"] < 1 and set(other["pairings"].index) == {"many-to-one", "one-to-one"}
+    assert 0 <= other.cka < 1 and list(other.pairings.index) == list(PAIRINGS)
+    above = other.pairings.loc["one-to-one, above threshold"]
+    assert above.n_pairs <= other.pairings.loc["one-to-one", "n_pairs"] and live > 0
     with pytest.raises(ValueError, match="no SAE at layer 7"):
         compare_feature_spaces(found["organism 0"], found["organism 1"], 7, 1, selection)
+
+
+def test_the_study_scores_the_identity_at_one_and_pairs_every_test_rung(readers):
+    settings, found = readers
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TDSAE_HOME", str(found["root"]))
+        study = universality_study(settings, "twostep", n_permutations=20, store=ArtifactStore(found["root"]))
+    assert study.rungs["test"] == [("organism 0", "organism 1")]
+    one = study.identity[study.identity.pairing == "one-to-one"]
+    assert (one.rsa > 0.999).all() and (one.svcca_intended.dropna() > 0.999).all()
+    assert set(study.diagonal.rung) == {"ceiling", "test", "floor"}
+    assert len(study.grid) == len(found["organism 0"].saes) ** 2
+    assert set(study.td_q.quantity) == {"TD error", "Q difference"}
+    assert study.td_q.percentile.dropna().between(0, 1).all()

@@ -14,16 +14,30 @@ organism 0 against its untrained step-0 network. No SAE is trained here that tho
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import combinations
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
+from tdsae.latents import PANELS, panel_rows, reference_targets, split_experiments
 from tdsae.latents.profiles import units_at
-from tdsae.latents.similarity import latent_correlations, linear_cka, pair_latents, rsa_null, svcca_null
-from tdsae.pipeline.episodes import AGENTS, check_request, harvested_store, model_source, untrained_source
+from tdsae.latents.similarity import latent_correlations, linear_cka, pair_latents, rsa, rsa_null, svcca, svcca_null
+from tdsae.latents.targets import covariates_of
+from tdsae.pipeline.episodes import (AGENTS, agent_trajectories, check_request, harvested_store, model_source,
+                                     task_for, untrained_source)
 from tdsae.pipeline.organisms import population
 from tdsae.pipeline.saes import analysis_saes
+from tdsae.stats import correlations, residualize
 from tdsae.validation import ORGANISM, check_count, check_number, check_seed
+
+# How a's latents find partners in b: Lan et al.'s best partner, Hungarian one-to-one, and one-to-one kept only
+# where the partner correlates at least the threshold on the selection half (its null shuffles among those pairs:
+# random pairing among latents that did find a partner)
+PAIRINGS = ("many-to-one", "one-to-one", "one-to-one, above threshold")
+SIMILARITIES = ("svcca_released", "svcca_intended", "rsa")
+# the quantities whose latents chapter 12 asks to pair up: chapter 7's panels, read on the shared transcripts
+TRACKED = {"TD error": "TD error, reward controlled", "Q difference": "Q difference (decision token)"}
 
 
 @dataclass
@@ -59,16 +73,45 @@ def shared_readers(settings, task_name: str = "twostep", store=None) -> dict[str
     return readers
 
 
+@dataclass
+class FeatureSpaceComparison:
+    """Two readers' latents at one layer each, paired on the selection half and scored on the report half."""
+
+    a: str  # reader names
+    b: str
+    layer_a: int
+    layer_b: int
+    cka: float  # linear CKA of the raw residual streams (report half): needs no SAE
+    pairings: pd.DataFrame  # one row per PAIRINGS entry: n_pairs, share_above, each similarity (and its null)
+    scored: np.ndarray  # [k_a, k_b] latent correlations on the report half (NaN: dead there)
+    partners: pd.DataFrame  # the one-to-one pairs: a, b, correlation (selection half), report (report half)
+
+    def pairing_of(self, unit_a: int, unit_b: int) -> dict:
+        """How a's latent ``unit_a`` pairs with b's ``unit_b`` (e.g. each network's best Q-value latent).
+
+        Returns: r (their correlation on the report half), percentile (the share of a's one-to-one pairs whose
+        report correlation is below r: where r falls in the distribution over all latents), matched (the one-to-one
+        matching paired exactly these two), partner_r (the report correlation of a's latent with its own one-to-one
+        partner; NaN if it has none).
+        """
+        r = float(self.scored[unit_a, unit_b]) if unit_a >= 0 and unit_b >= 0 else np.nan
+        reports = self.partners.report.dropna().to_numpy()
+        own = self.partners[self.partners.a == unit_a]
+        return {"r": r, "percentile": float(np.mean(reports < r)) if np.isfinite(r) and len(reports) else np.nan,
+                "matched": bool(len(own) and int(own.b.iloc[0]) == unit_b),
+                "partner_r": float(own.report.iloc[0]) if len(own) else np.nan}
+
+
 def compare_feature_spaces(a: Reader, b: Reader, layer_a: int, layer_b: int, selection: np.ndarray,
-                           threshold: float = 0.5, n_permutations: int = 1000, seed: int = 0) -> dict:
+                           threshold: float = 0.5, n_permutations: int = 1000, seed: int = 0,
+                           nulls: bool = True) -> FeatureSpaceComparison:
     """Pair a's latents with b's on the selection half of the experiments and score the pairing on the other half.
 
-    Pairing (latent_correlations on the same rows): many-to-one (Lan et al.'s best partner) and one-to-one
-    (Hungarian). For each: the share of a's live latents whose partner correlates at least ``threshold`` on the
-    report half; SVCCA under both rules and RSA of the paired decoder rows, each against the shuffled-pairing
-    null (svcca_null, rsa_null). Linear CKA of the raw residual streams on the report half needs no SAE.
-    Returns: {"cka", "pairings": DataFrame (one row per pairing: n_pairs, share_above, svcca_released,
-    svcca_intended, k_intended_a, rsa, and each measure's null_high and p)}.
+    Pairing (latent_correlations on the same rows): each of PAIRINGS. For each: the share of a's live latents whose
+    partner correlates at least ``threshold`` on the report half; SVCCA under both rules and RSA of the paired
+    decoder rows, each (with ``nulls``) against the shuffled-pairing null (svcca_null, rsa_null). A measure that
+    cannot be computed (SVCCA needs more pairs than dimensions, RSA 3 pairs) is NaN. Linear CKA of the raw residual
+    streams on the report half needs no SAE. nulls=False scores without nulls (a layer-by-layer grid).
     """
     threshold = check_number(threshold, "threshold", low=-1, high=1)
     n_permutations, seed = check_count(n_permutations, "n_permutations"), check_seed(seed)
@@ -86,18 +129,141 @@ def compare_feature_spaces(a: Reader, b: Reader, layer_a: int, layer_b: int, sel
                                                                                                (b, layer_b))]
     fitted = latent_correlations(latents[0][fit], latents[1][fit])
     scored = latent_correlations(latents[0][~fit], latents[1][~fit])
-    table = []
-    for how in ("many-to-one", "one-to-one"):
-        pairs = pair_latents(fitted, how)
+    table, partners = [], None
+    for how in PAIRINGS:
+        pairs = pair_latents(fitted, how.split(",")[0], threshold if how.endswith("threshold") else None)
         report = scored[pairs.a.to_numpy(), pairs.b.to_numpy()]
-        paired_a, paired_b = decoders[0][pairs.a.to_numpy()], decoders[1][pairs.b.to_numpy()]
-        row = {"pairing": how, "n_pairs": len(pairs), "share_above": float(np.mean(np.nan_to_num(report) >= threshold))}
-        nulls = {"svcca_released": svcca_null(paired_a, paired_b, "released", n_permutations, seed),
-                 "svcca_intended": svcca_null(paired_a, paired_b, "intended", n_permutations, seed),
-                 "rsa": rsa_null(paired_a, paired_b, n_permutations, seed)}
-        for name, null in nulls.items():
-            row.update({name: null["score"], f"{name}_null_high": null["null_high"], f"{name}_p": null["p"]})
-        row["k_intended_a"] = nulls["svcca_intended"]["k_a"]
+        if how == "one-to-one":
+            partners = pairs.assign(report=report)
+        live = int(np.isfinite(fitted).any(1).sum())
+        row = {"pairing": how, "n_pairs": len(pairs),
+               "share_above": float(np.sum(np.nan_to_num(report, nan=-1.0) >= threshold) / max(live, 1))}
+        row.update(_similarities(decoders[0][pairs.a.to_numpy()], decoders[1][pairs.b.to_numpy()],
+                                 n_permutations if nulls else 0, seed))
         table.append(row)
     cka = linear_cka(a.store.acts(layer_a, rows[~fit]), b.store.acts(layer_b, rows[~fit]))
-    return {"cka": cka, "pairings": pd.DataFrame(table).set_index("pairing")}
+    return FeatureSpaceComparison(a.name, b.name, layer_a, layer_b, cka, pd.DataFrame(table).set_index("pairing"),
+                                  scored, partners)
+
+
+def _similarities(paired_a: np.ndarray, paired_b: np.ndarray, n_permutations: int, seed: int) -> dict:
+    """SVCCA (both rules, with k) and RSA of paired decoder rows; with n_permutations > 0 each with its shuffled
+    null's 95th percentile and p-value. NaN where there are too few pairs for the measure."""
+    row = {}
+    for rule in ("released", "intended"):
+        name = f"svcca_{rule}"
+        if len(paired_a) <= max(paired_a.shape[1], paired_b.shape[1]):
+            row.update({name: np.nan, f"{name}_k": np.nan, f"{name}_null_high": np.nan, f"{name}_p": np.nan})
+            continue
+        if n_permutations:
+            null = svcca_null(paired_a, paired_b, rule, n_permutations, seed)
+            row.update({name: null["score"], f"{name}_k": null["k_a"], f"{name}_null_high": null["null_high"],
+                        f"{name}_p": null["p"]})
+        else:
+            found = svcca(paired_a, paired_b, rule)
+            row.update({name: found["score"], f"{name}_k": found["k_a"]})
+    if len(paired_a) < 3:
+        row.update({"rsa": np.nan, "rsa_null_high": np.nan, "rsa_p": np.nan})
+    elif n_permutations:
+        null = rsa_null(paired_a, paired_b, n_permutations, seed)
+        row.update({"rsa": null["score"], "rsa_null_high": null["null_high"], "rsa_p": null["p"]})
+    else:
+        row["rsa"] = rsa(paired_a, paired_b)
+    return row
+
+
+def tracking_latents(reader: Reader, targets: pd.DataFrame, selection: np.ndarray) -> pd.DataFrame:
+    """Each layer's latent that rises most with each TRACKED quantity, chosen on the selection half.
+
+    A ReLU latent fires on one side of zero only, so the latent is chosen by signed correlation (the one that
+    grows with the TD error, or with Q(first action) - Q(second)), reward-controlled where chapter 7's panel is;
+    two networks' choices are then comparable. Args: targets: reference_targets on the reader's store index.
+    Returns: rows of quantity, layer, unit (-1 if every latent is dead), r_select, r_report (the same latent on
+    the report half).
+    """
+    rows = []
+    for quantity, panel in TRACKED.items():
+        _, column, partial = PANELS[panel]
+        chosen = panel_rows(targets, panel)
+        halves = []
+        for part in (True, False):
+            mask = np.asarray(selection)[chosen.experiment.to_numpy()] == part
+            covariates = covariates_of(chosen[mask]) if partial else None
+            halves.append((chosen.row.to_numpy()[mask], covariates, residualize(chosen[column].to_numpy(float)[mask],
+                                                                                covariates)))
+        for layer, entry in sorted(reader.saes.items()):
+            r = [correlations(residualize(units_at(reader.store, layer, rows_of, entry.sae), covariates), target)
+                 for rows_of, covariates, target in halves]
+            unit = int(np.nanargmax(r[0])) if np.isfinite(r[0]).any() else -1
+            rows.append({"quantity": quantity, "layer": layer, "unit": unit,
+                         "r_select": float(r[0][unit]) if unit >= 0 else np.nan,
+                         "r_report": float(r[1][unit]) if unit >= 0 else np.nan})
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class UniversalityStudy:
+    """Chapter 12's measurements: the ladder of comparisons, one layer grid, and the TD and Q latents' pairing."""
+
+    rungs: dict  # rung -> [(reader a, reader b)]: "ceiling", "test", "floor"
+    diagonal: pd.DataFrame  # rung, a, b, layer, pairing, n_pairs, share_above, each similarity (+ null), cka
+    grid: pd.DataFrame  # layer_a, layer_b, share_above (one-to-one), svcca_intended, rsa, cka: the first test pair
+    tracked: pd.DataFrame  # reader, quantity, layer, unit, r_select, r_report
+    td_q: pd.DataFrame  # a, b, quantity, layer, r, percentile, matched, partner_r: the test pairs' tracked latents
+    partners: pd.DataFrame  # a, b, layer, report: every one-to-one pair of the test rung, scored on the report half
+    identity: pd.DataFrame  # a reader against itself at each layer: pairings (n_pairs, share_above, similarities)
+    threshold: float
+    n_permutations: int
+
+
+def universality_study(settings, task_name: str = "twostep", threshold: float = 0.5, n_permutations: int = 1000,
+                       store=None) -> UniversalityStudy:
+    """The ladder of feature-space comparisons on the held-out agents' transcripts, at every layer.
+
+    ceiling: organism 0 against itself with a second SAE seed; test: every two organisms of the population; floor:
+    organism 0 against its untrained network. Each at the same layer of both (with nulls), the first test pair also
+    at every layer pair (without nulls), and organism 0 against itself with the same SAE (the identity every measure
+    must score 1 on). For every test pair, how each network's TD-error and Q-value latents pair up.
+    """
+    threshold = check_number(threshold, "threshold", low=-1, high=1)
+    n_permutations = check_count(n_permutations, "n_permutations")
+    readers = shared_readers(settings, task_name, store)
+    organisms = [name for name in readers if name.startswith("organism") and "seed" not in name]
+    rungs = {"ceiling": [("organism 0", "organism 0, SAE seed 1")], "test": list(combinations(organisms, 2)),
+             "floor": [("organism 0", "untrained")]}
+    selection = split_experiments(settings.n_experiments, settings.seed)
+    traj, alpha, _ = agent_trajectories(settings, task_name)
+    index = readers["organism 0"].store.index
+    targets = reference_targets(task_for(settings, task_name), traj, index, alpha, settings.gamma)
+    tracked = pd.concat([tracking_latents(readers[name], targets, selection).assign(reader=name)
+                         for name in organisms], ignore_index=True)
+    layers = sorted(readers["organism 0"].saes)
+    diagonal, td_q, identity, partners = [], [], [], []
+    jobs = [(rung, pair, layer) for rung, pairs in rungs.items() for pair in pairs for layer in layers]
+    for rung, (name_a, name_b), layer in tqdm(jobs, desc="feature spaces"):
+        found = compare_feature_spaces(readers[name_a], readers[name_b], layer, layer, selection, threshold,
+                                       n_permutations, settings.seed)
+        diagonal.append(found.pairings.reset_index().assign(rung=rung, a=name_a, b=name_b, layer=layer, cka=found.cka))
+        if rung == "test":
+            partners.append(found.partners.assign(a=name_a, b=name_b, layer=layer)[["a", "b", "layer", "report"]])
+            for quantity in TRACKED:
+                units = [tracked[(tracked.reader == name) & (tracked.quantity == quantity)
+                                 & (tracked.layer == layer)].unit.iloc[0] for name in (name_a, name_b)]
+                td_q.append({"a": name_a, "b": name_b, "quantity": quantity, "layer": layer,
+                             **found.pairing_of(*units)})
+    for layer in layers:
+        same = compare_feature_spaces(readers["organism 0"], readers["organism 0"], layer, layer, selection, threshold,
+                                      n_permutations, settings.seed)
+        identity.append(same.pairings.reset_index().assign(layer=layer, cka=same.cka))
+    first_a, first_b = rungs["test"][0]
+    grid = []
+    for layer_a in layers:
+        for layer_b in layers:
+            found = compare_feature_spaces(readers[first_a], readers[first_b], layer_a, layer_b, selection, threshold,
+                                           n_permutations, settings.seed, nulls=False)
+            one = found.pairings.loc["one-to-one"]
+            grid.append({"layer_a": layer_a, "layer_b": layer_b, "share_above": one.share_above,
+                         "svcca_intended": one.svcca_intended, "rsa": one.rsa, "cka": found.cka})
+    return UniversalityStudy(rungs, pd.concat(diagonal, ignore_index=True), pd.DataFrame(grid),
+                             tracked[["reader", "quantity", "layer", "unit", "r_select", "r_report"]],
+                             pd.DataFrame(td_q), pd.concat(partners, ignore_index=True), pd.concat(identity, ignore_index=True), threshold, n_permutations)
