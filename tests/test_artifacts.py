@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,31 @@ def test_built_once_then_reused(tmp_path):
     second = store.load_or_build("organism", {"seed": 0}, _writer(calls))
     assert first == second and len(calls) == 1
     assert json.loads((first / "manifest.json").read_text())["params"] == {"seed": 0}
+
+
+def _build_slowly(root, marker):
+    """One process asking for an artifact whose build takes a while and leaves a mark (test helper)."""
+    import time
+
+    def build(directory):
+        with open(marker, "a") as handle:
+            handle.write("built\n")
+        time.sleep(1.0)
+        (directory / "weights.bin").write_bytes(b"\x00" * 10)
+
+    return str(ArtifactStore(Path(root)).load_or_build("organism", {"seed": 0}, build))
+
+
+def test_processes_asking_for_the_same_missing_artifact_at_once_build_it_once(tmp_path):
+    """Chapters side by side: the second process waits for the first's build and loads it."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    marker = tmp_path / "builds.txt"
+    with ProcessPoolExecutor(3, mp_context=multiprocessing.get_context("spawn")) as pool:
+        paths = list(pool.map(_build_slowly, [tmp_path / "cache"] * 3, [marker] * 3))
+    assert len(set(paths)) == 1 and marker.read_text() == "built\n"
+    assert (Path(paths[0]) / "weights.bin").read_bytes() == b"\x00" * 10
 
 
 def test_parameters_change_the_key():

@@ -171,3 +171,49 @@ def test_a_warning_in_an_executed_chapter_is_refused(tmp_path):
     cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text="organism: 100%|####| 1500/1500\n")]
     nbformat.write(nbformat.v4.new_notebook(cells=[cell]), path)
     book.verify_executed(path)  # a progress bar is not a warning
+
+
+def test_the_schedule_waits_for_what_a_chapter_needs_and_for_everything_before_an_unlisted_one(monkeypatch):
+    monkeypatch.setattr(book, "CHAPTER_NEEDS", {"02": (), "03": ("02",)})
+    waits = book.chapter_schedule(["00_a", "01_b", "02_c", "03_d", "04_e"])
+    assert waits == {"00_a": set(), "01_b": {"00_a"}, "02_c": set(), "03_d": {"02_c"},
+                     "04_e": {"00_a", "01_b", "02_c", "03_d"}}
+    # a need outside the chosen chapters counts as executed already
+    assert book.chapter_schedule(["03_d", "04_e"]) == {"03_d": set(), "04_e": {"03_d"}}
+    assert book.resolve_jobs(3) == 3 and book.resolve_jobs("auto") in (1, 2)
+    for bad in (0, -1, "two", 1.5, True):
+        with pytest.raises(ValueError, match="jobs"):
+            book.resolve_jobs(bad)
+
+
+THREADS = _chapter('''
+    # Threads
+
+    ```{code-cell} ipython3
+    :tags: [parameters]
+
+    preset = "tiny"
+    seed = 0
+    ```
+
+    ```{code-cell} ipython3
+    import os, torch
+    print(os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads())
+    ```
+''')
+
+
+def test_chapters_run_side_by_side_once_their_needs_are_met_and_a_failure_stops_the_rest(fake_book, monkeypatch):
+    for name in ("02_threads", "03_after_bad"):
+        (fake_book / "chapters" / f"{name}.md").write_text(THREADS)
+    monkeypatch.setattr(book, "CHAPTER_NEEDS", {"01": (), "02": (), "03": ("01",)})
+    executed = fake_book / book.EXECUTED_DIR
+    seconds = book.execute_chapters(fake_book, ["00_good", "02_threads"], "tiny", 0, jobs=2)
+    assert set(seconds) == {"00_good", "02_threads"}
+    # each kernel of two side by side gets half the cores
+    out = nbformat.read(executed / "02_threads.ipynb", as_version=4).cells[-1].outputs[0].text.split()
+    assert out == [str(max(1, len(book.os.sched_getaffinity(0)) // 2))] * 2
+    # 01 fails: 03, which needs it, never starts, and the failure is raised
+    with pytest.raises(book.ChapterFailed, match="01_bad"):
+        book.execute_chapters(fake_book, ["01_bad", "03_after_bad"], "tiny", 0, jobs=2)
+    assert not (executed / "03_after_bad.ipynb").exists()

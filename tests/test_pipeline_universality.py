@@ -1,10 +1,12 @@
 """Feature spaces of a micro population on the same transcripts: who reads what, and the comparison's ladder."""
 
 import numpy as np
+import torch
 import pytest
 from conftest import micro_population_settings
 
 from tdsae.artifacts import ArtifactStore
+from tdsae.presets import analysis_layers
 from tdsae.latents import split_experiments
 from tdsae.pipeline.universality import PAIRINGS, compare_feature_spaces, shared_readers, universality_study
 
@@ -61,3 +63,34 @@ def test_the_study_scores_the_identity_at_one_and_pairs_every_test_rung(readers)
     assert len(study.grid) == len(found["organism 0"].saes) ** 2
     assert set(study.td_q.quantity) == {"TD error", "Q difference"}
     assert study.td_q.percentile.dropna().between(0, 1).all()
+
+
+def test_a_pretrained_model_and_its_partner_are_compared_at_the_same_relative_depth(tmp_path, monkeypatch):
+    """Two local 'hub' models sharing a tokenizer, of different depths: the ladder pairs the i-th analysis layer of
+    each; the partner's SAEs train on its own play, and nothing reaches for the hub."""
+    from conftest import story_tokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    import tdsae
+
+    tokenizer = story_tokenizer()
+    for name, depth, seed in (("lm", 2, 0), ("partner", 3, 1)):
+        torch.manual_seed(seed)
+        config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=depth,
+                             num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096)
+        LlamaForCausalLM(config).save_pretrained(tmp_path / name)
+        tokenizer.save_pretrained(tmp_path / name)
+    monkeypatch.setenv("TDSAE_HOME", str(tmp_path / "cache"))
+    settings = tdsae.resolve_settings("small", model=str(tmp_path / "lm"), universality_partner=str(tmp_path / "partner"),
+                                      n_experiments=8, n_episodes=4, n_random_episodes=1, device="cpu", sae_epochs=2,
+                                      sae_expansion=2, sae_vectors=200, sae_min_explained_variance=0.0, sae_max_layers=2)
+    study = universality_study(settings, "twostep", n_permutations=20, store=ArtifactStore(tmp_path / "cache"))
+    lm, partner = str(tmp_path / "lm"), str(tmp_path / "partner")
+    assert study.first == lm and study.rungs["test"] == [(lm, partner)]
+    test = study.diagonal[(study.diagonal.rung == "test") & (study.diagonal.pairing == "one-to-one")]
+    # the i-th analysis layer of each: all 2 of the first, 2 of the partner's 3 evenly spaced ending at the last
+    assert list(zip(test.layer, test.layer_b)) == list(zip(analysis_layers(2, 2), analysis_layers(3, 2))) \
+        == [(1, 1), (2, 3)]
+    assert len(study.grid) == 4 and set(study.tracked.reader) == {lm, partner}
+    with pytest.raises(ValueError, match="no universality_partner"):
+        shared_readers(tdsae.resolve_settings("small", model=lm, universality_partner="", device="cpu"))

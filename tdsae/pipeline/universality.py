@@ -1,14 +1,16 @@
-"""Feature spaces of several networks on the same words (groundwork for chapter 12, after Lan et al.).
+"""Feature spaces of several networks on the same words (chapter 12, after Lan et al.).
 
     readers = shared_readers(S, "twostep")                 # every organism, a second SAE seed, the untrained net
-    stores = {name: reader.store for name, reader in readers.items()}  # the same held-out agents' transcripts
-    result = compare_feature_spaces(readers["organism 0"], readers["organism 1"], layer_a=2, layer_b=2,
-                                    selection=split_experiments(S.n_experiments, S.seed))
+    found = compare_feature_spaces(readers["organism 0"], readers["organism 1"], layer_a=2, layer_b=2,
+                                   selection=split_experiments(S.n_experiments, S.seed))
+    found.pairings                                         # share above threshold, SVCCA (both rules), RSA, nulls
+    study = universality_study(S, "twostep")               # the whole ladder, a layer grid, the TD/Q pairing
 
 The organisms share a tokenizer, so all of them read the held-out agents' transcripts (AGENTS) at the same
 positions, as Lan et al. ran two LLMs on the same tokens. Each organism's SAEs are chapter 7's, trained on its
 own play; the ceiling is organism 0 against itself with a second SAE seed (chapter 11 trains it), the floor
-organism 0 against its untrained step-0 network. No SAE is trained here that those chapters did not train.
+organism 0 against its untrained step-0 network. No SAE is trained here that those chapters did not train. A
+pretrained preset compares its model with ``universality_partner`` (a model sharing its tokenizer) the same way.
 """
 
 from __future__ import annotations
@@ -50,27 +52,51 @@ class Reader:
 
 
 def shared_readers(settings, task_name: str = "twostep", store=None) -> dict[str, Reader]:
-    """Every organism of the population with its own SAEs, organism 0 with a second SAE seed, and organism 0's
-    untrained step-0 network with its SAEs, all reading the held-out agents' transcripts of ``task_name``."""
+    """The networks chapter 12 compares, all reading the held-out agents' transcripts (stories for a pretrained
+    model) of ``task_name``, each with its own analysis SAEs (trained on its own play).
+
+    For the organism: every organism of the population ("organism 0", "organism 1", ...). For a pretrained preset:
+    the preset's model and settings.universality_partner, a second model sharing its tokenizer. Then the first of
+    them again with SAEs from a second seed ("<name>, SAE seed 1") and its untrained network ("untrained"), both
+    read like the first (the untrained network's SAEs train on the first network's play).
+    """
     check_request(settings, task_name)
-    if settings.model != ORGANISM:
-        raise ValueError(f"shared_readers compares the preset's organisms, and these settings study {settings.model!r}:"
-                         " pass tdsae.pipeline.organism_settings(settings)")
     readers = {}
-    for member in population(settings):
-        _, saes = analysis_saes(member, task_name, store=store)
-        readers[f"organism {member.organism}"] = Reader(f"organism {member.organism}",
-                                                        harvested_store(member, task_name, played_by=AGENTS,
-                                                                        store=store), saes)
-    first = population(settings)[0]
+    if settings.model == ORGANISM:
+        members = population(settings)
+        for member in members:
+            _, saes = analysis_saes(member, task_name, store=store)
+            readers[f"organism {member.organism}"] = Reader(
+                f"organism {member.organism}", harvested_store(member, task_name, played_by=AGENTS, store=store), saes)
+        first = members[0]
+    else:
+        partner = settings.universality_partner
+        if not partner:
+            raise ValueError(f"the preset's model {settings.model!r} has no universality_partner to be compared with: "
+                             "set one (a model sharing its tokenizer), or pass tdsae.pipeline.organism_settings("
+                             "settings) to compare the preset's organisms")
+        _, saes = analysis_saes(settings, task_name, store=store)
+        readers[settings.model] = Reader(settings.model, harvested_store(settings, task_name, played_by=AGENTS,
+                                                                         store=store), saes)
+        _, partner_saes = analysis_saes(settings, task_name, model=partner, played_by=partner, store=store)
+        readers[partner] = Reader(partner, harvested_store(settings, task_name, model=partner, played_by=AGENTS,
+                                                           store=store), partner_saes)
+        first = settings
+    first_name = next(iter(readers))
     final = model_source(first, task_name)
     _, reseeded = analysis_saes(first, task_name, model=final, played_by=final, sae_seed=first.seed + 1, store=store)
-    readers["organism 0, SAE seed 1"] = Reader("organism 0, SAE seed 1", readers["organism 0"].store, reseeded)
+    readers[f"{first_name}, SAE seed 1"] = Reader(f"{first_name}, SAE seed 1", readers[first_name].store, reseeded)
     untrained = untrained_source(first, store, task_name)
     _, untrained_saes = analysis_saes(first, task_name, model=untrained, played_by=final, store=store)
     readers["untrained"] = Reader("untrained", harvested_store(first, task_name, model=untrained, played_by=AGENTS,
                                                                store=store), untrained_saes)
     return readers
+
+
+def paired_layers(a: Reader, b: Reader) -> list[tuple[int, int]]:
+    """The layers of a and b compared "at the same depth": the i-th SAE layer of each (identical layers for two
+    networks of one shape; for two depths, e.g. 16 and 28 layers, each one's evenly spaced analysis layers)."""
+    return list(zip(sorted(a.saes), sorted(b.saes)))
 
 
 @dataclass
@@ -205,11 +231,12 @@ def tracking_latents(reader: Reader, targets: pd.DataFrame, selection: np.ndarra
 class UniversalityStudy:
     """Chapter 12's measurements: the ladder of comparisons, one layer grid, and the TD and Q latents' pairing."""
 
+    first: str  # the network the ceiling and floor are measured on ("organism 0", or the preset's model)
     rungs: dict  # rung -> [(reader a, reader b)]: "ceiling", "test", "floor"
-    diagonal: pd.DataFrame  # rung, a, b, layer, pairing, n_pairs, share_above, each similarity (+ null), cka
+    diagonal: pd.DataFrame  # rung, a, b, layer (a's), layer_b, pairing, n_pairs, share_above, each similarity (+ null), cka
     grid: pd.DataFrame  # layer_a, layer_b, share_above (one-to-one), svcca_intended, rsa, cka: the first test pair
     tracked: pd.DataFrame  # reader, quantity, layer, unit, r_select, r_report
-    td_q: pd.DataFrame  # a, b, quantity, layer, r, percentile, matched, partner_r: the test pairs' tracked latents
+    td_q: pd.DataFrame  # a, b, quantity, layer (a's), r, percentile, matched, partner_r: the test pairs' tracked latents
     partners: pd.DataFrame  # a, b, layer, report: every one-to-one pair of the test rung, scored on the report half
     identity: pd.DataFrame  # a reader against itself at each layer: pairings (n_pairs, share_above, similarities)
     threshold: float
@@ -218,52 +245,58 @@ class UniversalityStudy:
 
 def universality_study(settings, task_name: str = "twostep", threshold: float = 0.5, n_permutations: int = 1000,
                        store=None) -> UniversalityStudy:
-    """The ladder of feature-space comparisons on the held-out agents' transcripts, at every layer.
+    """The ladder of feature-space comparisons on the held-out agents' transcripts, at every depth.
 
-    ceiling: organism 0 against itself with a second SAE seed; test: every two organisms of the population; floor:
-    organism 0 against its untrained network. Each at the same layer of both (with nulls), the first test pair also
-    at every layer pair (without nulls), and organism 0 against itself with the same SAE (the identity every measure
-    must score 1 on). For every test pair, how each network's TD-error and Q-value latents pair up.
+    ceiling: the first network (organism 0, or the preset's model) against itself with a second SAE seed; test:
+    every two organisms of the population, or the preset's model against its universality_partner; floor: the first
+    network against its untrained one. Each at the same depth of both (paired_layers, with nulls), the first test
+    pair also at every layer pair (without nulls), and the first network against itself with the same SAEs (the
+    identity every measure must score 1 on). For every test pair, how each network's TD-error and Q-value latents
+    pair up.
     """
     threshold = check_number(threshold, "threshold", low=-1, high=1)
     n_permutations = check_count(n_permutations, "n_permutations")
     readers = shared_readers(settings, task_name, store)
-    organisms = [name for name in readers if name.startswith("organism") and "seed" not in name]
-    rungs = {"ceiling": [("organism 0", "organism 0, SAE seed 1")], "test": list(combinations(organisms, 2)),
-             "floor": [("organism 0", "untrained")]}
+    first = next(iter(readers))
+    networks = [name for name in readers if name not in (f"{first}, SAE seed 1", "untrained")]
+    rungs = {"ceiling": [(first, f"{first}, SAE seed 1")], "test": list(combinations(networks, 2)),
+             "floor": [(first, "untrained")]}
     selection = split_experiments(settings.n_experiments, settings.seed)
     traj, alpha, _ = agent_trajectories(settings, task_name)
-    index = readers["organism 0"].store.index
-    targets = reference_targets(task_for(settings, task_name), traj, index, alpha, settings.gamma)
+    targets = reference_targets(task_for(settings, task_name), traj, readers[first].store.index, alpha,
+                                settings.gamma)
     tracked = pd.concat([tracking_latents(readers[name], targets, selection).assign(reader=name)
-                         for name in organisms], ignore_index=True)
-    layers = sorted(readers["organism 0"].saes)
+                         for name in networks], ignore_index=True)
     diagonal, td_q, identity, partners = [], [], [], []
-    jobs = [(rung, pair, layer) for rung, pairs in rungs.items() for pair in pairs for layer in layers]
-    for rung, (name_a, name_b), layer in tqdm(jobs, desc="feature spaces"):
-        found = compare_feature_spaces(readers[name_a], readers[name_b], layer, layer, selection, threshold,
+    jobs = [(rung, pair, layers) for rung, pairs in rungs.items() for pair in pairs
+            for layers in paired_layers(readers[pair[0]], readers[pair[1]])]
+    for rung, (name_a, name_b), (layer_a, layer_b) in tqdm(jobs, desc="feature spaces"):
+        found = compare_feature_spaces(readers[name_a], readers[name_b], layer_a, layer_b, selection, threshold,
                                        n_permutations, settings.seed)
-        diagonal.append(found.pairings.reset_index().assign(rung=rung, a=name_a, b=name_b, layer=layer, cka=found.cka))
+        diagonal.append(found.pairings.reset_index().assign(rung=rung, a=name_a, b=name_b, layer=layer_a,
+                                                            layer_b=layer_b, cka=found.cka))
         if rung == "test":
-            partners.append(found.partners.assign(a=name_a, b=name_b, layer=layer)[["a", "b", "layer", "report"]])
+            partners.append(found.partners.assign(a=name_a, b=name_b, layer=layer_a)[["a", "b", "layer", "report"]])
             for quantity in TRACKED:
                 units = [tracked[(tracked.reader == name) & (tracked.quantity == quantity)
-                                 & (tracked.layer == layer)].unit.iloc[0] for name in (name_a, name_b)]
-                td_q.append({"a": name_a, "b": name_b, "quantity": quantity, "layer": layer,
+                                 & (tracked.layer == layer)].unit.iloc[0]
+                         for name, layer in ((name_a, layer_a), (name_b, layer_b))]
+                td_q.append({"a": name_a, "b": name_b, "quantity": quantity, "layer": layer_a, "layer_b": layer_b,
                              **found.pairing_of(*units)})
-    for layer in layers:
-        same = compare_feature_spaces(readers["organism 0"], readers["organism 0"], layer, layer, selection, threshold,
+    for layer in sorted(readers[first].saes):
+        same = compare_feature_spaces(readers[first], readers[first], layer, layer, selection, threshold,
                                       n_permutations, settings.seed)
         identity.append(same.pairings.reset_index().assign(layer=layer, cka=same.cka))
-    first_a, first_b = rungs["test"][0]
+    grid_a, grid_b = rungs["test"][0]
     grid = []
-    for layer_a in layers:
-        for layer_b in layers:
-            found = compare_feature_spaces(readers[first_a], readers[first_b], layer_a, layer_b, selection, threshold,
+    for layer_a in sorted(readers[grid_a].saes):
+        for layer_b in sorted(readers[grid_b].saes):
+            found = compare_feature_spaces(readers[grid_a], readers[grid_b], layer_a, layer_b, selection, threshold,
                                            n_permutations, settings.seed, nulls=False)
             one = found.pairings.loc["one-to-one"]
             grid.append({"layer_a": layer_a, "layer_b": layer_b, "share_above": one.share_above,
                          "svcca_intended": one.svcca_intended, "rsa": one.rsa, "cka": found.cka})
-    return UniversalityStudy(rungs, pd.concat(diagonal, ignore_index=True), pd.DataFrame(grid),
+    return UniversalityStudy(first, rungs, pd.concat(diagonal, ignore_index=True), pd.DataFrame(grid),
                              tracked[["reader", "quantity", "layer", "unit", "r_select", "r_report"]],
-                             pd.DataFrame(td_q), pd.concat(partners, ignore_index=True), pd.concat(identity, ignore_index=True), threshold, n_permutations)
+                             pd.DataFrame(td_q), pd.concat(partners, ignore_index=True),
+                             pd.concat(identity, ignore_index=True), threshold, n_permutations)
