@@ -238,7 +238,7 @@ class UniversalityStudy:
     tracked: pd.DataFrame  # reader, quantity, layer, unit, r_select, r_report
     td_q: pd.DataFrame  # a, b, quantity, layer (a's), r, percentile, matched, partner_r: the test pairs' tracked latents
     partners: pd.DataFrame  # a, b, layer, report: every one-to-one pair of the test rung, scored on the report half
-    identity: pd.DataFrame  # a reader against itself at each layer: pairings (n_pairs, share_above, similarities)
+    identity: pd.DataFrame  # the first reader against itself at each layer: pairings' scores (no nulls)
     threshold: float
     n_permutations: int
 
@@ -285,7 +285,7 @@ def universality_study(settings, task_name: str = "twostep", threshold: float = 
                              **found.pairing_of(*units)})
     for layer in sorted(readers[first].saes):
         same = compare_feature_spaces(readers[first], readers[first], layer, layer, selection, threshold,
-                                      n_permutations, settings.seed)
+                                      n_permutations, settings.seed, nulls=False)  # scores only: all must be 1
         identity.append(same.pairings.reset_index().assign(layer=layer, cka=same.cka))
     grid_a, grid_b = rungs["test"][0]
     grid = []
