@@ -32,9 +32,11 @@ BOOK_TOOLS = ("papermill", "jupytext", "nbformat", "yaml", "jupyter_book")  # mo
 # The chapters (by number) whose artifacts a chapter reads, for the chapters that read fewer than all chapters before
 # them; a chapter not listed waits for every chapter before it. With jobs > 1 a chapter starts once the chapters it
 # needs, and theirs, have finished. A wrong entry costs time, never correctness: the artifact cache builds each
-# artifact once, whichever chapter asks first, and the others wait for it. Chapter 10 waits for 7 because at smol
-# its pretrained model is every chapter's model and it plays what chapters 3 to 7 play.
-CHAPTER_NEEDS = {"09": ("02",), "10": ("07",), "11": ("07",), "12": ("07", "11")}
+# artifact once, whichever chapter asks first, and the others wait for it. Chapter 9 trains its own walkers (the
+# longest job of the book) and reads only organism 0's training record of chapter 2's, so it starts at once, beside
+# chapters 0 to 8. Chapter 10 waits for 7 because at smol its pretrained model is every chapter's model and it
+# plays what chapters 3 to 7 play.
+CHAPTER_NEEDS = {"09": (), "10": ("07",), "11": ("07",), "12": ("07", "11")}
 
 
 class ChapterFailed(RuntimeError):

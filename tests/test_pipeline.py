@@ -75,6 +75,15 @@ def test_configs_follow_the_preset():
     config, recipe, training = configs_from_settings(resolve_settings("tiny", organism_steps=7, seed=3))
     assert (config.d_model, config.n_layers, training.steps, training.seed) == (128, 4, 7, 3)
     assert recipe.n_random_episodes == 7 and recipe.gridworld_max_steps == 12
+    # the walker: same width, depth and seed, half the steps of 4x the words, a narrower SwiGLU and wider heads
+    from tdsae.pipeline.organisms import WALKER_HEADS, WALKER_MIX, WALKER_MLP_RATIO
+
+    walker, walks, walker_training = configs_from_settings(resolve_settings("tiny", organism_steps=7, seed=3),
+                                                           WALKER_MIX)
+    assert (walker.d_model, walker.n_layers, walker_training.seed) == (128, 4, 3) and walks.task_mix == WALKER_MIX
+    assert (config.d_mlp, config.n_heads) == (512, 4) and (walker.d_mlp, walker.n_heads) == (
+        WALKER_MLP_RATIO * 128, WALKER_HEADS) == (256, 2)
+    assert (walker_training.steps, walker_training.batch_tokens) == (4, 4096)
 
 
 def test_population_members_differ_only_in_their_training_seed():

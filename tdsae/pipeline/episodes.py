@@ -72,7 +72,7 @@ def model_source(settings, task_name: str | None = None) -> str:
     """The folder (organism) or hub id the preset's model loads from, for a task.
 
     A pretrained model reads every task. The organism reads graph walks through the *walker*: the
-    same architecture, seed and budget trained on walks alone (WALKER_MIX), because the all-task
+    same width, depth, seed and budget trained on walks alone (WALKER_MIX; configs_from_settings), because the all-task
     organism sees too few walks to learn them in context (tdsae.organism.WALKER_MIX says what was
     measured).
     """
