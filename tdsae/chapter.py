@@ -2,6 +2,7 @@
 
     S, claims = tdsae.setup_chapter("07_find-td-latents", preset, seed=seed)
     tdsae.glue_values(l1=l1, reward_r=reward_r)            # {glue:text}`l1` in the prose
+    tdsae.glue_values(ce=tdsae.range_phrase(scores, ".1%"))  # "between 98.2% and 99.9%", or "99.9% at every layer"
 """
 
 from __future__ import annotations
@@ -50,3 +51,17 @@ def glue_values(**values) -> None:
         elif isinstance(value, numbers.Real) and not isinstance(value, bool):
             value = float(value)
         glue(name, value, display=False)
+
+
+def range_phrase(values, spec: str, where: str = "layer") -> str:
+    """How the prose states the spread of ``values``: "between <min> and <max>", each formatted with ``spec``, or
+    "<value> at every <where>" when the two print the same (a glued "between 99.9% and 99.9%" reads as a slip).
+    NaNs are left out; "not measured" if nothing is left."""
+    import numpy as np
+
+    finite = np.asarray(values, float).ravel()
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return "not measured"
+    low, high = format(float(finite.min()), spec), format(float(finite.max()), spec)
+    return f"{low} at every {where}" if low == high else f"between {low} and {high}"

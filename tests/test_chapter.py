@@ -23,3 +23,10 @@ def test_glue_values_glues_plain_numbers_under_their_names(monkeypatch):
     assert glued["r"] == (0.25, False) and type(glued["r"][0]) is float
     assert glued["n"] == (7, False) and type(glued["n"][0]) is int
     assert glued["label"] == ("trained", False) and np.isnan(glued["nan"][0])
+
+
+def test_a_range_that_prints_as_one_value_is_said_once():
+    assert tdsae.range_phrase([0.9991, 0.9994], ".1%") == "99.9% at every layer"
+    assert tdsae.range_phrase([0.981, 0.9994, np.nan], ".1%") == "between 98.1% and 99.9%"
+    assert tdsae.range_phrase([2.0], ".2f", where="organism") == "2.00 at every organism"
+    assert tdsae.range_phrase([np.nan], ".2f") == "not measured"
