@@ -20,7 +20,7 @@ LAYERS = {
     "behaviour": 4, "play": 4, "sae": 4,
     "activations": 5, "organism": 5,
     "latents": 6,
-    "interventions": 7,
+    "interventions": 7, "circuits": 7,
     "pipeline": 8,
     "book": 9, "chapter": 9, "cli": 10, "tdsae": 11,  # "tdsae": the package's own __init__
 }

@@ -55,6 +55,7 @@ from tdsae.pipeline import (AGENTS, agent_trajectories, analysis_saes, chosen_l1
                             training_rows, untrained_source)
 from tdsae.pipeline.checkpoints import checkpoint_saes, checkpoint_sources, checkpoint_store, checkpoint_study
 from tdsae.pipeline.organisms import organism_settings
+from tdsae.circuits import discrete_codes, edge_scores, edge_votes, node_scores, ranking_scores, train_code_sae
 from tdsae.pipeline.universality import compare_feature_spaces, shared_readers, universality_study
 from tdsae.play.dispatch import play_task, read_choices
 from tdsae.play.stories import StoryTokens, play_stories
@@ -463,6 +464,19 @@ ROWS = [
         V, "2"),
     row("compare_feature_spaces", "n_permutations=0",
         lambda c: compare_feature_spaces(None, None, 1, 1, None, n_permutations=0), V, "0"),
+    row("train_code_sae", "n_latents=0", lambda c: train_code_sae(np.ones((3, 4)), n_latents=0), V, "0"),
+    row("train_code_sae", "l1=-1", lambda c: train_code_sae(np.ones((3, 4)), l1=-1), V, "-1"),
+    row("train_code_sae", "a NaN vector", lambda c: train_code_sae(np.full((3, 4), NAN)), V, "finite"),
+    row("discrete_codes", "vectors [4, 3]", lambda c: discrete_codes(None, np.ones((4, 3))), V, "(4, 3)"),
+    row("node_scores", "every example positive", lambda c: node_scores(np.zeros((4, 2), int), np.ones(4, bool)), V,
+        "positive"),
+    row("edge_scores", "positive as 0/1", lambda c: edge_scores(np.zeros((4, 2), int), np.array([1, 0, 1, 0])), V,
+        "int64"),
+    row("edge_votes", "edges [2, 3]", lambda c: edge_votes(np.zeros((2, 3))), V, "(2, 3)"),
+    row("edge_votes", "k=0", lambda c: edge_votes(np.zeros((2, 2)), k=0), V, "0"),
+    row("ranking_scores", "every head in the circuit",
+        lambda c: ranking_scores([1.0, 2.0], np.array([True, True])), V, "in_circuit"),
+    row("ranking_scores", "a NaN score", lambda c: ranking_scores([1.0, NAN], np.array([True, False])), V, "finite"),
     row("universality_study", "threshold=2", lambda c: universality_study(c.settings, threshold=2), V, "2"),
     row("universality_study", "n_permutations=0", lambda c: universality_study(c.settings, n_permutations=0), V, "0"),
     row("universality_study", "'three-step'", lambda c: universality_study(c.settings, "three-step"), V),

@@ -1,0 +1,50 @@
+"""O'Neill & Bui's discrete codes on planted circuits: heads whose output depends on the prompt's class score high."""
+
+import numpy as np
+
+from tdsae.circuits import discrete_codes, edge_scores, edge_votes, node_scores, ranking_scores, train_code_sae
+
+
+def planted_heads(seed: int = 0, n_examples: int = 40, n_heads: int = 8, d: int = 16, circuit=(1, 4, 6)):
+    """Head vectors [examples, heads, d] where the circuit's heads point one way on positive prompts and another on
+    negative ones, and every other head draws from the same directions whatever the prompt."""
+    rng = np.random.default_rng(seed)
+    positive = np.arange(n_examples) < n_examples // 2
+    directions = rng.standard_normal((n_heads, 4, d))
+    pick = rng.integers(0, 2, (n_examples, n_heads))
+    vectors = directions[np.arange(n_heads)[None, :], pick] + 0.05 * rng.standard_normal((n_examples, n_heads, d))
+    for head in circuit:  # positive prompts: directions 2-3, which negative prompts never use
+        vectors[positive, head] = directions[head, 2 + pick[positive, head]] + 0.05 * rng.standard_normal(
+            (positive.sum(), d))
+    truth = np.isin(np.arange(n_heads), circuit)
+    return vectors, positive, truth
+
+
+def test_codes_find_a_planted_circuit_and_shuffled_labels_do_not():
+    vectors, positive, truth = planted_heads()
+    sae = train_code_sae(vectors[::4], n_latents=32, epochs=300, seed=0)  # a few prompts, as the paper trains
+    codes = discrete_codes(sae, vectors)
+    nodes = node_scores(codes, positive)
+    assert ranking_scores(nodes, truth)["roc_auc"] == 1.0
+    shuffled = np.random.default_rng(1).permutation(positive)
+    assert ranking_scores(node_scores(codes, shuffled), truth)["roc_auc"] < 0.9
+    votes = edge_votes(edge_scores(codes, positive))
+    assert ranking_scores(votes, truth)["roc_auc"] > 0.8
+
+
+def test_the_sae_is_seeded_and_keeps_unit_norm_dictionary_rows():
+    vectors, _, _ = planted_heads()
+    first, again = (train_code_sae(vectors, n_latents=16, epochs=20, seed=3) for _ in range(2))
+    np.testing.assert_array_equal(first.decoder, again.decoder)
+    np.testing.assert_allclose(np.linalg.norm(first.decoder, axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(first.decoder, train_code_sae(vectors, n_latents=16, epochs=20, seed=4).decoder)
+
+
+def test_scores_count_what_positives_show_alone_and_ties_count_half():
+    codes = np.array([[0, 5], [1, 5], [0, 5], [2, 5]])  # head 0: codes 0, 1 on positives, 0, 2 on negatives
+    positive = np.array([True, True, False, False])
+    np.testing.assert_array_equal(node_scores(codes, positive), [1, 0])
+    assert edge_scores(codes, positive)[0, 1] == 1 and edge_scores(codes, positive)[0, 0] == 0
+    # two heads in, two out, all four tied: chance, however the heads are ordered
+    assert ranking_scores([3, 3, 3, 3], np.array([True, False, True, False]))["roc_auc"] == 0.5
+    assert edge_votes(np.array([[0, 2, 0], [2, 0, 1], [0, 1, 0]]), k=2).tolist() == [2, 2, 0]
