@@ -211,3 +211,27 @@ def test_difference_from_forward_is_zero_for_a_true_store_and_not_for_a_tampered
     values[store.index[store.index.experiment == 3].row.iloc[2]] += 0.5
     values.flush()
     assert max_difference_from_forward(model, played, ActivationStore(tmp_path / "store"), experiments=(3,)) >= 0.5
+
+
+def test_head_results_sum_to_the_attention_output_and_read_real_tokens_only(tmp_path):
+    """Each head's z_h W_O, split from o_proj's input: the heads of a layer sum to o_proj's output at every token, the
+    mean skips padding, and a position picks one token per row."""
+    import nnsight
+    from conftest import saved_micro_organism
+
+    from tdsae.activations import head_results
+
+    model = saved_micro_organism(tmp_path / "micro", n_layers=2)
+    ids = torch.randint(3, 20, (3, 6), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[1, 4:] = 0  # right padding
+    with torch.no_grad(), model.trace(input_ids=ids, attention_mask=mask):
+        attention = nnsight.save([model.model.layers[l].self_attn.o_proj.output for l in range(2)])
+    at_tokens = torch.stack([head_results(model, ids, mask, positions=torch.full((3,), p)) for p in range(6)], 1)
+    assert at_tokens.shape == (3, 6, 2, 2, 32)  # batch, token, layer, head, d_model
+    for layer in range(2):
+        torch.testing.assert_close(at_tokens[:, :, layer].sum(2), attention[layer].float(), atol=1e-5, rtol=1e-5)
+    means = head_results(model, ids, mask)
+    torch.testing.assert_close(means[1], at_tokens[1, :4].mean(0), atol=1e-6, rtol=1e-6)  # padding left out
+    torch.testing.assert_close(means[0], at_tokens[0].mean(0), atol=1e-6, rtol=1e-6)
+    assert not torch.allclose(at_tokens[:, 0, 1, 0], at_tokens[:, 0, 1, 1])  # two heads, two results

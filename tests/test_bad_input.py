@@ -55,6 +55,7 @@ from tdsae.pipeline import (AGENTS, agent_trajectories, analysis_saes, chosen_l1
                             training_rows, untrained_source)
 from tdsae.pipeline.checkpoints import checkpoint_saes, checkpoint_sources, checkpoint_store, checkpoint_study
 from tdsae.pipeline.organisms import organism_settings
+from tdsae.activations import head_results
 from tdsae.circuits import discrete_codes, edge_scores, edge_votes, node_scores, ranking_scores, train_code_sae
 from tdsae.pipeline.universality import compare_feature_spaces, shared_readers, universality_study
 from tdsae.play.dispatch import play_task, read_choices
@@ -464,6 +465,12 @@ ROWS = [
         V, "2"),
     row("compare_feature_spaces", "n_permutations=0",
         lambda c: compare_feature_spaces(None, None, 1, 1, None, n_permutations=0), V, "0"),
+    row("head_results", "input_ids [5]", lambda c: head_results(c.model, torch.ones(5, dtype=torch.long)), V, "(5,)"),
+    row("head_results", "a row with no real token",
+        lambda c: head_results(c.model, torch.ones(2, 3, dtype=torch.long), torch.tensor([[1, 1, 0], [0, 0, 0]])), V,
+        "real token"),
+    row("head_results", "positions [0, 9] of 3 tokens",
+        lambda c: head_results(c.model, torch.ones(2, 3, dtype=torch.long), positions=[0, 9]), V, "[0, 9]"),
     row("train_code_sae", "n_latents=0", lambda c: train_code_sae(np.ones((3, 4)), n_latents=0), V, "0"),
     row("train_code_sae", "l1=-1", lambda c: train_code_sae(np.ones((3, 4)), l1=-1), V, "-1"),
     row("train_code_sae", "a NaN vector", lambda c: train_code_sae(np.full((3, 4), NAN)), V, "finite"),
