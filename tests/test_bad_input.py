@@ -56,6 +56,7 @@ from tdsae.pipeline import (AGENTS, agent_trajectories, analysis_saes, chosen_l1
 from tdsae.pipeline.checkpoints import checkpoint_saes, checkpoint_sources, checkpoint_store, checkpoint_study
 from tdsae.pipeline.organisms import organism_settings
 from tdsae.activations import head_results
+from tdsae.interventions.heads import ablate_heads, head_inputs
 from tdsae.circuits import discrete_codes, edge_scores, edge_votes, node_scores, ranking_scores, train_code_sae
 from tdsae.pipeline.universality import compare_feature_spaces, shared_readers, universality_study
 from tdsae.play.dispatch import play_task, read_choices
@@ -471,6 +472,14 @@ ROWS = [
         "real token"),
     row("head_results", "positions [0, 9] of 3 tokens",
         lambda c: head_results(c.model, torch.ones(2, 3, dtype=torch.long), positions=[0, 9]), V, "[0, 9]"),
+    row("ablate_heads", "ablation='half'",
+        lambda c: ablate_heads(c.model, torch.ones(2, 3, dtype=torch.long), None, [2, 2], [1, 1], "half"), V, "'half'"),
+    row("ablate_heads", "a mean ablation without a reference",
+        lambda c: ablate_heads(c.model, torch.ones(2, 3, dtype=torch.long), None, [2, 2], [1, 1], "mean"), V, "'mean'"),
+    row("ablate_heads", "targets [3] for 2 rows",
+        lambda c: ablate_heads(c.model, torch.ones(2, 3, dtype=torch.long), None, [2, 2], [1, 1, 1]), V, "(3,)"),
+    row("head_inputs", "positions [3, 0] of 3 tokens",
+        lambda c: head_inputs(c.model, torch.ones(2, 3, dtype=torch.long), None, [3, 0]), V, "[3, 0]"),
     row("train_code_sae", "n_latents=0", lambda c: train_code_sae(np.ones((3, 4)), n_latents=0), V, "0"),
     row("train_code_sae", "l1=-1", lambda c: train_code_sae(np.ones((3, 4)), l1=-1), V, "-1"),
     row("train_code_sae", "a NaN vector", lambda c: train_code_sae(np.full((3, 4), NAN)), V, "finite"),

@@ -112,3 +112,39 @@ def test_an_edit_restricted_to_positions_leaves_earlier_tokens_alone(micro):
     assert (edited[0, 6:] - clean[0, 6:]).abs().max() > 1e-4
     spliced = _logits(model, [LatentEdit(1, sae, [], 1.0, keep_error=False, positions=positions)], ids)
     assert (spliced[0, :6] - clean[0, :6]).abs().max() == 0
+
+
+def test_zero_ablating_a_head_removes_its_share_and_resampling_it_from_the_same_prompt_changes_nothing(tmp_path):
+    """Zero-ablating one head removes exactly its share of o_proj's output; resampling a head from the very same
+    prompt is no ablation; the effects table has one row per head."""
+    from conftest import saved_micro_organism
+
+    from tdsae.interventions.heads import ablate_heads, ablation_thresholds, head_inputs
+
+    model = saved_micro_organism(tmp_path / "micro", n_layers=2)
+    module = model._module
+    ids = torch.randint(3, 20, (4, 6), generator=torch.Generator().manual_seed(1))
+    positions, targets = torch.tensor([5, 4, 5, 3]), torch.tensor([3, 4, 5, 6])
+    mask = torch.ones_like(ids)
+    zero = ablate_heads(model, ids, mask, positions, targets, "zero")
+    assert len(zero) == 2 * 2 and set(zero.columns) == {"layer", "head", "logp_drop", "kl"}
+    assert (zero.kl >= -1e-6).all() and (zero.kl > 1e-6).any()
+    # the same effect by hand: head 1 of layer 0 zeroed through its block of the output projection, at the tokens
+    with torch.no_grad():
+        clean = module(input_ids=ids).logits[torch.arange(4), positions].log_softmax(-1)
+        weight = module.model.layers[0].self_attn.o_proj.weight
+        saved = weight.clone()
+        hook = module.model.layers[0].self_attn.o_proj.register_forward_pre_hook(
+            lambda m, args: (torch.where((torch.arange(args[0].shape[1])[None, :, None] == positions[:, None, None])
+                                         & (torch.arange(args[0].shape[2]) >= 16)[None, None, :], 0.0, args[0]),))
+        ablated = module(input_ids=ids).logits[torch.arange(4), positions].log_softmax(-1)
+        hook.remove()
+        assert torch.equal(weight, saved)
+    expected = float((clean - ablated)[torch.arange(4), targets].mean())
+    row = zero[(zero.layer == 0) & (zero["head"] == 1)].iloc[0]
+    assert abs(row.logp_drop - expected) < 1e-5
+    same = head_inputs(model, ids, mask, positions)
+    resampled = ablate_heads(model, ids, mask, positions, targets, "resample", reference=same)
+    assert resampled.logp_drop.abs().max() < 1e-5 and resampled.kl.abs().max() < 1e-5
+    cuts = ablation_thresholds(zero, shares=(0.25, 0.5))
+    assert cuts[0.25].sum() == 1 and cuts[0.5].sum() == 2 and cuts[0.25][int(np.argmax(zero.logp_drop))]

@@ -1,0 +1,121 @@
+"""Per-head ablation at one token: the ground truth that chapter 13 scores circuit-finding methods against.
+
+    z = head_inputs(model, ids, mask, positions)                      # {layer: [batch, heads, d_head]} at the tokens
+    effects = ablate_heads(model, ids, mask, positions, targets, replacement)   # one row per (layer, head)
+
+A head is ablated by replacing its z (its slice of o_proj's input, before the output projection) at the chosen token
+of each row: by zero, by a fixed vector (mean ablation: its mean over reference prompts), or row by row by its value
+on another prompt (resample ablation: the row's negative counterpart). The effect is read at that token: the drop in
+the target token's log-probability and the KL divergence of the ablated next-token distribution from the clean one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tdsae.models import is_remote, model_dims, residual_layers, torch_module
+
+ABLATIONS = ("zero", "mean", "resample")
+
+
+def _checked_inputs(input_ids, attention_mask, positions) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    input_ids = torch.as_tensor(input_ids)
+    if input_ids.ndim != 2 or input_ids.numel() == 0:
+        raise ValueError(f"input_ids must be [batch, seq] with at least one token; got shape {tuple(input_ids.shape)}")
+    mask = torch.ones_like(input_ids) if attention_mask is None else torch.as_tensor(attention_mask)
+    if mask.shape != input_ids.shape:
+        raise ValueError(f"attention_mask must have input_ids' shape {tuple(input_ids.shape)}; got {tuple(mask.shape)}")
+    positions = torch.as_tensor(positions)
+    if positions.shape != (input_ids.shape[0],) or bool((positions < 0).any()) or bool(
+            (positions >= input_ids.shape[1]).any()):
+        raise ValueError(f"positions must be [batch] token indices in 0 .. {input_ids.shape[1] - 1}; got "
+                         f"{positions.tolist()}")
+    return input_ids, mask, positions
+
+
+def head_inputs(model: Any, input_ids, attention_mask, positions) -> dict[int, torch.Tensor]:
+    """Every head's z at one token per row: {layer: float32 [batch, heads, d_head]} (o_proj's input, split)."""
+    import nnsight
+
+    input_ids, mask, positions = _checked_inputs(input_ids, attention_mask, positions)
+    n_layers, _ = model_dims(model)
+    heads = torch_module(model).config.num_attention_heads
+    blocks, rows = residual_layers(model), torch.arange(len(positions))
+    device = next(torch_module(model).parameters()).device
+    with torch.no_grad(), model.trace(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                                      remote=is_remote(model)):
+        z = nnsight.save([blocks[layer].self_attn.o_proj.input[rows, positions] for layer in range(n_layers)])
+    return {layer: values.float().reshape(len(positions), heads, -1).cpu() for layer, values in enumerate(z)}
+
+
+def ablate_heads(model: Any, input_ids, attention_mask, positions, targets, ablation: str = "zero",
+                 reference: dict | None = None) -> pd.DataFrame:
+    """Ablate every head alone at one token per row and measure what it changes there.
+
+    Args: ablation: "zero"; "mean" (reference: head_inputs of reference prompts, averaged over their rows); or
+    "resample" (reference: head_inputs of one counterpart prompt per row, e.g. the row with its history made
+    uninformative). targets: [batch] the token ids whose log-probability at the chosen token is the behaviour.
+    Returns: one row per (layer, head): logp_drop (clean minus ablated log-probability of the target, mean over
+    rows; positive when the head helps) and kl (mean KL(clean || ablated) of the next-token distribution).
+    """
+    import nnsight
+
+    if ablation not in ABLATIONS:
+        raise ValueError(f"unknown ablation {ablation!r}; choose one of: {', '.join(ABLATIONS)}")
+    input_ids, mask, positions = _checked_inputs(input_ids, attention_mask, positions)
+    targets = torch.as_tensor(targets)
+    if targets.shape != positions.shape:
+        raise ValueError(f"targets must be [batch] token ids, one per row; got shape {tuple(targets.shape)}")
+    n_layers, _ = model_dims(model)
+    heads = torch_module(model).config.num_attention_heads
+    if (ablation == "zero") != (reference is None) or (reference is not None and sorted(reference) != list(
+            range(n_layers))):
+        raise ValueError(f"a {ablation!r} ablation takes {'no reference' if ablation == 'zero' else 'a reference'}: "
+                         f"head_inputs of reference prompts, one entry per layer 0 .. {n_layers - 1}")
+    blocks, rows = residual_layers(model), torch.arange(len(positions))
+    device = next(torch_module(model).parameters()).device
+    inputs = {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
+
+    def log_probs(layer: int | None = None, head: int | None = None) -> torch.Tensor:
+        with torch.no_grad(), model.trace(**inputs, remote=is_remote(model)):
+            if layer is not None:
+                z = blocks[layer].self_attn.o_proj.input
+                width = z.shape[-1] // heads
+                if ablation == "zero":
+                    values = torch.zeros(len(positions), width)
+                else:
+                    values = reference[layer][:, head] if ablation == "resample" else reference[layer][:, head].mean(
+                        0).expand(len(positions), -1)
+                z[rows, positions, head * width:(head + 1) * width] = values.to(z.dtype).to(z.device)
+            logits = nnsight.save(model.output.logits[rows, positions])
+        return logits.float().log_softmax(-1).cpu()
+
+    if ablation == "resample" and any(len(reference[layer]) != len(positions) for layer in reference):
+        raise ValueError(f"a resample ablation takes one counterpart per row: {len(positions)} rows, got "
+                         f"{[len(reference[layer]) for layer in sorted(reference)]}")
+    clean = log_probs()
+    table = []
+    for layer in range(n_layers):
+        for head in range(heads):
+            ablated = log_probs(layer, head)
+            drop = (clean - ablated)[rows, targets]
+            kl = (clean.exp() * (clean - ablated)).sum(-1)
+            table.append({"layer": layer, "head": head, "logp_drop": float(drop.mean()), "kl": float(kl.mean())})
+    return pd.DataFrame(table)
+
+
+def ablation_thresholds(effects: pd.DataFrame, column: str = "logp_drop", shares=(0.1, 0.2, 0.3)) -> dict:
+    """Ground-truth circuits at several cut-offs: {share: bool [heads]} marking the heads whose effect is among the
+    largest ``share`` of heads (at least one head each), since published AUCs move with the cut-off."""
+    values = effects[column].to_numpy(float)
+    order = np.argsort(-values, kind="stable")
+    cuts = {}
+    for share in shares:
+        keep = np.zeros(len(values), bool)
+        keep[order[:max(1, int(round(share * len(values))))]] = True
+        cuts[float(share)] = keep
+    return cuts
