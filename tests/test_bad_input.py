@@ -57,7 +57,8 @@ from tdsae.pipeline.checkpoints import checkpoint_saes, checkpoint_sources, chec
 from tdsae.pipeline.organisms import organism_settings
 from tdsae.activations import head_results
 from tdsae.interventions.heads import ablate_heads, head_inputs
-from tdsae.circuits import discrete_codes, edge_scores, edge_votes, node_scores, ranking_scores, train_code_sae
+from tdsae.circuits import (discrete_codes, edge_scores, edge_votes, mean_difference_scores, node_scores,
+                            random_codes, ranking_scores, train_code_sae)
 from tdsae.pipeline.universality import compare_feature_spaces, shared_readers, universality_study
 from tdsae.play.dispatch import play_task, read_choices
 from tdsae.play.stories import StoryTokens, play_stories
@@ -480,6 +481,9 @@ ROWS = [
         lambda c: ablate_heads(c.model, torch.ones(2, 3, dtype=torch.long), None, [2, 2], [1, 1, 1]), V, "(3,)"),
     row("head_inputs", "positions [3, 0] of 3 tokens",
         lambda c: head_inputs(c.model, torch.ones(2, 3, dtype=torch.long), None, [3, 0]), V, "[3, 0]"),
+    row("mean_difference_scores", "vectors [4, 3]", lambda c: mean_difference_scores(np.ones((4, 3)), [True] * 4), V,
+        "(4, 3)"),
+    row("random_codes", "n_directions=0", lambda c: random_codes(np.ones((2, 2, 3)), n_directions=0), V, "0"),
     row("train_code_sae", "n_latents=0", lambda c: train_code_sae(np.ones((3, 4)), n_latents=0), V, "0"),
     row("train_code_sae", "l1=-1", lambda c: train_code_sae(np.ones((3, 4)), l1=-1), V, "-1"),
     row("train_code_sae", "a NaN vector", lambda c: train_code_sae(np.full((3, 4), NAN)), V, "finite"),

@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from tdsae.circuits import discrete_codes, edge_scores, edge_votes, node_scores, ranking_scores, train_code_sae
+from tdsae.circuits import (discrete_codes, edge_scores, edge_votes, mean_difference_scores, node_scores,
+                            random_codes, ranking_scores, train_code_sae)
 
 
 def planted_heads(seed: int = 0, n_examples: int = 40, n_heads: int = 8, d: int = 16, circuit=(1, 4, 6)):
@@ -48,3 +49,11 @@ def test_scores_count_what_positives_show_alone_and_ties_count_half():
     # two heads in, two out, all four tied: chance, however the heads are ordered
     assert ranking_scores([3, 3, 3, 3], np.array([True, False, True, False]))["roc_auc"] == 0.5
     assert edge_votes(np.array([[0, 2, 0], [2, 0, 1], [0, 1, 0]]), k=2).tolist() == [2, 2, 0]
+
+
+def test_the_baselines_see_a_planted_circuit_and_random_codes_are_seeded():
+    vectors, positive, truth = planted_heads()
+    assert ranking_scores(mean_difference_scores(vectors, positive), truth)["roc_auc"] == 1.0
+    codes = random_codes(vectors, n_directions=32, seed=0)
+    assert codes.shape == (40, 8) and np.array_equal(codes, random_codes(vectors, n_directions=32, seed=0))
+    assert not np.array_equal(codes, random_codes(vectors, n_directions=32, seed=1))

@@ -147,3 +147,25 @@ def ranking_scores(scores, in_circuit) -> dict:
         raise ValueError("in_circuit must mark some heads in and some out of the circuit")
     return {"roc_auc": float(roc_auc_score(truth, scores)), "average_precision": float(average_precision_score(truth, scores)),
             "n_heads": int(truth.size), "n_in_circuit": int(truth.sum())}
+
+
+def mean_difference_scores(head_vectors, positive) -> np.ndarray:
+    """[heads] the baseline that needs no SAE: the norm of a head's mean vector on positive prompts minus its mean on
+    negative ones (|mean_pos - mean_neg|)."""
+    vectors = _vectors(head_vectors, "head_vectors")
+    if vectors.ndim != 3:
+        raise ValueError(f"head_vectors must be [examples, heads, d]; got shape {vectors.shape}")
+    _split(np.zeros(vectors.shape[:2], int), positive)
+    positive = np.asarray(positive)
+    return np.linalg.norm(vectors[positive].mean(0) - vectors[~positive].mean(0), axis=-1)
+
+
+def random_codes(head_vectors, n_directions: int = PAPER_LATENTS, seed: int = 0) -> np.ndarray:
+    """The codes' control: [examples, heads] the argmax over ``n_directions`` random unit directions instead of SAE
+    latents (seeded). If random directions score as well as the SAE, the SAE added nothing."""
+    vectors = _vectors(head_vectors, "head_vectors")
+    if vectors.ndim != 3:
+        raise ValueError(f"head_vectors must be [examples, heads, d]; got shape {vectors.shape}")
+    n_directions, seed = check_count(n_directions, "n_directions"), check_seed(seed)
+    directions = np.random.default_rng(seed).standard_normal((vectors.shape[-1], n_directions))
+    return (vectors @ (directions / np.linalg.norm(directions, axis=0))).argmax(-1)
