@@ -14,7 +14,6 @@ while it builds, and the others wait for it and then load its result.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -25,6 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from .runtime import library_versions, machine_label, machine_record
+
+try:  # POSIX file locks; on Windows, where there are none, concurrent builders of one artifact both build it
+    import fcntl
+except ImportError:  # pragma: no cover - not on the book's platforms
+    fcntl = None
 
 HOME_ENV = "TDSAE_HOME"
 MANIFEST = "manifest.json"
@@ -38,6 +42,9 @@ def _build_lock(path: Path) -> Iterator[None]:
     is built. Artifacts that build others inside their build take those locks in dependency order (an artifact
     never depends on itself), so two processes cannot wait for each other. The empty lock file stays: removing it
     could let a third process lock a file just unlinked."""
+    if fcntl is None:
+        yield
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
