@@ -22,6 +22,7 @@ from typing import Any
 from .artifacts import write_json_atomic
 from .claims import CLAIM_MIME
 from .presets import get_preset
+from .runtime import usable_cores
 from .validation import check_seed
 
 TOC_FILE = "_toc.yml"
@@ -240,7 +241,7 @@ def resolve_jobs(jobs: int | str) -> int:
     """How many chapters run at once: an integer >= 1, or "auto" (2 where the process may use 2 cores or more: a
     chapter rarely keeps two cores busy, so two side by side finish sooner; 1 otherwise)."""
     if jobs == "auto":
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cores = usable_cores()
         return 2 if cores >= 2 else 1
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"bad value {jobs!r} for jobs: expected an integer >= 1 or 'auto'")
@@ -276,7 +277,7 @@ def execute_chapters(root: Path, slugs: list[str], preset: str, seed: int | None
 
     waits = chapter_schedule(slugs)
     waited_on = {slug: sum(slug in w for w in waits.values()) for slug in slugs}
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     threads = max(1, cores // jobs)
     done: set[str] = set()
     running: dict[Any, str] = {}

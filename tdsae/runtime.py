@@ -49,6 +49,11 @@ def pick_device(preference: str = "auto") -> str:
     return preference
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS reports one, else the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def library_versions() -> dict[str, str]:
     """Installed versions of the libraries a result depends on."""
     versions = {"python": platform.python_version()}

@@ -17,6 +17,28 @@ import torch
 from tdsae.models import is_remote, model_dims, residual_layers, torch_module
 
 
+def check_token_batch(input_ids, attention_mask=None, positions=None, positions_required: bool = False
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """input_ids [batch, seq], attention_mask of its shape (default all ones) with a real token in every row, and
+    positions: [batch] token indices (or None where not required), as tensors; ValueError naming what is wrong."""
+    input_ids = torch.as_tensor(input_ids)
+    if input_ids.ndim != 2 or input_ids.numel() == 0:
+        raise ValueError(f"input_ids must be [batch, seq] with at least one token; got shape {tuple(input_ids.shape)}")
+    mask = torch.ones_like(input_ids) if attention_mask is None else torch.as_tensor(attention_mask)
+    if mask.shape != input_ids.shape or not bool((mask.sum(1) > 0).all()):
+        raise ValueError(f"attention_mask must have input_ids' shape {tuple(input_ids.shape)} and a real token in every "
+                         f"row; got shape {tuple(mask.shape)}")
+    if positions is None and positions_required:
+        raise ValueError("positions must be [batch] token indices, one per row; got None")
+    if positions is not None:
+        positions = torch.as_tensor(positions)
+        if positions.shape != (input_ids.shape[0],) or bool((positions < 0).any()) or bool(
+                (positions >= input_ids.shape[1]).any()):
+            raise ValueError(f"positions must be [batch] token indices in 0 .. {input_ids.shape[1] - 1}; got "
+                             f"{positions.tolist()}")
+    return input_ids, mask, positions
+
+
 def head_results(model: Any, input_ids, attention_mask=None, positions=None) -> torch.Tensor:
     """Every head's result at every layer, read in one nnsight trace.
 
@@ -27,19 +49,7 @@ def head_results(model: Any, input_ids, attention_mask=None, positions=None) -> 
     """
     import nnsight
 
-    input_ids = torch.as_tensor(input_ids)
-    if input_ids.ndim != 2 or input_ids.numel() == 0:
-        raise ValueError(f"input_ids must be [batch, seq] with at least one token; got shape {tuple(input_ids.shape)}")
-    mask = torch.ones_like(input_ids) if attention_mask is None else torch.as_tensor(attention_mask)
-    if mask.shape != input_ids.shape or not bool((mask.sum(1) > 0).all()):
-        raise ValueError(f"attention_mask must have input_ids' shape {tuple(input_ids.shape)} and a real token in every "
-                         f"row; got shape {tuple(mask.shape)}")
-    if positions is not None:
-        positions = torch.as_tensor(positions)
-        if positions.shape != (input_ids.shape[0],) or bool((positions < 0).any()) or bool(
-                (positions >= input_ids.shape[1]).any()):
-            raise ValueError(f"positions must be [batch] token indices in 0 .. {input_ids.shape[1] - 1}; got "
-                             f"{positions.tolist()}")
+    input_ids, mask, positions = check_token_batch(input_ids, attention_mask, positions)
     module = torch_module(model)
     n_layers, d_model = model_dims(model)
     heads = module.config.num_attention_heads

@@ -17,31 +17,17 @@ import numpy as np
 import pandas as pd
 import torch
 
+from tdsae.activations.heads import check_token_batch
 from tdsae.models import is_remote, model_dims, residual_layers, torch_module
 
 ABLATIONS = ("zero", "mean", "resample")
-
-
-def _checked_inputs(input_ids, attention_mask, positions) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    input_ids = torch.as_tensor(input_ids)
-    if input_ids.ndim != 2 or input_ids.numel() == 0:
-        raise ValueError(f"input_ids must be [batch, seq] with at least one token; got shape {tuple(input_ids.shape)}")
-    mask = torch.ones_like(input_ids) if attention_mask is None else torch.as_tensor(attention_mask)
-    if mask.shape != input_ids.shape:
-        raise ValueError(f"attention_mask must have input_ids' shape {tuple(input_ids.shape)}; got {tuple(mask.shape)}")
-    positions = torch.as_tensor(positions)
-    if positions.shape != (input_ids.shape[0],) or bool((positions < 0).any()) or bool(
-            (positions >= input_ids.shape[1]).any()):
-        raise ValueError(f"positions must be [batch] token indices in 0 .. {input_ids.shape[1] - 1}; got "
-                         f"{positions.tolist()}")
-    return input_ids, mask, positions
 
 
 def head_inputs(model: Any, input_ids, attention_mask, positions) -> dict[int, torch.Tensor]:
     """Every head's z at one token per row: {layer: float32 [batch, heads, d_head]} (o_proj's input, split)."""
     import nnsight
 
-    input_ids, mask, positions = _checked_inputs(input_ids, attention_mask, positions)
+    input_ids, mask, positions = check_token_batch(input_ids, attention_mask, positions, positions_required=True)
     n_layers, _ = model_dims(model)
     heads = torch_module(model).config.num_attention_heads
     blocks, rows = residual_layers(model), torch.arange(len(positions))
@@ -66,7 +52,7 @@ def ablate_heads(model: Any, input_ids, attention_mask, positions, targets, abla
 
     if ablation not in ABLATIONS:
         raise ValueError(f"unknown ablation {ablation!r}; choose one of: {', '.join(ABLATIONS)}")
-    input_ids, mask, positions = _checked_inputs(input_ids, attention_mask, positions)
+    input_ids, mask, positions = check_token_batch(input_ids, attention_mask, positions, positions_required=True)
     targets = torch.as_tensor(targets)
     if targets.shape != positions.shape:
         raise ValueError(f"targets must be [batch] token ids, one per row; got shape {tuple(targets.shape)}")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from tdsae.organism import OrganismConfig, TrainingConfig, TranscriptRecipe, tra
 from tdsae.organism.corpus import seed_for
 from tdsae.pipeline.weights import model_folder
 from tdsae.presets import check_settings
-from tdsae.runtime import matmul_precision, pick_device
+from tdsae.runtime import matmul_precision, pick_device, usable_cores
 from tdsae.tasks import transcript_vocabulary
 from tdsae.validation import ORGANISM, check_count
 
@@ -169,7 +168,7 @@ def trained_population(settings, task_mixes=(None, WALKER_MIX), store=None, work
             store.verify("organism", organism_params(member, mix)[0])
         except ArtifactError:
             missing.append(key)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     workers = min(len(missing), cores if workers is None else check_count(workers, "workers"))
     if workers > 1 and pick_device(settings.device) == "cpu":
         # walkers read 4x the tokens per step: start them first so that no long job is left to run alone

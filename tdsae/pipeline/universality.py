@@ -155,15 +155,15 @@ def compare_feature_spaces(a: Reader, b: Reader, layer_a: int, layer_b: int, sel
                                                                                                (b, layer_b))]
     fitted = latent_correlations(latents[0][fit], latents[1][fit])
     scored = latent_correlations(latents[0][~fit], latents[1][~fit])
+    live = max(int(np.isfinite(fitted).any(1).sum()), 1)  # a's latents that fire on the selection half
     table, partners = [], None
     for how in PAIRINGS:
         pairs = pair_latents(fitted, how.split(",")[0], threshold if how.endswith("threshold") else None)
         report = scored[pairs.a.to_numpy(), pairs.b.to_numpy()]
         if how == "one-to-one":
             partners = pairs.assign(report=report)
-        live = int(np.isfinite(fitted).any(1).sum())
         row = {"pairing": how, "n_pairs": len(pairs),
-               "share_above": float(np.sum(np.nan_to_num(report, nan=-1.0) >= threshold) / max(live, 1))}
+               "share_above": float(np.sum(np.nan_to_num(report, nan=-1.0) >= threshold) / live)}
         row.update(_similarities(decoders[0][pairs.a.to_numpy()], decoders[1][pairs.b.to_numpy()],
                                  n_permutations if nulls else 0, seed))
         table.append(row)
