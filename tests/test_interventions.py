@@ -119,7 +119,7 @@ def test_zero_ablating_a_head_removes_its_share_and_resampling_it_from_the_same_
     prompt is no ablation; the effects table has one row per head."""
     from conftest import saved_micro_organism
 
-    from tdsae.interventions.heads import ablate_heads, ablation_thresholds, head_inputs
+    from tdsae.interventions.heads import ablate_heads, ablation_truths, head_inputs
 
     model = saved_micro_organism(tmp_path / "micro", n_layers=2)
     module = model._module
@@ -146,5 +146,28 @@ def test_zero_ablating_a_head_removes_its_share_and_resampling_it_from_the_same_
     same = head_inputs(model, ids, mask, positions)
     resampled = ablate_heads(model, ids, mask, positions, targets, "resample", reference=same)
     assert resampled.logp_drop.abs().max() < 1e-5 and resampled.kl.abs().max() < 1e-5
-    cuts = ablation_thresholds(zero, shares=(0.25, 0.5))
-    assert cuts[0.25].sum() == 1 and cuts[0.5].sum() == 2 and cuts[0.25][int(np.argmax(zero.logp_drop))]
+    cuts = ablation_truths(zero, fractions=(1.0, 1e-9))
+    assert cuts[1.0].sum() == 1 and cuts[1.0][int(np.argmax(zero.logp_drop))]
+    assert cuts[1e-9].sum() == (zero.logp_drop > 0).sum()  # every head that helps at all
+    assert not ablation_truths(zero.assign(logp_drop=-1.0))[0.5].any()  # no head helps: an empty circuit
+
+
+def test_attribution_patching_matches_small_resample_ablations_to_first_order(tmp_path):
+    """For a counterpart whose z differs from the prompt's by a small step, the gradient estimate equals the
+    resample ablation's measured effect to first order, head by head; a zero step estimates exactly zero."""
+    from conftest import saved_micro_organism
+
+    from tdsae.interventions.heads import ablate_heads, attribution_scores, head_inputs
+
+    model = saved_micro_organism(tmp_path / "micro", n_layers=2)
+    generator = torch.Generator().manual_seed(3)
+    ids = torch.randint(3, 20, (4, 6), generator=generator)
+    positions, targets, mask = torch.tensor([5, 4, 5, 3]), torch.tensor([3, 4, 5, 6]), torch.ones_like(ids)
+    same = head_inputs(model, ids, mask, positions)
+    assert attribution_scores(model, ids, mask, positions, targets, same).logp_drop_estimate.abs().max() < 1e-7
+    step = {layer: z + 1e-2 * torch.randn(z.shape, generator=generator) for layer, z in same.items()}
+    measured = ablate_heads(model, ids, mask, positions, targets, "resample", reference=step).logp_drop.to_numpy()
+    estimated = attribution_scores(model, ids, mask, positions, targets, step).logp_drop_estimate.to_numpy()
+    assert np.abs(measured).max() > 1e-5  # the step does change the output
+    assert np.abs(estimated - measured).max() < 0.05 * np.abs(measured).max()
+    assert not any(p.grad is not None for p in model._module.parameters())  # no gradient left on the weights

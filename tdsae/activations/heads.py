@@ -60,7 +60,7 @@ def head_results(model: Any, input_ids, attention_mask=None, positions=None) -> 
         inputs = nnsight.save([blocks[layer].self_attn.o_proj.input for layer in range(n_layers)])
     results = []
     for layer, z in enumerate(inputs):
-        weight = residual_layers(module)[layer].self_attn.o_proj.weight  # [d_model, heads * d_head]
+        weight = residual_layers(module)[layer].self_attn.o_proj.weight.detach()  # [d_model, heads * d_head]
         z = z.float().reshape(*z.shape[:2], heads, -1)  # [batch, seq, heads, d_head]
         per_head = torch.einsum("bshd,mhd->bshm", z, weight.float().reshape(d_model, heads, -1))
         if positions is None:
@@ -68,5 +68,5 @@ def head_results(model: Any, input_ids, attention_mask=None, positions=None) -> 
             per_head = (per_head * weights[:, :, None, None]).sum(1) / weights.sum(1)[:, None, None]
         else:
             per_head = per_head[torch.arange(len(positions)), positions.to(per_head.device)]
-        results.append(per_head.cpu())
+        results.append(per_head.detach().cpu())
     return torch.stack(results, 1)

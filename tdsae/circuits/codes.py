@@ -115,38 +115,53 @@ def edge_scores(codes, positive) -> np.ndarray:
 
 
 def edge_votes(edges, k: int | None = None) -> np.ndarray:
-    """[heads] how often each head belongs to one of the k highest-scoring head pairs (default k = heads² / 2, the
-    released code's list length). The list holds ordered pairs, (a, b) and (b, a) alike, so each pair of heads can
-    count twice; chapter 13 is to check this against the released code before reporting edge votes. Ties are broken
-    by a stable sort, where the released code's np.argsort is unstable."""
+    """[heads] the released code's node prediction from edges: order the (ordered) head pairs by edge score, write
+    each pair's two heads into one list, and give a vote to each of the first ``k`` entries (default
+    k = heads² // 2, as evaluate_edge_circuit sets it: entries, so heads² // 4 pairs). A pair (a, b) and its mirror
+    (b, a) score alike, so both count. The released code sorts the diagonal in too (score 0, last among ties) and
+    breaks ties with numpy's unstable argsort; here the diagonal is left out and ties keep a stable order."""
     edges = np.asarray(edges, float)
-    if edges.ndim != 2 or edges.shape[0] != edges.shape[1]:
-        raise ValueError(f"edges must be a square [heads, heads] matrix; got shape {edges.shape}")
+    if edges.ndim != 2 or edges.shape[0] != edges.shape[1] or edges.shape[0] < 2 or not np.isfinite(edges).all():
+        raise ValueError(f"edges must be a finite square [heads, heads] matrix of at least 2 heads; got shape "
+                         f"{edges.shape}")
     heads = edges.shape[0]
     pairs = [(a, b) for a in range(heads) for b in range(heads) if a != b]
     k = heads * heads // 2 if k is None else check_count(k, "k")
-    order = np.argsort([-edges[a, b] for a, b in pairs], kind="stable")[:k]
-    votes = np.zeros(heads)
-    for index in order:
-        a, b = pairs[index]
-        votes[a] += 1
-        votes[b] += 1
-    return votes
+    order = np.argsort([-edges[a, b] for a, b in pairs], kind="stable")
+    entries = [head for index in order for head in pairs[index]][:k]
+    return np.bincount(entries, minlength=heads).astype(float)
 
 
-def ranking_scores(scores, in_circuit) -> dict:
+def ranking_scores(scores, in_circuit, groups=None) -> dict:
     """How well head scores rank the heads of a ground-truth circuit: {"roc_auc" (ties count one half, as the
-    Mann-Whitney statistic does), "average_precision", "n_heads", "n_in_circuit"}."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
+    Mann-Whitney statistic does), "average_precision", "n_heads", "n_in_circuit"}.
+
+    groups: optionally [heads] which network each head belongs to (heads of several organisms pooled). The AUC then
+    compares only heads of the same network (a circuit head against a non-circuit head of its own organism, pooled
+    over organisms), so scores on different scales in different networks are never ranked against each other; the
+    average precision is the mean of the networks' own. A network whose heads are all in or all out is left out.
+    """
+    from sklearn.metrics import average_precision_score
 
     scores, truth = np.asarray(scores, float).ravel(), np.asarray(in_circuit).ravel()
     if truth.dtype != bool or scores.shape != truth.shape or not np.isfinite(scores).all():
         raise ValueError(f"scores must be finite and in_circuit a bool array of the same length; got {scores.shape} "
                          f"and {truth.shape} ({truth.dtype})")
-    if truth.all() or not truth.any():
-        raise ValueError("in_circuit must mark some heads in and some out of the circuit")
-    return {"roc_auc": float(roc_auc_score(truth, scores)), "average_precision": float(average_precision_score(truth, scores)),
-            "n_heads": int(truth.size), "n_in_circuit": int(truth.sum())}
+    groups = np.zeros(len(truth), int) if groups is None else np.asarray(groups).ravel()
+    if groups.shape != truth.shape:
+        raise ValueError(f"groups must give one network per head ({truth.shape}); got shape {groups.shape}")
+    usable = [g for g in np.unique(groups) if 0 < truth[groups == g].sum() < (groups == g).sum()]
+    if not usable:
+        raise ValueError("in_circuit must mark some heads in and some out of the circuit (within one network)")
+    wins, pairs, precision = 0.0, 0, []
+    for group in usable:
+        member = groups == group
+        inside, outside = scores[member & truth], scores[member & ~truth]
+        wins += ((inside[:, None] > outside[None]).sum() + 0.5 * (inside[:, None] == outside[None]).sum())
+        pairs += inside.size * outside.size
+        precision.append(average_precision_score(truth[member], scores[member]))
+    return {"roc_auc": float(wins / pairs), "average_precision": float(np.mean(precision)), "n_heads": int(truth.size),
+            "n_in_circuit": int(truth.sum())}
 
 
 def mean_difference_scores(head_vectors, positive) -> np.ndarray:
