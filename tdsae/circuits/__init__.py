@@ -7,12 +7,16 @@
     baseline = mean_difference_scores(head_vectors, positive)      # |mean_pos - mean_neg|, no SAE
     control = node_scores(random_codes(head_vectors, seed=0), positive)  # random directions instead of latents
 
-Groundwork for chapter 13: the method as published, tested on planted circuits. The head vectors, the prompts
-and the ablation ground truth come from the organism in the chapter's pipeline.
+    pairs = minimal_pairs(task, traj, alpha, beta, tokenizer)     # positive prompts and their negatives, word for word
+
+The method as published (codes), tested on planted circuits, and the organism's minimal pairs (prompts). Chapter
+13's study, with its ablation ground truth and baselines, is tdsae.pipeline.circuits.circuit_study.
 """
 
-from tdsae.circuits.codes import (CodeSAE, discrete_codes, edge_scores, edge_votes, mean_difference_scores,
-                                  node_scores, random_codes, ranking_scores, train_code_sae)
+from tdsae.circuits.codes import (ACDC_NODE_AUC, PAPER_NODE_AUC, CodeSAE, discrete_codes, edge_scores, edge_votes,
+                                  mean_difference_scores, node_scores, random_codes, ranking_scores, train_code_sae)
+from tdsae.circuits.prompts import MinimalPairs, minimal_pairs, stray_differences
 
-__all__ = ["CodeSAE", "discrete_codes", "edge_scores", "edge_votes", "mean_difference_scores", "node_scores",
-           "random_codes", "ranking_scores", "train_code_sae"]
+__all__ = ["ACDC_NODE_AUC", "PAPER_NODE_AUC", "CodeSAE", "MinimalPairs", "discrete_codes", "edge_scores", "edge_votes",
+           "mean_difference_scores", "minimal_pairs", "node_scores", "random_codes", "ranking_scores",
+           "stray_differences", "train_code_sae"]

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tdsae.organism.tokenizer import encode_transcripts
+from tdsae.agents import QLearner
 from tdsae.organism.corpus import seed_for
+from tdsae.organism.tokenizer import encode_transcripts
 from tdsae.tasks import render_transcript
 from tdsae.validation import check_count, check_number, check_seed
 
@@ -78,8 +79,6 @@ def minimal_pairs(task, traj, alpha, beta, tokenizer, gamma: float = 0.99, confi
     Returns: MinimalPairs ordered by experiment; an agent with no confident decision, or whose rewards were all
     equal before it, gives none.
     """
-    from tdsae.agents import QLearner
-
     if getattr(task, "name", None) != "twostep":
         raise ValueError(f"minimal pairs permute Two-Step rewards; got task {getattr(task, 'name', task)!r} "
                          "(expected the 'twostep' task)")
@@ -136,3 +135,15 @@ def minimal_pairs(task, traj, alpha, beta, tokenizer, gamma: float = 0.99, confi
                         experiment, column, np.where(state > 0, 2, 1),
                         probs[experiment, column, action], negative_confidence)
 
+
+
+def stray_differences(pairs: MinimalPairs, tokenizer) -> int:
+    """How many (prompt, position) places the positive and negative prompts differ anywhere but in the reward of a
+    payout word (ts:D1 against ts:D0: the same alien, another reward). 0 for correctly built pairs."""
+    words = {index: word for word, index in tokenizer.get_vocab().items()}
+    stray = 0
+    for row, column in zip(*np.nonzero((pairs.positive != pairs.negative).numpy())):
+        a, b = words[int(pairs.positive[row, column])], words[int(pairs.negative[row, column])]
+        if not (a[:-1] == b[:-1] and {a[-1], b[-1]} == {"0", "1"} and bool(pairs.attention_mask[row, column])):
+            stray += 1
+    return stray

@@ -14,7 +14,8 @@ Modules: organisms (the organism's configs and training, the preset's model), we
 model's folder: a GGUF file dequantised once), episodes (play, held-out agents, harvest, the
 untrained control), saes (per-layer SAEs and the L1 sweep), checkpoints (an organism's training
 checkpoints harvested and decomposed, and chapter 11's study of them), universality (every organism, a second
-SAE seed and the untrained network on the same transcripts, and two feature spaces compared).
+SAE seed and the untrained network on the same transcripts, and two feature spaces compared), circuits (chapter 13:
+the attention heads behind the organism's choice, found with discrete SAE codes and scored against ablations).
 """
 
 from tdsae.pipeline.episodes import (AGENTS, agent_trajectories, episodes_for, harvest_params, harvested_store,

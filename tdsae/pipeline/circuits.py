@@ -1,0 +1,208 @@
+"""Chapter 13's study: which attention heads compute the organism's choice, found with discrete SAE codes (O'Neill
+& Bui) and scored against ablations made here.
+
+    study = circuit_study(S)          # every organism of the population, on the held-out agents' minimal pairs
+    study.rankings                    # ROC AUC / average precision of every method against every ground truth
+
+For each organism: the positive and negative prompts (tdsae.circuits.prompts) read by the trained network and by
+its untrained one; every head ablated alone at the decision token, by zero, mean and resample (the ground truth);
+the SAE-code scores (the paper's mean-over-positions head vector, and the decision token's) with their edge votes;
+the baselines (|mean difference|, attribution patching, random directions, shuffled labels, the untrained network);
+and the wall-clock time of each. Prompts that train the SAE are never scored.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from tdsae.activations.heads import head_results
+from tdsae.circuits.codes import (PAPER_LATENTS, discrete_codes, edge_scores, edge_votes, mean_difference_scores,
+                                  node_scores, random_codes, ranking_scores, train_code_sae)
+from tdsae.circuits.prompts import MinimalPairs, minimal_pairs
+from tdsae.interventions.heads import ABLATIONS, ablate_heads, ablation_truths, attribution_scores, head_inputs
+from tdsae.models import load_model, torch_module
+from tdsae.organism.corpus import seed_for
+from tdsae.pipeline.episodes import agent_trajectories, check_request, task_for, untrained_source
+from tdsae.pipeline.organisms import load_preset_model, organism_settings, population
+from tdsae.validation import check_count, check_number
+
+VARIANTS = ("mean", "decision")  # the paper's head vector (mean over positions) and the decision token's
+FRACTIONS = (0.5, 0.2, 0.05)  # a head is in the circuit when its effect reaches this share of the largest head's
+MEASURES = ("logp_drop", "kl")
+CIRCUIT_STREAM = 14  # spawn key of the SAE-training prompts, the SAE seeds and the label shuffles
+
+
+@dataclass
+class CircuitStudy:
+    """Everything chapter 13 reports, one row per organism (and head) where it applies."""
+
+    pairs: MinimalPairs  # every minimal pair (the same for every organism: they share a tokenizer)
+    sae_rows: np.ndarray  # bool [pairs]: the pairs whose two prompts train the SAE (never scored)
+    behaviour: pd.DataFrame  # organism, network, logp_positive, logp_negative, gap, confident_positive/negative
+    effects: pd.DataFrame  # organism, ablation, layer, head, logp_drop, kl (on the scored pairs)
+    scores: pd.DataFrame  # organism, method, variant, layer, head, score
+    rankings: pd.DataFrame  # organism ("pooled" or an index), method, variant, ablation, measure, fraction, AUC...
+    runtimes: pd.DataFrame  # organism, method, seconds
+    n_shuffles: int
+    identity_drop: float  # the largest |logp_drop| of resampling organism 0's heads from the prompts themselves
+
+
+def _target_logp(model, ids, mask, positions, targets) -> np.ndarray:
+    """[rows] log-probability of each row's target at its decision token."""
+    module = torch_module(model)
+    device = next(module.parameters()).device
+    rows = torch.arange(len(positions))
+    with torch.no_grad():
+        logits = module(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[rows, positions.to(device)]
+    return logits.float().log_softmax(-1)[rows, targets.to(device)].cpu().numpy()
+
+
+def _behaviour(model, pairs: MinimalPairs) -> dict:
+    positive = _target_logp(model, pairs.positive, pairs.attention_mask, pairs.positions, pairs.targets)
+    negative = _target_logp(model, pairs.negative, pairs.attention_mask, pairs.positions, pairs.targets)
+    return {"logp_positive": positive.mean(), "logp_negative": negative.mean(),
+            "gap": (positive - negative).mean(),
+            "confident_positive": (np.exp(positive) > 0.5).mean(), "confident_negative": (np.exp(negative) > 0.5).mean()}
+
+
+def _head_vectors(model, pairs: MinimalPairs, variant: str) -> tuple[np.ndarray, np.ndarray]:
+    """([pairs, heads, d] positive, negative) head results, heads of every layer in one axis."""
+    positions = None if variant == "mean" else pairs.positions
+    return tuple(head_results(model, ids, pairs.attention_mask, positions).flatten(1, 2).numpy()
+                 for ids in (pairs.positive, pairs.negative))
+
+
+def _code_scores(vectors, scored, sae_rows, seed: int) -> dict[str, np.ndarray]:
+    """The paper's method on one network's head vectors: the SAE on the SAE pairs' prompts, codes on the scored."""
+    positive, negative = vectors
+    sae = train_code_sae(np.concatenate([positive[sae_rows], negative[sae_rows]]), seed=seed)
+    codes = discrete_codes(sae, np.concatenate([positive[scored], negative[scored]]))
+    labels = np.repeat([True, False], scored.sum())
+    return {"codes": codes, "labels": labels, "nodes": node_scores(codes, labels),
+            "edges": edge_votes(edge_scores(codes, labels))}
+
+
+def circuit_study(settings, confidence: float = 0.9, prompts_per_agent: int = 1, n_sae_prompts: int = 10,
+                  n_shuffles: int = 20, store=None) -> CircuitStudy:
+    """The study on every organism of the preset's population (organism_settings: at a pretrained preset, its
+    organisms), reading minimal pairs from the held-out Q-learning agents' Two-Step transcripts.
+
+    Args: confidence: the least choice probability of an agent's decision for a positive prompt; prompts_per_agent:
+    decisions drawn per agent; n_sae_prompts: prompts the SAE trains on (the paper: 10), half positive and half
+    negative, from pairs that are then never scored; n_shuffles: label shuffles averaged in the shuffled-label control.
+    """
+    settings = organism_settings(settings)
+    check_request(settings, "twostep")
+    confidence = check_number(confidence, "confidence", low=0.5, high=1)
+    prompts_per_agent, n_shuffles = check_count(prompts_per_agent, "prompts_per_agent"), check_count(n_shuffles,
+                                                                                                     "n_shuffles")
+    n_sae_prompts = check_count(n_sae_prompts, "n_sae_prompts")
+    if n_sae_prompts % 2:
+        raise ValueError(f"n_sae_prompts must be even (half positive, half negative); got {n_sae_prompts}")
+    members = population(settings)
+    task = task_for(settings, "twostep")
+    traj, alpha, beta = agent_trajectories(settings, "twostep")
+    first = load_preset_model(members[0], store)
+    pairs = minimal_pairs(task, traj, alpha, beta, first.tokenizer, settings.gamma, confidence, prompts_per_agent,
+                          settings.n_random_episodes, settings.seed)
+    if len(pairs) < n_sae_prompts // 2 + 4:
+        raise ValueError(f"only {len(pairs)} minimal pairs: too few to train the SAE on {n_sae_prompts} prompts and "
+                         "score the rest; lower confidence or raise prompts_per_agent")
+    rng = np.random.default_rng(seed_for(settings.seed, CIRCUIT_STREAM))
+    sae_rows = np.isin(np.arange(len(pairs)), rng.choice(len(pairs), n_sae_prompts // 2, replace=False))
+    scored = ~sae_rows
+    test = pairs.rows(scored)
+    behaviour, effects, scores, runtimes = [], [], [], []
+    for index, member in enumerate(tqdm(members, desc="organisms")):
+        model = first if index == 0 else load_preset_model(member, store)
+        untrained = load_model(untrained_source(member, store), device=member.device)
+        heads = torch_module(model).config.num_attention_heads
+        for network, reader in (("trained", model), ("untrained", untrained)):
+            behaviour.append({"organism": index, "network": network, **_behaviour(reader, test)})
+
+        def record(method: str, variant: str, values, seconds: float | None = None) -> None:
+            values = np.asarray(values, float)
+            scores.append(pd.DataFrame({"organism": index, "method": method, "variant": variant,
+                                        "layer": np.arange(len(values)) // heads,
+                                        "head": np.arange(len(values)) % heads, "score": values}))
+            if seconds is not None:
+                runtimes.append({"organism": index, "method": method, "variant": variant, "seconds": seconds})
+
+        start = time.perf_counter()
+        counterparts = head_inputs(model, test.negative, test.attention_mask, test.positions)
+        references = {"resample": counterparts, "zero": None,
+                      "mean": {layer: torch.cat([z, counterparts[layer]]) for layer, z in head_inputs(
+                          model, test.positive, test.attention_mask, test.positions).items()}}
+        setup = time.perf_counter() - start
+        for ablation in ABLATIONS:
+            start = time.perf_counter()
+            found = ablate_heads(model, test.positive, test.attention_mask, test.positions, test.targets, ablation,
+                                 references[ablation])
+            runtimes.append({"organism": index, "method": f"{ablation} ablation of every head", "variant": "decision",
+                             "seconds": time.perf_counter() - start + (setup if ablation != "zero" else 0.0)})
+            effects.append(found.assign(organism=index, ablation=ablation))
+        if index == 0:  # a head resampled from its own prompt is no ablation: every effect must vanish
+            same = ablate_heads(model, test.positive, test.attention_mask, test.positions, test.targets, "resample",
+                                {layer: z[:len(test)] for layer, z in references["mean"].items()})
+            identity_drop = float(same.logp_drop.abs().max())
+        start = time.perf_counter()
+        attribution = attribution_scores(model, test.positive, test.attention_mask, test.positions, test.targets,
+                                         counterparts)
+        record("attribution patching", "decision", attribution.logp_drop_estimate,
+               time.perf_counter() - start + setup / 2)  # the counterparts' forward, not the positives'
+        sae_seed = int(seed_for(settings.seed, CIRCUIT_STREAM, index).generate_state(1)[0])
+        for variant in VARIANTS:
+            start = time.perf_counter()
+            vectors = _head_vectors(model, pairs, variant)
+            found = _code_scores(vectors, scored, sae_rows, sae_seed)
+            record("SAE codes", variant, found["nodes"], time.perf_counter() - start)
+            record("SAE codes, edge votes", variant, found["edges"])
+            record("distinct codes", variant, [len(np.unique(column)) for column in found["codes"].T])  # no labels
+            start = time.perf_counter()
+            test_vectors = np.concatenate([vectors[0][scored], vectors[1][scored]])
+            record("|mean difference|", variant, mean_difference_scores(test_vectors, found["labels"]),
+                   time.perf_counter() - start)
+            record("random directions", variant, node_scores(random_codes(test_vectors, PAPER_LATENTS, sae_seed),
+                                                             found["labels"]))
+            shuffles = np.random.default_rng(seed_for(settings.seed, CIRCUIT_STREAM, index, 1))
+            record("shuffled labels", variant, np.mean(
+                [node_scores(found["codes"], shuffles.permutation(found["labels"])) for _ in range(n_shuffles)], 0))
+            blank = _code_scores(_head_vectors(untrained, pairs, variant), scored, sae_rows, sae_seed)
+            record("untrained network", variant, blank["nodes"])
+    effects = pd.concat(effects, ignore_index=True)[["organism", "ablation", "layer", "head", "logp_drop", "kl"]]
+    scores = pd.concat(scores, ignore_index=True)
+    return CircuitStudy(pairs, sae_rows, pd.DataFrame(behaviour), effects, scores, _rankings(effects, scores),
+                        pd.DataFrame(runtimes), n_shuffles, identity_drop)
+
+
+def _rankings(effects: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """Every method against every ground truth: per organism, and pooled within organisms."""
+    rows = []
+    methods = scores[["method", "variant"]].drop_duplicates().itertuples(index=False)
+    for method, variant in methods:
+        mine = scores[(scores.method == method) & (scores.variant == variant)]
+        mine = mine.sort_values(["organism", "layer", "head"])
+        for ablation in ABLATIONS:
+            truth = effects[effects.ablation == ablation].sort_values(["organism", "layer", "head"])
+            for measure in MEASURES:
+                circuits = {organism: ablation_truths(group, measure, FRACTIONS)
+                            for organism, group in truth.groupby("organism")}
+                for fraction in FRACTIONS:
+                    in_circuit = np.concatenate([circuits[o][fraction] for o in sorted(circuits)])
+                    organisms = truth.organism.to_numpy()
+                    for who in ["pooled", *sorted(circuits)]:
+                        keep = np.ones(len(organisms), bool) if who == "pooled" else organisms == who
+                        try:
+                            ranked = ranking_scores(mine.score.to_numpy()[keep], in_circuit[keep], organisms[keep])
+                        except ValueError:  # no head, or every head, in this organism's circuit
+                            ranked = {"roc_auc": np.nan, "average_precision": np.nan, "n_heads": int(keep.sum()),
+                                      "n_in_circuit": int(in_circuit[keep].sum())}
+                        rows.append({"organism": who, "method": method, "variant": variant, "ablation": ablation,
+                                     "measure": measure, "fraction": fraction, **ranked})
+    return pd.DataFrame(rows)

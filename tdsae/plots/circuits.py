@@ -1,0 +1,72 @@
+"""Chapter 13's figures: the ablation ground truth per head, and every method's AUC against it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tdsae.plots.core import new_figure
+
+METHOD_COLOURS = {"SAE codes": "#0b6e99", "SAE codes, edge votes": "#00798c", "attribution patching": "#d1495b",
+                  "|mean difference|": "#edae49", "random directions": "#8d8d8d", "shuffled labels": "#b5b5b5",
+                  "distinct codes": "#7b5ea7", "untrained network": "#5c5c5c"}
+
+
+def plot_head_effects(effects: Any, measure: str = "logp_drop", label: str = "drop in log p(favoured action)") -> Any:
+    """One heatmap per ablation (rows) and organism (columns): each head's effect at the decision token, layers down,
+    heads across, the value written in each cell; one colour scale per ablation."""
+    ablations = list(dict.fromkeys(effects.ablation))
+    organisms = sorted(effects.organism.unique())
+    fig, axes = new_figure(ncols=len(organisms), nrows=len(ablations), width=2.3 * len(organisms) + 1.2,
+                           height=2.0 * len(ablations) + 0.4, squeeze=False)
+    for row, ablation in enumerate(ablations):
+        part = effects[effects.ablation == ablation]
+        limit = max(float(part[measure].abs().max()), 1e-9)
+        for column, organism in enumerate(organisms):
+            ax = axes[row][column]
+            grid = part[part.organism == organism].pivot(index="layer", columns="head", values=measure)
+            image = ax.imshow(grid.to_numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+            for (i, j), value in np.ndenumerate(grid.to_numpy()):
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if abs(value) > 0.6 * limit else "black")
+            ax.set(xticks=range(grid.shape[1]), yticks=range(grid.shape[0]), xlabel="head" if row == len(
+                ablations) - 1 else "", ylabel=f"{ablation}\nlayer" if column == 0 else "")
+            ax.grid(False)
+            if row == 0:
+                ax.set_title(f"organism {organism}")
+        fig.colorbar(image, ax=axes[row][-1], shrink=0.9, label=label if row == len(ablations) // 2 else None)
+    return fig
+
+
+def plot_method_aucs(rankings: Any, ablation: str = "resample", measure: str = "logp_drop", fraction: float = 0.2,
+                     reference: float | None = None, reference_label: str = "") -> Any:
+    """One panel per head-vector variant: each method's ROC AUC against one ground truth, pooled within organisms
+    (bar) and per organism (dots), with chance (0.5, dashed) and an optional published value (dotted)."""
+    rows = rankings[(rankings.ablation == ablation) & (rankings.measure == measure)
+                    & np.isclose(rankings.fraction, fraction)]
+    variants = list(dict.fromkeys(rows.variant))
+    methods = [m for m in METHOD_COLOURS if m in set(rows.method)]
+    fig, axes = new_figure(ncols=len(variants), width=4.2 * len(variants), height=0.42 * len(methods) + 1.2,
+                           squeeze=False, sharey=True)
+    for ax, variant in zip(axes[0], variants):
+        mine = rows[rows.variant == variant]
+        for y, method in enumerate(methods):
+            found = mine[mine.method == method]
+            if found.empty:
+                continue
+            pooled = found[found.organism == "pooled"].roc_auc.iloc[0]
+            ax.barh(y, pooled, color=METHOD_COLOURS[method], alpha=0.85, height=0.65)
+            each = found[found.organism != "pooled"].roc_auc.to_numpy(float)
+            ax.plot(each, np.full(len(each), y), "o", color="black", markersize=3.5, alpha=0.8)
+        ax.axvline(0.5, color="black", linestyle="--", linewidth=1, label="chance")
+        if reference is not None:
+            ax.axvline(reference, color="black", linestyle=":", linewidth=1.2, label=reference_label)
+        ax.set(xlim=(0, 1.02), yticks=range(len(methods)), yticklabels=methods, xlabel="ROC AUC",
+               title=f"head vector: {'mean over positions' if variant == 'mean' else 'decision token'}")
+        ax.grid(axis="y", visible=False)
+        ax.invert_yaxis()  # the paper's method on top
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, frameon=False, fontsize=8, loc="outside lower center", ncols=2)
+    return fig
+
