@@ -36,8 +36,9 @@ BOOK_TOOLS = ("papermill", "jupytext", "nbformat", "yaml", "jupyter_book")  # mo
 # artifact once, whichever chapter asks first, and the others wait for it. Chapter 9 trains its own walkers (the
 # longest job of the book) and reads only organism 0's training record of chapter 2's, so it starts at once, beside
 # chapters 0 to 8. Chapter 10 waits for 7 because at smol its pretrained model is every chapter's model and it
-# plays what chapters 3 to 7 play.
-CHAPTER_NEEDS = {"09": (), "10": ("07",), "11": ("07",), "12": ("07", "11")}
+# plays what chapters 3 to 7 play. Chapter 13
+# reads only the population that chapter 2 trains.
+CHAPTER_NEEDS = {"09": (), "10": ("07",), "11": ("07",), "12": ("07", "11"), "13": ("02",)}
 
 
 class ChapterFailed(RuntimeError):

@@ -65,3 +65,15 @@ def range_phrase(values, spec: str, where: str = "layer") -> str:
         return "not measured"
     low, high = format(float(finite.min()), spec), format(float(finite.max()), spec)
     return f"{low} at every {where}" if low == high else f"between {low} and {high}"
+
+
+def list_phrase(values, spec: str) -> str:
+    """Values in order as prose, each formatted with ``spec``: "0.21", "0.21 and 0.18", "0.21, 0.18 and 0.30";
+    a NaN reads "not measured". For one value per organism, where a range would hide which is which."""
+    import math
+
+    plain = [int(v) if isinstance(v, numbers.Integral) else v if isinstance(v, str) else float(v) for v in values]
+    words = ["not measured" if isinstance(v, float) and math.isnan(v) else format(v, spec) for v in plain]
+    if not words:
+        return "none"
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"

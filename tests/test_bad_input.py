@@ -56,7 +56,9 @@ from tdsae.pipeline import (AGENTS, agent_trajectories, analysis_saes, chosen_l1
 from tdsae.pipeline.checkpoints import checkpoint_saes, checkpoint_sources, checkpoint_store, checkpoint_study
 from tdsae.pipeline.organisms import organism_settings
 from tdsae.activations import head_results
-from tdsae.interventions.heads import ablate_heads, head_inputs
+from tdsae.interventions.heads import ablate_heads, ablation_truths, attribution_scores, head_inputs
+from tdsae.circuits import minimal_pairs
+from tdsae.pipeline.circuits import circuit_study
 from tdsae.circuits import (discrete_codes, edge_scores, edge_votes, mean_difference_scores, node_scores,
                             random_codes, ranking_scores, train_code_sae)
 from tdsae.pipeline.universality import compare_feature_spaces, shared_readers, universality_study
@@ -497,6 +499,25 @@ ROWS = [
     row("ranking_scores", "every head in the circuit",
         lambda c: ranking_scores([1.0, 2.0], np.array([True, True])), V, "in_circuit"),
     row("ranking_scores", "a NaN score", lambda c: ranking_scores([1.0, NAN], np.array([True, False])), V, "finite"),
+    row("minimal_pairs", "the 'gridworld' task", lambda c: minimal_pairs(
+        get_task("gridworld"), c.played.trajectory, [0.5] * 2, [5.0] * 2, c.model.tokenizer), V, "'gridworld'"),
+    row("minimal_pairs", "confidence=0.3", lambda c: minimal_pairs(
+        c.task, c.played.trajectory, [0.5] * 2, [5.0] * 2, c.model.tokenizer, confidence=0.3), V, "0.3"),
+    row("minimal_pairs", "alpha for 3 experiments of 2", lambda c: minimal_pairs(
+        c.task, c.played.trajectory, [0.5] * 3, [5.0] * 2, c.model.tokenizer), V, "(3,)"),
+    row("attribution_scores", "no reference",
+        lambda c: attribution_scores(c.model, torch.ones(2, 3, dtype=torch.long), None, [2, 2], [1, 1], None), V,
+        "reference"),
+    row("ablation_truths", "fraction 1.5", lambda c: ablation_truths(pd.DataFrame({"logp_drop": [1.0]}), fractions=(
+        1.5,)), V, "1.5"),
+    row("ablation_truths", "column 'nope'", lambda c: ablation_truths(pd.DataFrame({"logp_drop": [1.0]}), "nope"), V,
+        "'nope'"),
+    row("ranking_scores", "groups for 3 of 2 heads",
+        lambda c: ranking_scores([1.0, 2.0], np.array([True, False]), groups=[0, 0, 1]), V, "groups"),
+    row("circuit_study", "confidence=2", lambda c: circuit_study(c.settings, confidence=2), V, "2"),
+    row("circuit_study", "n_sae_prompts=3", lambda c: circuit_study(c.settings, n_sae_prompts=3), V, "3"),
+    row("circuit_study", "fractions=(0,)", lambda c: circuit_study(c.settings, fractions=(0,)), V, "0"),
+    row("circuit_study", "prompts_per_agent=0", lambda c: circuit_study(c.settings, prompts_per_agent=0), V, "0"),
     row("universality_study", "threshold=2", lambda c: universality_study(c.settings, threshold=2), V, "2"),
     row("universality_study", "n_permutations=0", lambda c: universality_study(c.settings, n_permutations=0), V, "0"),
     row("universality_study", "'three-step'", lambda c: universality_study(c.settings, "three-step"), V),

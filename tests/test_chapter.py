@@ -29,4 +29,7 @@ def test_a_range_that_prints_as_one_value_is_said_once():
     assert tdsae.range_phrase([0.9991, 0.9994], ".1%") == "99.9% at every layer"
     assert tdsae.range_phrase([0.981, 0.9994, np.nan], ".1%") == "between 98.1% and 99.9%"
     assert tdsae.range_phrase([2.0], ".2f", where="organism") == "2.00 at every organism"
+    assert tdsae.list_phrase([0.214, np.float64(0.18), 0.3], ".2f") == "0.21, 0.18 and 0.30"
+    assert tdsae.list_phrase([3, 1], "d") == "3 and 1" and tdsae.list_phrase([np.nan], ".2f") == "not measured"
+    assert tdsae.list_phrase([np.int64(2)], "d") == "2"
     assert tdsae.range_phrase([np.nan], ".2f") == "not measured"

@@ -1,6 +1,7 @@
 """O'Neill & Bui's discrete codes on planted circuits: heads whose output depends on the prompt's class score high."""
 
 import numpy as np
+import torch
 
 from tdsae.circuits import (discrete_codes, edge_scores, edge_votes, mean_difference_scores, node_scores,
                             random_codes, ranking_scores, train_code_sae)
@@ -78,3 +79,41 @@ def test_the_auc_equals_sklearns_and_pooled_networks_are_ranked_only_within_them
     assert ranking_scores(scores, truth)["roc_auc"] < 1.0
     assert ranking_scores(scores, truth, groups=groups)["roc_auc"] == 1.0
     assert ranking_scores(scores, truth, groups=groups)["average_precision"] == 1.0
+
+
+def test_minimal_pairs_differ_only_in_the_rewards_of_payout_words_and_are_seeded():
+    """Positive and negative prompts have the same words everywhere except payout words, whose alien is kept and
+    whose reward differs; every pair differs somewhere; the prompt ends at the decision token and the target is the
+    word of the action the agent favoured, with at least the required confidence; the same seed gives the same pairs."""
+    from tdsae.circuits import minimal_pairs, stray_differences
+    from tdsae.organism.corpus import TranscriptRecipe, seed_for, simulate_transcripts
+    from tdsae.organism.tokenizer import build_tokenizer
+    from tdsae.tasks import get_task
+
+    sims = simulate_transcripts("twostep", 12, seed_for(0, 5), TranscriptRecipe(n_episodes=12, n_random_episodes=3))
+    task, tokenizer = get_task("twostep"), build_tokenizer()
+    pairs = minimal_pairs(task, sims.traj, sims.alpha, sims.beta, tokenizer, confidence=0.8, per_experiment=2,
+                          n_random_episodes=3, seed=0)
+    assert len(pairs) > 5 and stray_differences(pairs, tokenizer) == 0
+    assert ((pairs.positive != pairs.negative).sum(1) > 0).all()  # every negative really changed
+    assert torch.equal(pairs.positive == tokenizer.pad_token_id, pairs.attention_mask == 0)
+    assert (pairs.positions == pairs.attention_mask.sum(1) - 1).all()
+    words = {index: word for word, index in tokenizer.get_vocab().items()}
+    rows = np.arange(len(pairs))
+    assert {words[int(i)] for i in pairs.positive[rows, pairs.positions]} <= {"ts:start", "ts:planetX", "ts:planetY"}
+    assert (pairs.confidence >= 0.8).all() and np.isfinite(pairs.negative_confidence).all()
+    for row in rows:  # the target is the favoured action's word, the one the transcript's next word names
+        state = int(sims.traj.state[pairs.experiment[row], pairs.column[row]])
+        assert words[int(pairs.targets[row])] in task.transcript_action_tokens(state)
+    again = minimal_pairs(task, sims.traj, sims.alpha, sims.beta, tokenizer, confidence=0.8, per_experiment=2,
+                          n_random_episodes=3, seed=0)
+    assert torch.equal(again.negative, pairs.negative) and np.array_equal(again.column, pairs.column)
+    other = minimal_pairs(task, sims.traj, sims.alpha, sims.beta, tokenizer, confidence=0.8, per_experiment=2,
+                          n_random_episodes=3, seed=1)
+    assert not (torch.equal(other.negative, pairs.negative) and np.array_equal(other.column, pairs.column))
+    # a stray change anywhere else is counted
+    broken = pairs.rows(np.arange(len(pairs)))
+    broken.negative = broken.negative.clone()
+    broken.negative[0, 1] = tokenizer.get_vocab()["ts:planetY" if words[int(broken.negative[0, 1])] != "ts:planetY"
+                                                  else "ts:planetX"]
+    assert stray_differences(broken, tokenizer) == 1

@@ -24,8 +24,9 @@ from tqdm.auto import tqdm
 from tdsae.activations.heads import head_results
 from tdsae.circuits.codes import (PAPER_LATENTS, discrete_codes, edge_scores, edge_votes, mean_difference_scores,
                                   node_scores, random_codes, ranking_scores, train_code_sae)
-from tdsae.circuits.prompts import MinimalPairs, minimal_pairs
-from tdsae.interventions.heads import ABLATIONS, ablate_heads, ablation_truths, attribution_scores, head_inputs
+from tdsae.circuits.prompts import MinimalPairs, minimal_pairs, stray_differences
+from tdsae.interventions.heads import (ABLATIONS, ablate_heads, ablation_truths, attribution_scores, check_fraction,
+                                      head_inputs)
 from tdsae.models import load_model, torch_module
 from tdsae.organism.corpus import seed_for
 from tdsae.pipeline.episodes import agent_trajectories, check_request, task_for, untrained_source
@@ -33,7 +34,7 @@ from tdsae.pipeline.organisms import load_preset_model, organism_settings, popul
 from tdsae.validation import check_count, check_number
 
 VARIANTS = ("mean", "decision")  # the paper's head vector (mean over positions) and the decision token's
-FRACTIONS = (0.5, 0.2, 0.05)  # a head is in the circuit when its effect reaches this share of the largest head's
+FRACTIONS = (0.5, 0.2, 0.05)  # default cut-offs: in the circuit when the effect reaches this share of the largest
 MEASURES = ("logp_drop", "kl")
 CIRCUIT_STREAM = 14  # spawn key of the SAE-training prompts, the SAE seeds and the label shuffles
 
@@ -51,6 +52,21 @@ class CircuitStudy:
     runtimes: pd.DataFrame  # organism, method, seconds
     n_shuffles: int
     identity_drop: float  # the largest |logp_drop| of resampling organism 0's heads from the prompts themselves
+    stray_differences: int  # places a positive prompt and its negative differ other than in a payout word's reward
+
+    def auc_per_organism(self, method: str, variant: str = "mean", ablation: str = "resample",
+                         measure: str = "logp_drop", fraction: float = 0.2) -> np.ndarray:
+        """[organisms] each organism's ROC AUC for one method against one ground truth (NaN where its circuit
+        holds no head or every head)."""
+        rows = self.rankings[(self.rankings.method == method) & (self.rankings.variant == variant)
+                             & (self.rankings.ablation == ablation) & (self.rankings.measure == measure)
+                             & np.isclose(self.rankings.fraction, fraction) & (self.rankings.organism != "pooled")]
+        if rows.empty:
+            raise ValueError(f"no ranking for method {method!r}, variant {variant!r}, ablation {ablation!r}, measure "
+                             f"{measure!r} at fraction {fraction}; methods: {sorted(set(self.rankings.method))}, "
+                             f"variants: {VARIANTS}, ablations: {ABLATIONS}, measures: {MEASURES}, "
+                             f"fractions: {sorted(set(self.rankings.fraction))}")
+        return rows.sort_values("organism").roc_auc.to_numpy(float)
 
 
 def _target_logp(model, ids, mask, positions, targets) -> np.ndarray:
@@ -66,9 +82,9 @@ def _target_logp(model, ids, mask, positions, targets) -> np.ndarray:
 def _behaviour(model, pairs: MinimalPairs) -> dict:
     positive = _target_logp(model, pairs.positive, pairs.attention_mask, pairs.positions, pairs.targets)
     negative = _target_logp(model, pairs.negative, pairs.attention_mask, pairs.positions, pairs.targets)
-    return {"logp_positive": positive.mean(), "logp_negative": negative.mean(),
-            "gap": (positive - negative).mean(),
-            "confident_positive": (np.exp(positive) > 0.5).mean(), "confident_negative": (np.exp(negative) > 0.5).mean()}
+    return {"logp_positive": positive.mean(), "logp_negative": negative.mean(), "gap": (positive - negative).mean(),
+            "confident_positive": (np.exp(positive) > 0.5).mean(),
+            "confident_negative": (np.exp(negative) > 0.5).mean()}
 
 
 def _head_vectors(model, pairs: MinimalPairs, variant: str) -> tuple[np.ndarray, np.ndarray]:
@@ -89,13 +105,15 @@ def _code_scores(vectors, scored, sae_rows, seed: int) -> dict[str, np.ndarray]:
 
 
 def circuit_study(settings, confidence: float = 0.9, prompts_per_agent: int = 1, n_sae_prompts: int = 10,
-                  n_shuffles: int = 20, store=None) -> CircuitStudy:
+                  n_shuffles: int = 20, fractions=FRACTIONS, store=None) -> CircuitStudy:
     """The study on every organism of the preset's population (organism_settings: at a pretrained preset, its
     organisms), reading minimal pairs from the held-out Q-learning agents' Two-Step transcripts.
 
     Args: confidence: the least choice probability of an agent's decision for a positive prompt; prompts_per_agent:
     decisions drawn per agent; n_sae_prompts: prompts the SAE trains on (the paper: 10), half positive and half
-    negative, from pairs that are then never scored; n_shuffles: label shuffles averaged in the shuffled-label control.
+    negative, from pairs that are then never scored; n_shuffles: label shuffles averaged in the shuffled-label control;
+    fractions: the cut-offs of the ground truths (a head is in the circuit when its effect reaches this share of its
+    organism's largest), each in (0, 1].
     """
     settings = organism_settings(settings)
     check_request(settings, "twostep")
@@ -103,6 +121,9 @@ def circuit_study(settings, confidence: float = 0.9, prompts_per_agent: int = 1,
     prompts_per_agent, n_shuffles = check_count(prompts_per_agent, "prompts_per_agent"), check_count(n_shuffles,
                                                                                                      "n_shuffles")
     n_sae_prompts = check_count(n_sae_prompts, "n_sae_prompts")
+    fractions = tuple(dict.fromkeys(check_fraction(f) for f in np.atleast_1d(fractions).tolist()))
+    if not fractions:
+        raise ValueError("fractions must hold at least one cut-off in (0, 1]")
     if n_sae_prompts % 2:
         raise ValueError(f"n_sae_prompts must be even (half positive, half negative); got {n_sae_prompts}")
     members = population(settings)
@@ -177,11 +198,12 @@ def circuit_study(settings, confidence: float = 0.9, prompts_per_agent: int = 1,
             record("untrained network", variant, blank["nodes"])
     effects = pd.concat(effects, ignore_index=True)[["organism", "ablation", "layer", "head", "logp_drop", "kl"]]
     scores = pd.concat(scores, ignore_index=True)
-    return CircuitStudy(pairs, sae_rows, pd.DataFrame(behaviour), effects, scores, _rankings(effects, scores),
-                        pd.DataFrame(runtimes), n_shuffles, identity_drop)
+    return CircuitStudy(pairs, sae_rows, pd.DataFrame(behaviour), effects, scores, _rankings(effects, scores, fractions),
+                        pd.DataFrame(runtimes), n_shuffles, identity_drop,
+                        stray_differences(pairs, first.tokenizer))
 
 
-def _rankings(effects: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+def _rankings(effects: pd.DataFrame, scores: pd.DataFrame, fractions: tuple) -> pd.DataFrame:
     """Every method against every ground truth: per organism, and pooled within organisms."""
     rows = []
     methods = scores[["method", "variant"]].drop_duplicates().itertuples(index=False)
@@ -191,9 +213,9 @@ def _rankings(effects: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
         for ablation in ABLATIONS:
             truth = effects[effects.ablation == ablation].sort_values(["organism", "layer", "head"])
             for measure in MEASURES:
-                circuits = {organism: ablation_truths(group, measure, FRACTIONS)
+                circuits = {organism: ablation_truths(group, measure, fractions)
                             for organism, group in truth.groupby("organism")}
-                for fraction in FRACTIONS:
+                for fraction in fractions:
                     in_circuit = np.concatenate([circuits[o][fraction] for o in sorted(circuits)])
                     organisms = truth.organism.to_numpy()
                     for who in ["pooled", *sorted(circuits)]:
