@@ -12,6 +12,7 @@ A new public entry point joins this table (docs/architecture.md says so to contr
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import io
 import json
@@ -58,7 +59,8 @@ from tdsae.pipeline.organisms import organism_settings
 from tdsae.activations import head_results
 from tdsae.interventions.heads import ablate_heads, ablation_truths, attribution_scores, head_inputs
 from tdsae.circuits import minimal_pairs
-from tdsae.pipeline.circuits import circuit_study
+from tdsae.circuits.ioi import ioi_pairs
+from tdsae.pipeline.circuits import circuit_study, ioi_study
 from tdsae.circuits import (discrete_codes, edge_scores, edge_votes, mean_difference_scores, node_scores,
                             random_codes, ranking_scores, train_code_sae)
 from tdsae.pipeline.universality import compare_feature_spaces, shared_readers, universality_study
@@ -518,6 +520,11 @@ ROWS = [
     row("circuit_study", "n_sae_prompts=3", lambda c: circuit_study(c.settings, n_sae_prompts=3), V, "3"),
     row("circuit_study", "fractions=(0,)", lambda c: circuit_study(c.settings, fractions=(0,)), V, "0"),
     row("circuit_study", "prompts_per_agent=0", lambda c: circuit_study(c.settings, prompts_per_agent=0), V, "0"),
+    row("ioi_pairs", "n_pairs=0", lambda c: ioi_pairs(story_tokenizer(), n_pairs=0), V, "0"),
+    row("ioi_pairs", "a tokenizer without one-token names", lambda c: ioi_pairs(c.model.tokenizer), V, "names"),
+    row("ioi_study", "the organism preset 'tiny'", lambda c: ioi_study(c.settings), V, "'tiny'"),
+    row("ioi_study", "ablations=('half',)", lambda c: ioi_study(dataclasses.replace(c.settings, model="x/y"),
+                                                                ablations=("half",)), V, "'half'"),
     row("universality_study", "threshold=2", lambda c: universality_study(c.settings, threshold=2), V, "2"),
     row("universality_study", "n_permutations=0", lambda c: universality_study(c.settings, n_permutations=0), V, "0"),
     row("universality_study", "'three-step'", lambda c: universality_study(c.settings, "three-step"), V),

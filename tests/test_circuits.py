@@ -117,3 +117,45 @@ def test_minimal_pairs_differ_only_in_the_rewards_of_payout_words_and_are_seeded
     broken.negative[0, 1] = tokenizer.get_vocab()["ts:planetY" if words[int(broken.negative[0, 1])] != "ts:planetY"
                                                   else "ts:planetX"]
     assert stray_differences(broken, tokenizer) == 1
+
+
+def ioi_tokenizer():
+    """A word-level tokenizer that cuts text as GPT-2 and SmolLM2 do, over every IOI template, name, place and object."""
+    from conftest import GPT2_SPLIT
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from tdsae.circuits.ioi import IOI_NAMES, IOI_OBJECTS, IOI_PLACES, IOI_TEMPLATES
+
+    split = pre_tokenizers.Split(Regex(GPT2_SPLIT), behavior="isolated")
+    texts = [template.format(first=" Mary", second=" John", S=" John", place=place, object=thing)
+             for template in IOI_TEMPLATES for place in IOI_PLACES for thing in IOI_OBJECTS]
+    words = {w for text in texts + [" " + " ".join(IOI_NAMES)] for w, _ in split.pre_tokenize_str(text)}
+    vocab = {"<unk>": 0, "<pad>": 1, **{w: i + 2 for i, w in enumerate(sorted(words))}}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = split
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>")
+
+
+def test_ioi_pairs_differ_in_the_second_subject_mention_only():
+    """Each IOI prompt and its ABC corruption differ at exactly one token: the subject's second mention, replaced by
+    a name the prompt never used; the target is the indirect object, named once before; orders alternate; seeded."""
+    from tdsae.circuits.ioi import IOI_NAMES, ioi_pairs
+
+    tokenizer = ioi_tokenizer()
+    pairs = ioi_pairs(tokenizer, n_pairs=12, seed=0)
+    differ = (pairs.positive != pairs.negative)
+    assert (differ.sum(1) == 1).all()
+    where = differ.float().argmax(1)
+    for row in range(len(pairs)):
+        length = int(pairs.attention_mask[row].sum())
+        before = pairs.positive[row, :where[row]].tolist()
+        assert before.count(int(pairs.positive[row, where[row]])) == 1  # the subject, named once before
+        assert int(pairs.negative[row, where[row]]) not in pairs.positive[row, :length].tolist()  # a third name
+        assert before.count(int(pairs.targets[row])) == 1 and pairs.positions[row] == length - 1
+    names = {tokenizer.get_vocab()[" " + name] for name in IOI_NAMES}
+    first_names = torch.tensor([next(t for t in row.tolist() if t in names) for row in pairs.positive])
+    assert (first_names[::2] == pairs.targets[::2]).all() and (first_names[1::2] != pairs.targets[1::2]).all()
+    again = ioi_pairs(tokenizer, n_pairs=12, seed=0)
+    assert torch.equal(again.positive, pairs.positive) and torch.equal(again.negative, pairs.negative)
+    assert not torch.equal(ioi_pairs(tokenizer, n_pairs=12, seed=1).positive, pairs.positive)

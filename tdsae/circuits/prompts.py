@@ -30,30 +30,36 @@ PAIRS_STREAM = 13  # spawn key of the prompt draws (which decision, which permut
 
 
 @dataclass
-class MinimalPairs:
-    """Positive prompts and their negative counterparts, aligned word for word."""
+class PromptPairs:
+    """Positive prompts and their negative counterparts, aligned token for token, with what each should predict."""
 
     positive: torch.Tensor  # [n, seq] token ids, right-padded
-    negative: torch.Tensor  # [n, seq] the same transcripts with the rewards permuted
+    negative: torch.Tensor  # [n, seq] the counterparts, the same length row by row
     attention_mask: torch.Tensor  # [n, seq] 1 on real tokens (the same for both)
-    positions: torch.Tensor  # [n] the decision token (the last real token of each row)
-    targets: torch.Tensor  # [n] token id of the action the agent favoured there
+    positions: torch.Tensor  # [n] the token the prediction is read at (the last real token of each row)
+    targets: torch.Tensor  # [n] token id the positive prompt should predict there
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def rows(self, index):
+        """The pairs at ``index`` (indices or a bool mask), every field sliced alike."""
+        index = np.asarray(index)
+        index = np.nonzero(index)[0] if index.dtype == bool else index.astype(int)
+        picked = torch.as_tensor(index, dtype=torch.long)
+        return type(self)(**{field.name: getattr(self, field.name)[picked if isinstance(
+            getattr(self, field.name), torch.Tensor) else index] for field in dataclasses.fields(self)})
+
+
+@dataclass
+class MinimalPairs(PromptPairs):
+    """The organism's pairs: where in the agents' transcripts each comes from, and how sure the agent was."""
+
     experiment: np.ndarray  # [n] the agent (row of the trajectory) each prompt comes from
     column: np.ndarray  # [n] the trajectory column of the decision
     stage: np.ndarray  # [n] 1 (spaceship) or 2 (alien)
     confidence: np.ndarray  # [n] the agent's probability of its favoured action, given the true history
     negative_confidence: np.ndarray  # [n] the same agent's probability of that action given the permuted history
-
-    def __len__(self) -> int:
-        return len(self.positions)
-
-    def rows(self, index) -> "MinimalPairs":
-        """The pairs at ``index`` (indices or a bool mask), every field sliced alike."""
-        index = np.asarray(index)
-        index = np.nonzero(index)[0] if index.dtype == bool else index.astype(int)
-        picked = torch.as_tensor(index, dtype=torch.long)
-        return MinimalPairs(**{field.name: getattr(self, field.name)[picked if isinstance(
-            getattr(self, field.name), torch.Tensor) else index] for field in dataclasses.fields(self)})
 
 
 def _permuted_rewards(rewards: np.ndarray, rng: np.random.Generator, tries: int = 100) -> np.ndarray | None:
@@ -137,7 +143,7 @@ def minimal_pairs(task, traj, alpha, beta, tokenizer, gamma: float = 0.99, confi
 
 
 
-def stray_differences(pairs: MinimalPairs, tokenizer) -> int:
+def stray_differences(pairs: PromptPairs, tokenizer) -> int:
     """How many (prompt, position) places the positive and negative prompts differ anywhere but in the reward of a
     payout word (ts:D1 against ts:D0: the same alien, another reward). 0 for correctly built pairs."""
     words = {index: word for word, index in tokenizer.get_vocab().items()}

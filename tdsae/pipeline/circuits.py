@@ -24,14 +24,16 @@ from tqdm.auto import tqdm
 from tdsae.activations.heads import head_results
 from tdsae.circuits.codes import (PAPER_LATENTS, discrete_codes, edge_scores, edge_votes, mean_difference_scores,
                                   node_scores, random_codes, ranking_scores, train_code_sae)
-from tdsae.circuits.prompts import MinimalPairs, minimal_pairs, stray_differences
+from tdsae.circuits.ioi import ioi_pairs
+from tdsae.circuits.prompts import PromptPairs, minimal_pairs, stray_differences
 from tdsae.interventions.heads import (ABLATIONS, ablate_heads, ablation_truths, attribution_scores, check_fraction,
                                       head_inputs)
 from tdsae.models import load_model, torch_module
 from tdsae.organism.corpus import seed_for
 from tdsae.pipeline.episodes import agent_trajectories, check_request, task_for, untrained_source
 from tdsae.pipeline.organisms import load_preset_model, organism_settings, population
-from tdsae.validation import check_count, check_number
+from tdsae.presets import check_settings
+from tdsae.validation import ORGANISM, check_count, check_number
 
 VARIANTS = ("mean", "decision")  # the paper's head vector (mean over positions) and the decision token's
 FRACTIONS = (0.5, 0.2, 0.05)  # default cut-offs: in the circuit when the effect reaches this share of the largest
@@ -43,7 +45,7 @@ CIRCUIT_STREAM = 14  # spawn key of the SAE-training prompts, the SAE seeds and 
 class CircuitStudy:
     """Everything chapter 13 reports, one row per organism (and head) where it applies."""
 
-    pairs: MinimalPairs  # every minimal pair (the same for every organism: they share a tokenizer)
+    pairs: PromptPairs  # every pair (the organisms' MinimalPairs are the same for all: they share a tokenizer)
     sae_rows: np.ndarray  # bool [pairs]: the pairs whose two prompts train the SAE (never scored)
     behaviour: pd.DataFrame  # organism, network, logp_positive, logp_negative, gap, confident_positive/negative
     effects: pd.DataFrame  # organism, ablation, layer, head, logp_drop, kl (on the scored pairs)
@@ -52,7 +54,7 @@ class CircuitStudy:
     runtimes: pd.DataFrame  # organism, method, seconds
     n_shuffles: int
     identity_drop: float  # the largest |logp_drop| of resampling organism 0's heads from the prompts themselves
-    stray_differences: int  # places a positive prompt and its negative differ other than in a payout word's reward
+    stray_differences: int | None  # places an organism's pairs differ other than in a payout word's reward (None: IOI)
 
     def auc_per_organism(self, method: str, variant: str = "mean", ablation: str = "resample",
                          measure: str = "logp_drop", fraction: float = 0.2) -> np.ndarray:
@@ -79,7 +81,7 @@ def _target_logp(model, ids, mask, positions, targets) -> np.ndarray:
     return logits.float().log_softmax(-1)[rows, targets.to(device)].cpu().numpy()
 
 
-def _behaviour(model, pairs: MinimalPairs) -> dict:
+def _behaviour(model, pairs: PromptPairs) -> dict:
     positive = _target_logp(model, pairs.positive, pairs.attention_mask, pairs.positions, pairs.targets)
     negative = _target_logp(model, pairs.negative, pairs.attention_mask, pairs.positions, pairs.targets)
     return {"logp_positive": positive.mean(), "logp_negative": negative.mean(), "gap": (positive - negative).mean(),
@@ -87,7 +89,7 @@ def _behaviour(model, pairs: MinimalPairs) -> dict:
             "confident_negative": (np.exp(negative) > 0.5).mean()}
 
 
-def _head_vectors(model, pairs: MinimalPairs, variant: str) -> tuple[np.ndarray, np.ndarray]:
+def _head_vectors(model, pairs: PromptPairs, variant: str) -> tuple[np.ndarray, np.ndarray]:
     """([pairs, heads, d] positive, negative) head results, heads of every layer in one axis."""
     positions = None if variant == "mean" else pairs.positions
     return tuple(head_results(model, ids, pairs.attention_mask, positions).flatten(1, 2).numpy()
@@ -137,70 +139,122 @@ def circuit_study(settings, confidence: float = 0.9, prompts_per_agent: int = 1,
                          "score the rest; lower confidence or raise prompts_per_agent")
     rng = np.random.default_rng(seed_for(settings.seed, CIRCUIT_STREAM))
     sae_rows = np.isin(np.arange(len(pairs)), rng.choice(len(pairs), n_sae_prompts // 2, replace=False))
-    scored = ~sae_rows
-    test = pairs.rows(scored)
-    behaviour, effects, scores, runtimes = [], [], [], []
+    found = []
     for index, member in enumerate(tqdm(members, desc="organisms")):
         model = first if index == 0 else load_preset_model(member, store)
         untrained = load_model(untrained_source(member, store), device=member.device)
-        heads = torch_module(model).config.num_attention_heads
-        for network, reader in (("trained", model), ("untrained", untrained)):
-            behaviour.append({"organism": index, "network": network, **_behaviour(reader, test)})
+        found.append(_network_study(model, untrained, pairs, sae_rows, index, settings.seed, n_shuffles, ABLATIONS,
+                                    identity=index == 0))
+    return _assemble(pairs, sae_rows, found, fractions, n_shuffles, first.tokenizer)
 
-        def record(method: str, variant: str, values, seconds: float | None = None) -> None:
-            values = np.asarray(values, float)
-            scores.append(pd.DataFrame({"organism": index, "method": method, "variant": variant,
-                                        "layer": np.arange(len(values)) // heads,
-                                        "head": np.arange(len(values)) % heads, "score": values}))
-            if seconds is not None:
-                runtimes.append({"organism": index, "method": method, "variant": variant, "seconds": seconds})
 
+def ioi_study(settings, n_pairs: int = 60, n_sae_prompts: int = 10, n_shuffles: int = 20, fractions=FRACTIONS,
+              ablations=("resample",), store=None) -> CircuitStudy:
+    """O'Neill & Bui's IOI task on the preset's pretrained language model (smol: SmolLM2-135M, 30 layers of 9 heads).
+
+    Positive prompts are IOI sentences, negatives their ABC corruptions (tdsae.circuits.ioi); no head list is
+    published for these models, so the ground truth is this model's own per-head ablation at the last token, scored
+    by the drop in the indirect object's log-probability. The untrained control is the model's re-initialised twin.
+    Args as circuit_study; n_pairs: IOI prompts (the paper: 250); ablations: which of zero, mean, resample to sweep
+    (each costs one forward pass per head). Every ablation sweeps all heads: at SmolLM2 about 270 forward passes.
+    """
+    check_settings(settings)
+    if settings.model == ORGANISM:
+        raise ValueError(f"the IOI study needs a pretrained language model; preset {settings.name!r} studies the "
+                         "organism (use smol, small or full)")
+    n_pairs, n_sae_prompts = check_count(n_pairs, "n_pairs"), check_count(n_sae_prompts, "n_sae_prompts")
+    n_shuffles = check_count(n_shuffles, "n_shuffles")
+    fractions = tuple(dict.fromkeys(check_fraction(f) for f in np.atleast_1d(fractions).tolist()))
+    ablations = tuple(ablations)
+    unknown = [a for a in ablations if a not in ABLATIONS]
+    if unknown or not ablations or not fractions or n_sae_prompts % 2 or n_pairs < n_sae_prompts // 2 + 4:
+        raise ValueError(f"bad IOI study settings: ablations {ablations!r} (choose from {ABLATIONS}), fractions "
+                         f"{fractions!r} (each in (0, 1]), n_sae_prompts {n_sae_prompts} (even), n_pairs {n_pairs} "
+                         f"(at least n_sae_prompts / 2 + 4)")
+    model = load_preset_model(settings, store)
+    untrained = load_model(untrained_source(settings, store), device=settings.device)
+    pairs = ioi_pairs(model.tokenizer, n_pairs, settings.seed)
+    rng = np.random.default_rng(seed_for(settings.seed, CIRCUIT_STREAM))
+    sae_rows = np.isin(np.arange(len(pairs)), rng.choice(len(pairs), n_sae_prompts // 2, replace=False))
+    found = [_network_study(model, untrained, pairs, sae_rows, 0, settings.seed, n_shuffles, ablations,
+                            identity=False)]
+    return _assemble(pairs, sae_rows, found, fractions, n_shuffles)
+
+
+def _network_study(model, untrained, pairs, sae_rows: np.ndarray, index: int, seed: int, n_shuffles: int,
+                   ablations, identity: bool = True) -> dict:
+    """One network's part of a study: behaviour, the ablation truths, every method's head scores, runtimes."""
+    scored = ~sae_rows
+    test = pairs.rows(scored)
+    behaviour, effects, scores, runtimes = [], [], [], []
+    heads = torch_module(model).config.num_attention_heads
+    for network, reader in (("trained", model), ("untrained", untrained)):
+        behaviour.append({"organism": index, "network": network, **_behaviour(reader, test)})
+
+    def record(method: str, variant: str, values, seconds: float | None = None) -> None:
+        values = np.asarray(values, float)
+        scores.append(pd.DataFrame({"organism": index, "method": method, "variant": variant,
+                                    "layer": np.arange(len(values)) // heads,
+                                    "head": np.arange(len(values)) % heads, "score": values}))
+        if seconds is not None:
+            runtimes.append({"organism": index, "method": method, "variant": variant, "seconds": seconds})
+
+    start = time.perf_counter()
+    counterparts = head_inputs(model, test.negative, test.attention_mask, test.positions)
+    own = head_inputs(model, test.positive, test.attention_mask, test.positions)
+    references = {"resample": counterparts, "zero": None,
+                  "mean": {layer: torch.cat([z, counterparts[layer]]) for layer, z in own.items()}}
+    setup = time.perf_counter() - start
+    for ablation in ablations:
         start = time.perf_counter()
-        counterparts = head_inputs(model, test.negative, test.attention_mask, test.positions)
-        references = {"resample": counterparts, "zero": None,
-                      "mean": {layer: torch.cat([z, counterparts[layer]]) for layer, z in head_inputs(
-                          model, test.positive, test.attention_mask, test.positions).items()}}
-        setup = time.perf_counter() - start
-        for ablation in ABLATIONS:
-            start = time.perf_counter()
-            found = ablate_heads(model, test.positive, test.attention_mask, test.positions, test.targets, ablation,
-                                 references[ablation])
-            runtimes.append({"organism": index, "method": f"{ablation} ablation of every head", "variant": "decision",
-                             "seconds": time.perf_counter() - start + (setup if ablation != "zero" else 0.0)})
-            effects.append(found.assign(organism=index, ablation=ablation))
-        if index == 0:  # a head resampled from its own prompt is no ablation: every effect must vanish
-            same = ablate_heads(model, test.positive, test.attention_mask, test.positions, test.targets, "resample",
-                                {layer: z[:len(test)] for layer, z in references["mean"].items()})
-            identity_drop = float(same.logp_drop.abs().max())
+        effect = ablate_heads(model, test.positive, test.attention_mask, test.positions, test.targets, ablation,
+                              references[ablation])
+        runtimes.append({"organism": index, "method": f"{ablation} ablation of every head", "variant": "decision",
+                         "seconds": time.perf_counter() - start + (setup if ablation != "zero" else 0.0)})
+        effects.append(effect.assign(organism=index, ablation=ablation))
+    identity_drop = np.nan
+    if identity:  # a head resampled from its own prompt is no ablation: every effect must vanish
+        same = ablate_heads(model, test.positive, test.attention_mask, test.positions, test.targets, "resample", own)
+        identity_drop = float(same.logp_drop.abs().max())
+    start = time.perf_counter()
+    attribution = attribution_scores(model, test.positive, test.attention_mask, test.positions, test.targets,
+                                     counterparts)
+    record("attribution patching", "decision", attribution.logp_drop_estimate,
+           time.perf_counter() - start + setup / 2)  # the counterparts' forward, not the positives'
+    sae_seed = int(seed_for(seed, CIRCUIT_STREAM, index).generate_state(1)[0])
+    for variant in VARIANTS:
         start = time.perf_counter()
-        attribution = attribution_scores(model, test.positive, test.attention_mask, test.positions, test.targets,
-                                         counterparts)
-        record("attribution patching", "decision", attribution.logp_drop_estimate,
-               time.perf_counter() - start + setup / 2)  # the counterparts' forward, not the positives'
-        sae_seed = int(seed_for(settings.seed, CIRCUIT_STREAM, index).generate_state(1)[0])
-        for variant in VARIANTS:
-            start = time.perf_counter()
-            vectors = _head_vectors(model, pairs, variant)
-            found = _code_scores(vectors, scored, sae_rows, sae_seed)
-            record("SAE codes", variant, found["nodes"], time.perf_counter() - start)
-            record("SAE codes, edge votes", variant, found["edges"])
-            record("distinct codes", variant, [len(np.unique(column)) for column in found["codes"].T])  # no labels
-            start = time.perf_counter()
-            test_vectors = np.concatenate([vectors[0][scored], vectors[1][scored]])
-            record("|mean difference|", variant, mean_difference_scores(test_vectors, found["labels"]),
-                   time.perf_counter() - start)
-            record("random directions", variant, node_scores(random_codes(test_vectors, PAPER_LATENTS, sae_seed),
-                                                             found["labels"]))
-            shuffles = np.random.default_rng(seed_for(settings.seed, CIRCUIT_STREAM, index, 1))
-            record("shuffled labels", variant, np.mean(
-                [node_scores(found["codes"], shuffles.permutation(found["labels"])) for _ in range(n_shuffles)], 0))
-            blank = _code_scores(_head_vectors(untrained, pairs, variant), scored, sae_rows, sae_seed)
-            record("untrained network", variant, blank["nodes"])
-    effects = pd.concat(effects, ignore_index=True)[["organism", "ablation", "layer", "head", "logp_drop", "kl"]]
-    scores = pd.concat(scores, ignore_index=True)
-    return CircuitStudy(pairs, sae_rows, pd.DataFrame(behaviour), effects, scores, _rankings(effects, scores, fractions),
-                        pd.DataFrame(runtimes), n_shuffles, identity_drop,
-                        stray_differences(pairs, first.tokenizer))
+        vectors = _head_vectors(model, pairs, variant)
+        codes = _code_scores(vectors, scored, sae_rows, sae_seed)
+        record("SAE codes", variant, codes["nodes"], time.perf_counter() - start)
+        record("SAE codes, edge votes", variant, codes["edges"])
+        record("distinct codes", variant, [len(np.unique(column)) for column in codes["codes"].T])  # no labels
+        start = time.perf_counter()
+        test_vectors = np.concatenate([vectors[0][scored], vectors[1][scored]])
+        record("|mean difference|", variant, mean_difference_scores(test_vectors, codes["labels"]),
+               time.perf_counter() - start)
+        record("random directions", variant, node_scores(random_codes(test_vectors, PAPER_LATENTS, sae_seed),
+                                                         codes["labels"]))
+        shuffles = np.random.default_rng(seed_for(seed, CIRCUIT_STREAM, index, 1))
+        record("shuffled labels", variant, np.mean(
+            [node_scores(codes["codes"], shuffles.permutation(codes["labels"])) for _ in range(n_shuffles)], 0))
+        blank = _code_scores(_head_vectors(untrained, pairs, variant), scored, sae_rows, sae_seed)
+        record("untrained network", variant, blank["nodes"])
+    return {"behaviour": behaviour, "effects": effects, "scores": scores, "runtimes": runtimes,
+            "identity_drop": identity_drop}
+
+
+def _assemble(pairs, sae_rows, found: list[dict], fractions: tuple, n_shuffles: int,
+              tokenizer=None) -> CircuitStudy:
+    """One CircuitStudy from every network's part."""
+    effects = pd.concat([e for part in found for e in part["effects"]], ignore_index=True)
+    effects = effects[["organism", "ablation", "layer", "head", "logp_drop", "kl"]]
+    scores = pd.concat([frame for part in found for frame in part["scores"]], ignore_index=True)
+    behaviour = pd.DataFrame([row for part in found for row in part["behaviour"]])
+    runtimes = pd.DataFrame([row for part in found for row in part["runtimes"]])
+    return CircuitStudy(pairs, sae_rows, behaviour, effects, scores, _rankings(effects, scores, fractions), runtimes,
+                        n_shuffles, found[0]["identity_drop"],
+                        None if tokenizer is None else stray_differences(pairs, tokenizer))
 
 
 def _rankings(effects: pd.DataFrame, scores: pd.DataFrame, fractions: tuple) -> pd.DataFrame:
