@@ -56,6 +56,14 @@ class CircuitStudy:
     identity_drop: float  # the largest |logp_drop| of resampling organism 0's heads from the prompts themselves
     stray_differences: int | None  # places an organism's pairs differ other than in a payout word's reward (None: IOI)
 
+    def circuit_sizes(self, ablation: str = "resample", measure: str = "logp_drop", fraction: float = 0.2) -> list:
+        """[organisms] how many heads each organism's ground-truth circuit holds at one cut-off."""
+        if ablation not in set(self.effects.ablation):
+            raise ValueError(f"no {ablation!r} ablation in this study; it has {sorted(set(self.effects.ablation))}")
+        rows = self.effects[self.effects.ablation == ablation].sort_values(["organism", "layer", "head"])
+        return [int(ablation_truths(group, measure, (fraction,))[float(fraction)].sum())
+                for _, group in rows.groupby("organism")]
+
     def auc_per_organism(self, method: str, variant: str = "mean", ablation: str = "resample",
                          measure: str = "logp_drop", fraction: float = 0.2) -> np.ndarray:
         """[organisms] each organism's ROC AUC for one method against one ground truth (NaN where its circuit
@@ -264,7 +272,7 @@ def _rankings(effects: pd.DataFrame, scores: pd.DataFrame, fractions: tuple) -> 
     for method, variant in methods:
         mine = scores[(scores.method == method) & (scores.variant == variant)]
         mine = mine.sort_values(["organism", "layer", "head"])
-        for ablation in ABLATIONS:
+        for ablation in [a for a in ABLATIONS if a in set(effects.ablation)]:
             truth = effects[effects.ablation == ablation].sort_values(["organism", "layer", "head"])
             for measure in MEASURES:
                 circuits = {organism: ablation_truths(group, measure, fractions)
@@ -282,3 +290,36 @@ def _rankings(effects: pd.DataFrame, scores: pd.DataFrame, fractions: tuple) -> 
                         rows.append({"organism": who, "method": method, "variant": variant, "ablation": ablation,
                                      "measure": measure, "fraction": fraction, **ranked})
     return pd.DataFrame(rows)
+
+
+def ioi_summary(settings, study: CircuitStudy | None, fraction: float = 0.2) -> str:
+    """Chapter 13's paragraph on the IOI study: what it found where it ran (a pretrained preset), and where it did not
+    (the organism presets), what a reader runs and what it costs."""
+    if study is None:
+        return (f"This run studies organisms (preset {settings.name!r}), so the IOI study did not run. It needs a "
+                "pretrained model: run this chapter with preset = \"smol\" (SmolLM2-135M-Instruct, offline, 30 layers "
+                "of 9 heads; make book PRESET=smol runs every chapter). Its resample sweep is 270 forward passes of "
+                "the scored prompts, one per head, the largest cost of the study on a CPU.")
+    behaviour = study.behaviour.set_index("network")
+    positive, negative = behaviour.logp_positive, behaviour.logp_negative
+    auc = study.rankings[(study.rankings.organism == "pooled") & (study.rankings.ablation == "resample")
+                         & (study.rankings.measure == "logp_drop")]
+    auc = auc[np.isclose(auc.fraction, fraction)].set_index(["method", "variant"]).roc_auc
+    if auc.empty:
+        raise ValueError(f"the IOI study has no ground truth at fraction {fraction}; it has "
+                         f"{sorted(set(study.rankings.fraction))}")
+    seconds = study.runtimes.set_index("method").seconds
+    n_heads = len(study.scores[(study.scores.method == "SAE codes") & (study.scores.variant == "mean")])
+    return (f"{settings.model} read {int((~study.sae_rows).sum())} scored IOI prompts. Its log-probability of the "
+            f"indirect object is {positive['trained']:.2f} on the positive prompts and {negative['trained']:.2f} on "
+            f"their ABC corruptions (its untrained twin: {positive['untrained']:.2f} and {negative['untrained']:.2f}). "
+            f"Against its own resample-ablation circuit (every head whose effect reaches {fraction:.0%} of the "
+            f"largest), over its {n_heads} heads, the SAE codes' node score reaches a ROC AUC of "
+            f"{auc['SAE codes', 'mean']:.2f} with the paper's head vector and {auc['SAE codes', 'decision']:.2f} with "
+            f"the last token's; its edge votes {auc['SAE codes, edge votes', 'mean']:.2f}; |mean difference| "
+            f"{auc['|mean difference|', 'mean']:.2f}; random directions {auc['random directions', 'mean']:.2f}; "
+            f"shuffled labels {auc['shuffled labels', 'mean']:.2f}; the untrained twin "
+            f"{auc['untrained network', 'mean']:.2f}; attribution patching "
+            f"{auc['attribution patching', 'decision']:.2f}. The resample sweep took "
+            f"{seconds['resample ablation of every head']:.0f} s on this machine; the SAE-code method, head vectors "
+            f"included, {seconds[seconds.index == 'SAE codes'].mean():.0f} s.")

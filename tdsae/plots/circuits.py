@@ -41,11 +41,13 @@ def plot_head_effects(effects: Any, measure: str = "logp_drop", label: str = "dr
 
 def plot_method_aucs(rankings: Any, ablation: str = "resample", measure: str = "logp_drop", fraction: float = 0.2,
                      reference: float | None = None, reference_label: str = "") -> Any:
-    """One panel per head-vector variant: each method's ROC AUC against one ground truth, pooled within organisms
-    (bar) and per organism (dots), with chance (0.5, dashed) and an optional published value (dotted)."""
+    """One panel per head-vector variant (the paper's mean over positions first): each method's ROC AUC against one
+    ground truth, pooled within organisms (bar) and per organism (dots), with chance (0.5, dashed) and an optional
+    published value (dotted)."""
     rows = rankings[(rankings.ablation == ablation) & (rankings.measure == measure)
                     & np.isclose(rankings.fraction, fraction)]
-    variants = list(dict.fromkeys(rows.variant))
+    present = list(dict.fromkeys(rows.variant))
+    variants = [v for v in ("mean", "decision") if v in present] + [v for v in present if v not in ("mean", "decision")]
     methods = [m for m in METHOD_COLOURS if m in set(rows.method)]
     fig, axes = new_figure(ncols=len(variants), width=4.2 * len(variants), height=0.42 * len(methods) + 1.2,
                            squeeze=False, sharey=True)
