@@ -67,7 +67,7 @@ def plot_method_aucs(rankings: Any, ablation: str = "resample", measure: str = "
         ax.set(xlim=(0, 1.02), yticks=range(len(methods)), yticklabels=methods, xlabel="ROC AUC",
                title=f"head vector: {'mean over positions' if variant == 'mean' else 'decision token'}")
         ax.grid(axis="y", visible=False)
-        ax.invert_yaxis()  # the paper's method on top
+    axes[0][0].invert_yaxis()  # the paper's method on top (the panels share their y axis: invert once)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, frameon=False, fontsize=8, loc="outside lower center", ncols=2)
     return fig
