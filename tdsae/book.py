@@ -28,6 +28,7 @@ from .validation import check_seed
 TOC_FILE = "_toc.yml"
 SOURCE_DIR = "chapters"
 EXECUTED_DIR = Path("book") / "chapters"
+RESULTS_PAGE = Path("book") / "results.md"  # written from the run's claims before every HTML build (not tracked)
 HIDDEN_TAGS = ("parameters", "injected-parameters")
 BOOK_TOOLS = ("papermill", "jupytext", "nbformat", "yaml", "jupyter_book")  # modules of the 'dev' extra it needs
 # The chapters (by number) whose artifacts a chapter reads, for the chapters that read fewer than all chapters before
@@ -329,6 +330,85 @@ def build_book(root: Path, preset: str = "tiny", seed: int | None = None, chapte
     executed = [root / EXECUTED_DIR / f"{slug}.ipynb" for slug in slugs]
     for path in executed:
         verify_executed(path)
+    records = collect_claims(executed)
+    write_results_page(root, records, preset)
     index = build_html(root)
-    write_json_atomic(root / "_build" / "claims.json", collect_claims(executed))
+    write_json_atomic(root / "_build" / "claims.json", records)
     return index
+
+
+def _cell(text: Any) -> str:
+    """Text safe inside a markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 check', '3 checks'."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _models_sentence(records: list[dict[str, Any]], titles: dict[str, str]) -> str:
+    """Which model each chapter's claims are about, in words."""
+    organism = "organism"
+    others: dict[str, list[str]] = {}
+    for record in records:
+        if record.get("model", organism) not in ("", organism):
+            others.setdefault(record["model"], [])
+            chapter = str(int(record["chapter"].split("_")[0]))
+            if chapter not in others[record["model"]]:
+                others[record["model"]].append(chapter)
+    sentence = ("Most claims are about the package's own model organisms: small Llama-style transformers (about "
+                "1M parameters at tiny) trained on the transcripts of reinforcement-learning agents, not language "
+                "models.")
+    for model, chapters in others.items():
+        where = f"chapter {chapters[0]}" if len(chapters) == 1 else f"chapters {', '.join(chapters)}"
+        sentence += f" The claims of {where} are about `{model}`."
+    return sentence
+
+
+def write_results_page(root: Path, records: list[dict[str, Any]], preset: str) -> Path:
+    """``book/results.md``: every claim of the run, a verdict per chapter and the totals, with links to the chapters.
+
+    Checks (the code is right) are kept apart from findings (the papers' claims tested on this run)."""
+    titles = {}
+    for slug in chapter_slugs(root):
+        source = root / SOURCE_DIR / f"{slug}.md"
+        heading = next((line[2:].strip() for line in source.read_text().splitlines() if line.startswith("# ")), slug)
+        titles[slug] = heading
+    counts = {kind: [r for r in records if r["kind"] == kind] for kind in ("check", "finding")}
+    held = {kind: sum(bool(r["holds"]) for r in rows if r.get("measured", True)) for kind, rows in counts.items()}
+    lines = ["# What this run found", "",
+             f"These pages are the `{preset}` run. {_models_sentence(records, titles)} Every number below comes from "
+             "the run that built this page; each chapter explains its own.", "",
+             f"**{_count(len(counts['check']), 'check')}**, which must hold whenever the code is right: "
+             f"{held['check']} held. **{_count(len(counts['finding']), 'finding')}**, the papers' claims tested on "
+             f"this run: {held['finding']} held and {len(counts['finding']) - held['finding']} did not.", "",
+             "## Chapter by chapter", "", "| chapter | checks held | findings held |", "|---|---|---|"]
+    for slug, title in titles.items():
+        mine = [r for r in records if r["chapter"] == slug]
+        if not mine:
+            continue
+        tally = {kind: [r for r in mine if r["kind"] == kind] for kind in ("check", "finding")}
+        cells = [f"{sum(bool(r['holds']) for r in rows)} of {len(rows)}" if rows else "none"
+                 for rows in tally.values()]
+        lines.append(f"| {{doc}}`{_cell(title)} <chapters/{slug}>` | {cells[0]} | {cells[1]} |")
+    for kind, heading in (("finding", "Every finding"), ("check", "Every check")):
+        lines += ["", f"## {heading}", "", "| chapter | claim | this run | against | verdict |",
+                  "|---|---|---|---|---|"]
+        for record in counts[kind]:
+            if record.get("measured", True):
+                tested = f"{record['value']:.4g} {record['comparison']} {record['threshold']:.4g}"
+                verdict = "held" if record["holds"] else "did not hold"
+            else:
+                tested, verdict = "not measured", "not measured"
+            control = record.get("control", "")
+            if record.get("control_value") is not None:
+                control += f" ({record['control_value']:.4g})"
+            chapter = record["chapter"]
+            lines.append(f"| {{doc}}`{chapter.split('_')[0]} <chapters/{chapter}>` | {_cell(record['statement'])} | "
+                         f"{_cell(tested)} | {_cell(control)} | {verdict} |")
+    path = root / RESULTS_PAGE
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)
+    return path

@@ -217,3 +217,30 @@ def test_chapters_run_side_by_side_once_their_needs_are_met_and_a_failure_stops_
     with pytest.raises(book.ChapterFailed, match="01_bad"):
         book.execute_chapters(fake_book, ["01_bad", "03_after_bad"], "tiny", 0, jobs=2)
     assert not (executed / "03_after_bad.ipynb").exists()
+
+
+def test_the_results_page_lists_every_claim_with_its_chapter_and_the_totals(tmp_path):
+    """Checks apart from findings, one row per claim with its verdict, a pipe in a statement escaped, totals and a
+    verdict line per chapter; the page names the preset and the pretrained model a chapter studied."""
+    from tdsae.book import RESULTS_PAGE, write_results_page
+
+    (tmp_path / "chapters").mkdir()
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n"
+                                       "  - file: book/chapters/01_a\n  - file: book/chapters/02_b\n")
+    for slug, title in (("01_a", "First"), ("02_b", "Second")):
+        (tmp_path / "chapters" / f"{slug}.md").write_text(f"---\nx: 1\n---\n\n# {title}\n\ntext\n")
+    (tmp_path / "book").mkdir()
+    base = {"comparison": ">", "threshold": 0.0, "control": "c", "control_value": None, "measured": True,
+            "model": "organism", "preset": "tiny", "seed": 0, "population": None, "reason": ""}
+    records = [{**base, "chapter": "01_a", "kind": "check", "name": "a", "statement": "s1", "value": 1.0,
+                "holds": True},
+               {**base, "chapter": "02_b", "kind": "finding", "name": "b", "statement": "beats |mean|", "value": -1.0,
+                "holds": False, "model": "org/lm"},
+               {**base, "chapter": "02_b", "kind": "finding", "name": "c", "statement": "s3", "value": 2.0,
+                "holds": True}]
+    text = write_results_page(tmp_path, records, "tiny").read_text()
+    assert (tmp_path / RESULTS_PAGE).exists() and "`tiny` run" in text and "chapter 2 are about `org/lm`" in text
+    assert "**1 check**" in text and "**2 findings**" in text and "1 held and 1 did not" in text
+    assert "| {doc}`First <chapters/01_a>` | 1 of 1 | none |" in text
+    assert "| {doc}`Second <chapters/02_b>` | none | 1 of 2 |" in text
+    assert "beats \\|mean\\|" in text and text.count("| did not hold |") == 1 and text.count("| held |") == 2

@@ -102,3 +102,22 @@ def test_parameters_cells_are_hidden(browser, site):
     text = page.locator("main").inner_text()
     assert "master switch" not in text and "# Parameters" not in text
     page.close()
+
+
+def test_the_results_page_counts_every_claim_of_the_run(browser, site):
+    """The page after the intro lists every claim of claims.json once, with the same verdicts and totals."""
+    import json
+
+    claims = json.loads((ROOT / "_build" / "claims.json").read_text())
+    page, _, _ = _open(browser, f"{site}/book/results.html")
+    tables = page.locator("main table")
+    assert tables.count() == 3  # chapters, findings, checks
+    verdicts = [cell.strip() for i in (1, 2)
+                for cell in tables.nth(i).locator("tbody tr td:last-child").all_inner_texts()]
+    assert len(verdicts) == len(claims)
+    assert verdicts.count("held") == sum(bool(c["holds"]) and c.get("measured", True) for c in claims)
+    findings = [c for c in claims if c["kind"] == "finding"]
+    held = sum(bool(c["holds"]) for c in findings)
+    text = page.locator("main").inner_text()
+    assert f"{len(findings)} findings" in text and f"{held} held and {len(findings) - held} did not" in text
+    page.close()
