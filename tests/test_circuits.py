@@ -159,3 +159,37 @@ def test_ioi_pairs_differ_in_the_second_subject_mention_only():
     again = ioi_pairs(tokenizer, n_pairs=12, seed=0)
     assert torch.equal(again.positive, pairs.positive) and torch.equal(again.negative, pairs.negative)
     assert not torch.equal(ioi_pairs(tokenizer, n_pairs=12, seed=1).positive, pairs.positive)
+
+
+def test_on_a_model_with_one_planted_head_the_ablation_truth_and_the_codes_both_find_it(tmp_path):
+    """A micro organism whose output projection is zeroed for every head but one: ablating any other head changes
+    nothing (the truth is exactly that head), and the SAE codes of the heads' results, on positive and negative
+    prompts drawn from different words, rank it first."""
+    from conftest import saved_micro_organism
+
+    from tdsae.activations.heads import head_results
+    from tdsae.interventions.heads import ablate_heads, ablation_truths
+
+    model = saved_micro_organism(tmp_path / "micro", n_layers=2)
+    module = model._module
+    with torch.no_grad():  # only head 0 of layer 1 writes into the residual stream
+        for layer in range(2):
+            weight = module.model.layers[layer].self_attn.o_proj.weight
+            keep = torch.zeros(weight.shape[1], dtype=torch.bool)
+            if layer == 1:
+                keep[:weight.shape[1] // 2] = True
+            weight[:, ~keep] = 0.0
+    generator = torch.Generator().manual_seed(0)
+    positive = torch.randint(3, 12, (12, 8), generator=generator)
+    negative = torch.randint(12, 20, (12, 8), generator=generator)
+    ids, mask = torch.cat([positive, negative]), torch.ones(24, 8, dtype=torch.long)
+    positions, targets = torch.full((24,), 7), torch.full((24,), 5)
+    effects = ablate_heads(model, ids, mask, positions, targets, "zero")
+    truth = ablation_truths(effects, "kl", (0.5,))[0.5]
+    assert truth.tolist() == [False, False, True, False]  # (layer, head) order: only 1.0
+    assert effects.kl.to_numpy()[~truth].max() < 1e-7
+    vectors = head_results(model, ids, mask).flatten(1, 2).numpy()
+    labels = np.arange(24) < 12
+    sae = train_code_sae(np.concatenate([vectors[:3], vectors[12:15]]), n_latents=32, epochs=200, seed=0)
+    nodes = node_scores(discrete_codes(sae, vectors), labels)
+    assert nodes[2] > 0 and ranking_scores(nodes, truth)["roc_auc"] == 1.0
