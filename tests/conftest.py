@@ -39,6 +39,20 @@ def story_tokenizer(drop: str | None = None) -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>", eos_token="</s>")
 
 
+def saved_local_llama(path, tokenizer, hidden_size: int = 16, n_layers: int = 2, seed: int = 0, max_positions: int = 4096):
+    """A random Llama (2 heads) saved at path with ``tokenizer``: a local 'hub' model for the pretrained-model code."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                         num_hidden_layers=n_layers, num_attention_heads=2, num_key_value_heads=2,
+                         max_position_embeddings=max_positions)
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
 def saved_micro_organism(path, n_layers: int = 2, seed: int = 0):
     """An untrained micro organism (d_model 32) saved with its tokenizer at path, loaded through load_model."""
     import torch

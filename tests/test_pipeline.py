@@ -200,17 +200,11 @@ def test_the_population_trains_side_by_side_into_the_same_folders(tmp_path):
 def test_a_pretrained_models_story_play_writes_its_own_harvest_and_reads_each_story_once(tmp_path, monkeypatch):
     """Story play keeps the residual stream as it goes: harvested_store then finds its artifact written and
     never reads the stories a second time; another reader (the untrained control) still gets a second pass."""
-    from conftest import story_tokenizer
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from conftest import saved_local_llama, story_tokenizer
 
     import tdsae.pipeline.episodes as episodes
 
-    tokenizer = story_tokenizer()
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096)
-    LlamaForCausalLM(config).save_pretrained(tmp_path / "lm")
-    tokenizer.save_pretrained(tmp_path / "lm")
+    saved_local_llama(tmp_path / "lm", story_tokenizer(), hidden_size=32)
     settings = tdsae.resolve_settings("small", model=str(tmp_path / "lm"), n_experiments=2, n_episodes=3,
                                       n_random_episodes=1, device="cpu")
     store = ArtifactStore(tmp_path / "cache")

@@ -2,24 +2,18 @@
 ablations asked for only, and nothing reaches for the hub."""
 
 import numpy as np
-import torch
 
 from tdsae.artifacts import ArtifactStore
 
 
 def test_the_ioi_study_runs_on_a_local_model_with_the_ablations_asked_for(tmp_path, monkeypatch):
+    from conftest import saved_local_llama
     from test_circuits import ioi_tokenizer
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     import tdsae
     from tdsae.pipeline.circuits import ioi_study, ioi_summary
 
-    tokenizer = ioi_tokenizer()
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256)
-    LlamaForCausalLM(config).save_pretrained(tmp_path / "lm")
-    tokenizer.save_pretrained(tmp_path / "lm")
+    saved_local_llama(tmp_path / "lm", ioi_tokenizer(), max_positions=256)
     monkeypatch.setenv("TDSAE_HOME", str(tmp_path / "cache"))
     settings = tdsae.resolve_settings("smol", model=str(tmp_path / "lm"), device="cpu")
     study = ioi_study(settings, n_pairs=16, n_sae_prompts=4, n_shuffles=3, ablations=("resample",),
