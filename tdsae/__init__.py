@@ -5,7 +5,8 @@ needs first (settings, claims, the plot style), not torch, transformers or
 nnsight: the stage packages import those. docs/architecture.md shows the layout.
 """
 
-from .chapter import glue_population, glue_values, list_phrase, range_phrase, setup_chapter
+from .chapter import (bound_phrase, glue_population, glue_values, interval_phrase, list_phrase, range_phrase,
+                      setup_chapter)
 from .claims import ClaimBook, ClaimFailed
 from .presets import PRESETS, get_preset, resolve_settings
 from .runtime import describe_run, pick_device
@@ -20,6 +21,8 @@ __all__ = [
     "get_preset",
     "glue_population",
     "glue_values",
+    "bound_phrase",
+    "interval_phrase",
     "list_phrase",
     "range_phrase",
     "pick_device",

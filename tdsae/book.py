@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import write_json_atomic
-from .claims import CLAIM_MIME
+from .claims import CLAIM_MIME, requirement
 from .presets import get_preset
 from .runtime import usable_cores
 from .validation import check_seed
@@ -397,7 +397,7 @@ def write_results_page(root: Path, records: list[dict[str, Any]], preset: str) -
                   "|---|---|---|---|---|"]
         for record in counts[kind]:
             if record.get("measured", True):
-                tested = f"{record['value']:.4g} {record['comparison']} {record['threshold']:.4g}"
+                tested = requirement(record["value"], record["comparison"], record["threshold"])
                 verdict = "held" if record["holds"] else "did not hold"
             else:
                 tested, verdict = "not measured", "not measured"

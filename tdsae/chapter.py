@@ -3,6 +3,7 @@
     S, claims = tdsae.setup_chapter("07_find-td-latents", preset, seed=seed)
     tdsae.glue_values(l1=l1, reward_r=reward_r)            # {glue:text}`l1` in the prose
     tdsae.glue_values(ce=tdsae.range_phrase(scores, ".1%"))  # "between 98.2% and 99.9%", or "99.9% at every layer"
+    tdsae.glue_values(effect=tdsae.interval_phrase(mean, low, high, "+.3f"))  # "+0.012 (95% interval ...)"
 """
 
 from __future__ import annotations
@@ -65,6 +66,36 @@ def range_phrase(values, spec: str, where: str = "layer") -> str:
         return "not measured"
     low, high = format(float(finite.min()), spec), format(float(finite.max()), spec)
     return f"{low} at every {where}" if low == high else f"between {low} and {high}"
+
+
+def _formatted(value: float, spec: str) -> str:
+    """format(value, spec), with a value that rounds to zero printed as zero ("-0.000" would differ from "+0.000")."""
+    text = format(float(value), spec)
+    return text if any(ch in "123456789" for ch in text) else format(0.0, spec)
+
+
+def interval_phrase(estimate: float, low: float, high: float, spec: str) -> str:
+    """An estimate with its interval as prose: "+0.012 (95% interval +0.004 to +0.020)"; when the interval's ends
+    print the same, "+0.000, the same in every resample" (a glued "+0.000 (+0.000 to +0.000)" reads as a slip);
+    "not measured" when the estimate is NaN."""
+    import math
+
+    if estimate is None or not math.isfinite(float(estimate)):
+        return "not measured"
+    shown, lo, hi = (_formatted(v, spec) for v in (estimate, low, high))
+    if lo == hi:
+        return f"{shown}, the same in every resample"
+    return f"{shown} (95% interval {lo} to {hi})"
+
+
+def bound_phrase(value: float, spec: str, bound: str = "at least") -> str:
+    """A lower (or upper) bound as prose: "at least 97%"; a percentage bound at the scale's end states the value
+    itself ("100%" rather than "at least 100%", "0%" rather than "at most 0%"). ``bound``: "at least" or "at most"."""
+    if bound not in ("at least", "at most"):
+        raise ValueError(f"bound must be 'at least' or 'at most', got {bound!r}")
+    shown = format(float(value), spec)
+    scale_end = 1.0 if bound == "at least" else 0.0  # nothing lies beyond it on a percentage scale
+    return shown if "%" in spec and shown == format(scale_end, spec) else f"{bound} {shown}"
 
 
 def list_phrase(values, spec: str) -> str:

@@ -35,6 +35,13 @@ CLAIM_MIME = "application/vnd.tdsae.claim+json"
 FATAL_PRESETS = ("tiny",)
 KINDS = ("check", "finding")
 _COMPARISONS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+_COMPARISON_WORDS = {">": "above", ">=": "at least", "<": "below", "<=": "at most"}
+
+
+def requirement(value: float, comparison: str, threshold: float) -> str:
+    """A claim's value against its bar in words: "measured 0.0806; needs at least 0.85" (a bare "0.0806 >= 0.85"
+    reads as an assertion that holds, and "0 < 0" as nonsense)."""
+    return f"measured {value:.4g}; needs {_COMPARISON_WORDS[comparison]} {threshold:.4g}"
 
 
 class ClaimFailed(AssertionError):
@@ -85,6 +92,10 @@ class Claim:
             return "not measured"
         return "holds" if self.holds else ("FAILED" if self.kind == "check" else "does not hold")
 
+    def requirement(self) -> str:
+        """The measured value against its bar in words (see :func:`requirement`)."""
+        return requirement(self.value, self.comparison, self.threshold)
+
     def _text(self) -> str:
         if not self.measured:
             return f"[{self.kind}] {self.name}: not measured on this machine: {self.reason}"
@@ -121,8 +132,7 @@ class Claim:
             f'<div class="tdsae-claim" style="border-left:4px solid {colour};padding:0.3em 0.8em;margin:0.4em 0">'
             f'<b style="color:{colour}">{self.kind} {self._verdict()}</b> &nbsp;<code>{html.escape(self.name)}</code><br>'
             f"{html.escape(self.statement)}<br>"
-            f"<small>value {self.value:.4g} {html.escape(self.comparison)} {self.threshold:.4g}; "
-            f"control: {control}{html.escape(self._population_text())}</small></div>"
+            f"<small>{html.escape(self.requirement())}; control: {control}{html.escape(self._population_text())}</small></div>"
         )
 
 

@@ -33,3 +33,19 @@ def test_a_range_that_prints_as_one_value_is_said_once():
     assert tdsae.list_phrase([3, 1], "d") == "3 and 1" and tdsae.list_phrase([np.nan], ".2f") == "not measured"
     assert tdsae.list_phrase([np.int64(2)], "d") == "2"
     assert tdsae.range_phrase([np.nan], ".2f") == "not measured"
+
+
+def test_an_interval_of_zero_width_is_said_in_words():
+    assert tdsae.interval_phrase(0.0, -0.00001, 0.00002, "+.4f") == "+0.0000, the same in every resample"
+    assert tdsae.interval_phrase(0.012, 0.004, 0.02, "+.3f") == "+0.012 (95% interval +0.004 to +0.020)"
+    assert tdsae.interval_phrase(float("nan"), 0.0, 1.0, ".2f") == "not measured"
+
+
+def test_a_bound_at_the_end_of_its_scale_is_stated_as_the_value():
+    assert tdsae.bound_phrase(0.9999, ".0%") == "100%"
+    assert tdsae.bound_phrase(0.97, ".0%") == "at least 97%"
+    assert tdsae.bound_phrase(0.0, ".0%") == "at least 0%"  # a lower bound of 0% is a real, if weak, statement
+    assert tdsae.bound_phrase(0.001, ".0%", bound="at most") == "0%"
+    assert tdsae.bound_phrase(2.0, ".1f") == "at least 2.0"
+    with pytest.raises(ValueError, match="'below'"):
+        tdsae.bound_phrase(0.5, ".0%", bound="below")

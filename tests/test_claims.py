@@ -158,3 +158,13 @@ def test_each_claim_names_the_model_it_is_about():
     book.finding("second", "s", value=1.0, comparison=">", threshold=0, control="c")
     assert [c.to_record()["model"] for c in book.claims] == [settings.model, "HuggingFaceTB/SmolLM2-135M-Instruct"]
     assert settings.model == "organism"
+
+
+def test_a_claim_box_states_its_bar_in_words_not_as_an_assertion():
+    book = ClaimBook("ch", "small", 0)
+    book.finding("reach", "The probe reaches the paper's accuracy.", value=0.08062, comparison=">=", threshold=0.85,
+                 control="none")
+    book.finding("negative", "The effect is negative.", value=0.0, comparison="<", threshold=0.0, control="none")
+    reach, negative = book.claims
+    assert "measured 0.08062; needs at least 0.85" in reach._html() and ">=" not in reach._html()
+    assert "measured 0; needs below 0" in negative._html() and "does not hold" in negative._html()

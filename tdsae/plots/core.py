@@ -8,6 +8,10 @@ import matplotlib
 
 PALETTE = {"lm": "#0b6e99", "qlearner": "#d1495b", "random": "#8d8d8d", "model_based": "#edae49",
            "wsls": "#66a182", "copy_best": "#7b5ea7", "hybrid": "#00798c"}
+# One meaning per colour in every chapter: the network studied, its untrained twin, a control that is not a network
+# (shuffled targets, random latents or directions), and the reference agents' own quantity or a paper's value.
+ROLE_COLOURS = {"trained": "#0b6e99", "untrained": "#8d8d8d", "control": "#edae49", "reference": "#d1495b"}
+FIGURE_DPI = 150  # the book shows figures at its text width; 150 dpi keeps 9-pt legends sharp there
 
 
 def apply_style() -> None:
@@ -16,12 +20,14 @@ def apply_style() -> None:
 
     sns.set_theme(style="whitegrid", context="notebook")
     matplotlib.rcParams.update({
-        "figure.dpi": 100,
-        "savefig.dpi": 100,
+        "figure.dpi": FIGURE_DPI,
+        "savefig.dpi": FIGURE_DPI,
         "figure.figsize": (6.4, 3.6),
         "axes.titlesize": 11,
-        "axes.labelsize": 10,
-        "legend.fontsize": 9,
+        "axes.labelsize": 10.5,
+        "xtick.labelsize": 9.5,
+        "ytick.labelsize": 9.5,
+        "legend.fontsize": 9.5,
         "axes.spines.top": False,
         "axes.spines.right": False,
     })
