@@ -9,6 +9,7 @@ The claims each chapter displayed are collected into ``_build/claims.json``.
 
 from __future__ import annotations
 
+import html
 import importlib.util
 import os
 import re
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import write_json_atomic
-from .claims import CLAIM_MIME, requirement
+from .claims import CLAIM_MIME, claim_anchor, requirement
 from .presets import get_preset
 from .runtime import usable_cores
 from .validation import check_seed
@@ -29,7 +30,6 @@ TOC_FILE = "_toc.yml"
 SOURCE_DIR = "chapters"
 EXECUTED_DIR = Path("book") / "chapters"
 RESULTS_PAGE = Path("book") / "results.md"  # written from the run's claims before every HTML build (not tracked)
-HIDDEN_TAGS = ("parameters", "injected-parameters")
 BOOK_TOOLS = ("papermill", "jupytext", "nbformat", "yaml", "jupyter_book")  # modules of the 'dev' extra it needs
 # The chapters (by number) whose artifacts a chapter reads, for the chapters that read fewer than all chapters before
 # them; a chapter not listed waits for every chapter before it. With jobs > 1 a chapter starts once the chapters it
@@ -102,11 +102,50 @@ def select_chapters(slugs: list[str], wanted: list[str] | None) -> list[str]:
     return chosen
 
 
-def _hide_parameter_cells(nb: Any) -> None:
-    for cell in nb.cells:
-        tags = cell.get("metadata", {}).get("tags", [])
-        if any(t in tags for t in HIDDEN_TAGS) and "remove-cell" not in tags:
-            cell.metadata["tags"] = [*tags, "remove-cell"]
+_ASSIGNMENT = re.compile(r"^(?P<name>[A-Za-z_]\w*)\s*=\s*(?P<value>.*?)(?P<comment>\s+#.*)?$")
+
+
+def _show_run_parameters(nb: Any) -> None:
+    """Let the chapter's parameters cell show the values this run used, and drop papermill's injected cell.
+
+    The reader sees one visible cell, ``preset = "smol"  # master switch: ...``, with the chapter's own comments,
+    instead of the defaults followed by a bookkeeping cell that overrides them. A parameter injected without a
+    line in the cell is appended to it.
+    """
+    def tagged(tag: str) -> list:
+        return [c for c in nb.cells if tag in c.get("metadata", {}).get("tags", [])]
+
+    injected, parameters = tagged("injected-parameters"), tagged("parameters")
+    if not injected or not parameters:
+        return
+    values = dict(m.groups() for m in (re.match(r"^([A-Za-z_]\w*) = (.*)$", line)
+                                       for line in injected[0].source.splitlines()) if m)
+    lines = []
+    for line in parameters[0].source.splitlines():
+        match = _ASSIGNMENT.match(line)
+        if match and match["name"] in values:
+            line = f"{match['name']} = {values.pop(match['name'])}{match['comment'] or ''}"
+        lines.append(line)
+    parameters[0].source = "\n".join(lines + [f"{name} = {value}" for name, value in values.items()])
+    nb.cells.remove(injected[0])
+
+
+RUN_BOX = """```{{admonition}} Run this chapter yourself
+:class: tip
+
+{{download}}`Download this chapter as a notebook <{slug}.ipynb>`, executed by this build with the
+parameters shown below. To run it again, open it in Jupyter from a clone of the book's repository after
+`make env` (or `pip install -e .`), or in Colab after a first cell that clones the repository and runs
+`pip install -e` on it (the README shows both). Change `preset` in the parameters cell to run it at another scale.
+```"""
+
+
+def _add_run_box(nb: Any, slug: str) -> None:
+    """Put a download link for the executed notebook, and how to run it, after the chapter's opening text."""
+    import nbformat
+
+    titles = [i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.lstrip().startswith("# ")]
+    nb.cells.insert(titles[0] + 1 if titles else 0, nbformat.v4.new_markdown_cell(RUN_BOX.format(slug=slug)))
 
 
 def _failed_code_cell_number(nb: Any) -> int:
@@ -151,7 +190,8 @@ def execute_chapter(root: Path, slug: str, preset: str, seed: int | None) -> Pat
                 f"{err.ename}: {err.evalue}\n--- cell source ---\n{err.source}"
             ) from None
         done = nbformat.read(executed, as_version=4)
-        _hide_parameter_cells(done)
+        _show_run_parameters(done)
+        _add_run_box(done, slug)
         nbformat.write(done, executed)
         os.replace(executed, target)
     return target
@@ -405,7 +445,9 @@ def write_results_page(root: Path, records: list[dict[str, Any]], preset: str) -
             if record.get("control_value") is not None:
                 control += f" ({record['control_value']:.4g})"
             chapter = record["chapter"]
-            lines.append(f"| {{doc}}`{chapter.split('_')[0]} <chapters/{chapter}>` | {_cell(record['statement'])} | "
+            claim = (f'<a href="chapters/{chapter}.html#{claim_anchor(record["name"])}">'
+                     f"{html.escape(_cell(record['statement']))}</a>")
+            lines.append(f"| {{doc}}`{chapter.split('_')[0]} <chapters/{chapter}>` | {claim} | "
                          f"{_cell(tested)} | {_cell(control)} | {verdict} |")
     path = root / RESULTS_PAGE
     tmp = path.with_suffix(".md.tmp")

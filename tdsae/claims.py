@@ -24,6 +24,7 @@ from __future__ import annotations
 import html
 import math
 import operator
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -36,6 +37,11 @@ FATAL_PRESETS = ("tiny",)
 KINDS = ("check", "finding")
 _COMPARISONS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 _COMPARISON_WORDS = {">": "above", ">=": "at least", "<": "below", "<=": "at most"}
+
+
+def claim_anchor(name: str) -> str:
+    """HTML id of a claim's box: "claim-" and its name with anything but letters, digits, - and _ replaced."""
+    return "claim-" + re.sub(r"[^A-Za-z0-9_-]", "-", name)
 
 
 def requirement(value: float, comparison: str, threshold: float) -> str:
@@ -92,6 +98,10 @@ class Claim:
             return "not measured"
         return "holds" if self.holds else ("FAILED" if self.kind == "check" else "does not hold")
 
+    def anchor(self) -> str:
+        """The claim box's HTML id on its chapter's page (the results page links to it)."""
+        return claim_anchor(self.name)
+
     def requirement(self) -> str:
         """The measured value against its bar in words (see :func:`requirement`)."""
         return requirement(self.value, self.comparison, self.threshold)
@@ -123,13 +133,15 @@ class Claim:
             control += f" = {self.control_value:.4g}"
         if not self.measured:
             return (
-                f'<div class="tdsae-claim" style="border-left:4px solid #6e7781;padding:0.3em 0.8em;margin:0.4em 0">'
+                f'<div class="tdsae-claim" id="{self.anchor()}" '
+                f'style="border-left:4px solid #6e7781;padding:0.3em 0.8em;margin:0.4em 0">'
                 f'<b style="color:#6e7781">{self.kind} not measured</b> &nbsp;<code>{html.escape(self.name)}</code><br>'
                 f"{html.escape(self.statement)}<br><small>not measured on this machine: {html.escape(self.reason)}"
                 f"</small></div>"
             )
         return (
-            f'<div class="tdsae-claim" style="border-left:4px solid {colour};padding:0.3em 0.8em;margin:0.4em 0">'
+            f'<div class="tdsae-claim" id="{self.anchor()}" '
+            f'style="border-left:4px solid {colour};padding:0.3em 0.8em;margin:0.4em 0">'
             f'<b style="color:{colour}">{self.kind} {self._verdict()}</b> &nbsp;<code>{html.escape(self.name)}</code><br>'
             f"{html.escape(self.statement)}<br>"
             f"<small>{html.escape(self.requirement())}; control: {control}{html.escape(self._population_text())}</small></div>"

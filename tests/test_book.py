@@ -31,8 +31,9 @@ GOOD = _chapter('''
     ```{code-cell} ipython3
     :tags: [parameters]
 
-    preset = "small"
+    preset = "small"  # master switch
     seed = 1
+    width = 8  # a parameter the run does not set
     ```
 
     ```{code-cell} ipython3
@@ -88,12 +89,16 @@ def test_toc_naming_a_missing_source_fails(fake_book):
         book.chapter_slugs(fake_book)
 
 
-def test_execution_injects_preset_hides_parameters_and_keeps_claims(fake_book):
+def test_execution_shows_the_run_parameters_in_the_chapter_cell_and_keeps_claims(fake_book):
     out = book.execute_chapter(fake_book, "00_good", preset="tiny", seed=5)
     nb = nbformat.read(out, as_version=4)
-    tags = [c.metadata.get("tags", []) for c in nb.cells if c.cell_type == "code"]
-    assert "remove-cell" in tags[0] and "parameters" in tags[0]
-    assert "injected-parameters" in tags[1] and "remove-cell" in tags[1]
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert not any("injected-parameters" in c.metadata.get("tags", []) for c in code)  # papermill's cell is gone
+    assert code[0].metadata["tags"] == ["parameters"]  # shown, not removed
+    assert nb.cells[0].source.startswith("# A chapter") and "Download this chapter" in nb.cells[1].source
+    assert "<00_good.ipynb>" in nb.cells[1].source
+    assert code[0].source.splitlines() == ['preset = "tiny"  # master switch', "seed = 5",
+                                           "width = 8  # a parameter the run does not set"]
     stdout = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream")
     assert stdout.strip() == "tiny 5"
     book.verify_executed(out)
@@ -244,3 +249,4 @@ def test_the_results_page_lists_every_claim_with_its_chapter_and_the_totals(tmp_
     assert "| {doc}`First <chapters/01_a>` | 1 of 1 | none |" in text
     assert "| {doc}`Second <chapters/02_b>` | none | 1 of 2 |" in text
     assert "beats \\|mean\\|" in text and text.count("| did not hold |") == 1 and text.count("| held |") == 2
+    assert '<a href="chapters/02_b.html#claim-b">beats \\|mean\\|</a>' in text  # to the claim's box

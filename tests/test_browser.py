@@ -97,10 +97,57 @@ def test_next_links_walk_the_toc_in_order(browser, site):
     page.close()
 
 
-def test_parameters_cells_are_hidden(browser, site):
+def test_the_parameters_cell_shows_the_values_this_run_used(browser, site):
+    """Chapter 0 explains the parameters cell: it is on the page, with the run's preset, and papermill's
+    injected cell (bookkeeping) is not."""
+    import json
+
+    preset = json.loads((ROOT / "_build" / "claims.json").read_text())[0]["preset"]
     page, _, _ = _open(browser, f"{site}/book/chapters/00_choose-a-preset.html")
     text = page.locator("main").inner_text()
-    assert "master switch" not in text and "# Parameters" not in text
+    assert f'preset = "{preset}"' in text and "master switch" in text
+    assert "# Parameters" not in text
+    page.close()
+
+
+def test_every_figure_in_a_chapter_has_a_numbered_caption(browser, site):
+    for page_path in [p for p in _toc_pages() if p.startswith("book/chapters/")]:
+        page, _, _ = _open(browser, f"{site}/{page_path}.html")
+        images = page.locator("main img")
+        captioned = page.locator("main figure:has(figcaption .caption-number) img")
+        assert images.count() == captioned.count(), (
+            f"{page_path}: {images.count() - captioned.count()} of {images.count()} figures have no numbered caption")
+        captions = page.locator("main figcaption").all_inner_texts()
+        assert all(len(c.split()) >= 8 for c in captions), f"{page_path}: a caption too short to say what to see"
+        page.close()
+
+
+def test_every_chapter_offers_its_notebook_for_download(browser, site):
+    import urllib.request
+
+    for page_path in [p for p in _toc_pages() if p.startswith("book/chapters/")]:
+        page, _, _ = _open(browser, f"{site}/{page_path}.html")
+        link = page.locator("main a.download:has-text('Download this chapter')")
+        assert link.count() == 1, f"{page_path}: no download link for its notebook"
+        target = page.evaluate("a => a.href", link.element_handle())
+        page.close()
+        with urllib.request.urlopen(target) as response:
+            notebook = response.read()
+        assert target.endswith(".ipynb") and b'"cells"' in notebook, f"{page_path}: {target} is not its notebook"
+
+
+def test_formulas_render_from_the_book_itself(browser, site):
+    """MathJax is served from the built book (offline builds render math), and a formula becomes MathJax output."""
+    page = browser.new_page()
+    external = []
+    page.on("request", lambda req: external.append(req.url) if not req.url.startswith(("http://127.0.0.1",
+                                                                                      "data:")) else None)
+    page.goto(f"{site}/book/glossary.html", wait_until="load")
+    page.wait_for_selector("main mjx-container", timeout=20_000)
+    rendered = page.locator("main mjx-container")
+    assert rendered.count() >= 2
+    assert "\\max" not in page.locator("main").inner_text()  # no raw TeX left on the page
+    assert not [url for url in external if "mathjax" in url.lower()], f"MathJax fetched from outside: {external}"
     page.close()
 
 
@@ -120,4 +167,15 @@ def test_the_results_page_counts_every_claim_of_the_run(browser, site):
     held = sum(bool(c["holds"]) for c in findings)
     text = page.locator("main").inner_text()
     assert f"{len(findings)} findings" in text and f"{held} held and {len(findings) - held} did not" in text
+    links = [page.evaluate("a => a.href", a) for a in page.locator("main table a[href*='#claim-']").element_handles()]
     page.close()
+    assert len(links) == len(claims)
+    by_page: dict[str, list[str]] = {}
+    for link in links:
+        url, anchor = link.split("#")
+        by_page.setdefault(url, []).append(anchor)
+    for url, anchors in by_page.items():  # every link lands on its claim's box
+        target, _, _ = _open(browser, url)
+        missing = [a for a in anchors if target.locator(f"div.tdsae-claim[id='{a}']").count() != 1]
+        target.close()
+        assert not missing, f"{url}: no claim box with id {missing}"
