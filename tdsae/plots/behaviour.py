@@ -4,74 +4,116 @@ from __future__ import annotations
 
 from typing import Any
 
-from tdsae.plots.core import new_figure
+from tdsae.plots.core import ROLE_COLOURS, new_figure
+from tdsae.stats import mean_ci
 
 
-def plot_training_loss(losses: Any, tasks: Any, checkpoints: Any = (), window: int = 20) -> Any:
-    """Next-token loss against step (log x), one running-mean line per task, checkpoints marked."""
+def plot_training_loss(losses: Any, tasks: Any, checkpoints: Any = (), window: int = 20,
+                       floors: dict[str, float] | None = None) -> Any:
+    """Next-token loss against step (log x), one running-mean line per task, checkpoints marked.
+
+    The running mean is over the last ``window`` batches of the same task (fewer at the start, so that every
+    line starts at its task's first batch). Args: checkpoints: steps drawn as dotted grey lines (one legend
+    entry); floors: label -> loss drawn as a dashed line in the reference colour (e.g. the lowest loss a
+    perfect learner of a task could reach).
+    """
     import numpy as np
+    from matplotlib.lines import Line2D
 
     losses, tasks = np.asarray(losses, float), np.asarray(tasks)
-    fig, ax = new_figure(width=6.4, height=3.4)
-    palette = {"twostep": "#0b6e99", "gridworld": "#d1495b", "graph": "#66a182"}
+    fig, ax = new_figure(width=6.4, height=3.6)
+    palette = {"twostep": "#00798c", "gridworld": "#5e3c99", "graph": "#66a182"}  # tasks, not roles
+    names = {"twostep": "Two-Step", "gridworld": "Grid World", "graph": "graph walk"}
     for task in sorted(set(tasks)):
         steps = np.nonzero(tasks == task)[0]
-        kernel = np.ones(min(window, len(steps))) / min(window, len(steps))
-        smooth = np.convolve(losses[steps], kernel, mode="valid")
-        ax.plot(steps[len(steps) - len(smooth):] + 1, smooth, label=task, color=palette.get(task))
+        running = np.cumsum(losses[steps])
+        running[window:] = running[window:] - running[:-window]
+        smooth = running / np.minimum(np.arange(1, len(steps) + 1), window)
+        ax.plot(steps + 1, smooth, label=names.get(task, task), color=palette.get(task), linewidth=1.6)
+    for label, value in (floors or {}).items():
+        ax.axhline(value, color=ROLE_COLOURS["reference"], linestyle="--", linewidth=1, label=label)
     for step in checkpoints:
         ax.axvline(max(step, 1), color="0.6", linewidth=0.8, linestyle=":")
+    handles, labels = ax.get_legend_handles_labels()
+    if len(checkpoints):
+        handles.append(Line2D([], [], color="0.6", linewidth=0.8, linestyle=":"))
+        labels.append("saved checkpoint")
     ax.set_xscale("log")
-    ax.set_xlabel("optimizer step (dotted: saved checkpoints)")
-    ax.set_ylabel(f"next-token loss (running mean of {window})")
-    ax.legend(frameon=False)
+    ax.set_xlabel("optimizer step (log scale)")
+    ax.set_ylabel(f"next-token loss (nats; running\nmean of {window} batches)")
+    fig.legend(handles, labels, frameon=False, fontsize=8.5, loc="outside lower center", ncols=3)
     return fig
 
 
-def plot_choice_agreement(comparisons: dict[str, Any], controls: dict[str, Any] | None = None) -> Any:
-    """Organism vs generating agent choice probabilities, one hexbin panel per task (r in the title).
+def plot_choice_agreement(comparisons: dict[str, Any], controls: dict[str, Any] | None = None,
+                          model_label: str = "organism") -> Any:
+    """Model vs generating agent choice probabilities, one hexbin panel per task (r in the title), on one
+    shared log colour scale of decisions per hexagon, with the diagonal of exact agreement labelled.
 
     Args: comparisons: task -> tdsae.organism.ChoiceComparison; controls: task -> the same for a
-    control model (e.g. the untrained checkpoint), whose r is added to the title.
+    control model (e.g. the untrained checkpoint), whose r is added to the title; model_label: how the y
+    axis names the model.
     """
-    fig, axes = new_figure(ncols=len(comparisons), width=4.6 * len(comparisons), height=4.2, squeeze=False)
+    from matplotlib.colors import LogNorm
+
+    titles = {"twostep": "Two-Step Task", "gridworld": "Grid World", "graph": "Graph Learning"}
+    n = len(comparisons)
+    fig, axes = new_figure(ncols=n, width=min(10.0, 4.4 * n + 1.0), height=4.4, squeeze=False)
+    bins = []
     for ax, (task, c) in zip(axes[0], comparisons.items()):
-        ax.hexbin(c.agent_probs.ravel(), c.model_probs.ravel(), gridsize=30, bins="log", cmap="Blues",
-                  extent=(0, 1, 0, 1), mincnt=1)
-        ax.plot([0, 1], [0, 1], color="0.4", linewidth=0.8, linestyle="--")
-        title = f"{task}: r = {c.r:.2f}"
+        bins.append(ax.hexbin(c.agent_probs.ravel(), c.model_probs.ravel(), gridsize=30, cmap="Blues",
+                              norm=LogNorm(), extent=(0, 1, 0, 1), mincnt=1, linewidths=0))
+        ax.plot([0, 1], [0, 1], color="0.3", linewidth=0.9, linestyle="--", label="exact agreement")
+        title = f"{titles.get(task, task)}: r = {c.r:.2f}"
         if controls and task in controls:
             title += f" (untrained {controls[task].r:.2f})"
         ax.set_title(title)
         ax.set_xlabel("generating agent's choice probability")
-        ax.set_ylabel("organism's choice probability")
+        ax.set_ylabel(f"{model_label}'s choice probability")
+        ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
         ax.set_aspect("equal")
+    top = max(float(b.get_array().max()) for b in bins)
+    for b in bins:
+        b.set_norm(LogNorm(vmin=1, vmax=max(top, 2)))
+    fig.colorbar(bins[-1], ax=list(axes[0]), shrink=0.8, label="decisions per hexagon (log scale)")
+    axes[0][0].legend(frameon=False, fontsize=8.5, loc="upper left")
     return fig
 
 
-def plot_stay_probabilities(stay: Any, title: str = "") -> Any:
-    """Bar plot of P(stay) by previous reward and transition, with 95% CIs over experiments.
+def plot_stay_probabilities(stay: Any, title: str = "", labels: dict[str, str] | None = None) -> Any:
+    """Bar plot of P(stay) by previous reward and transition: the mean over experiments with its 95%
+    t-interval, one panel per agent, one legend for the figure.
 
-    Args: stay: frame from tdsae.behaviour.stay_probabilities, with an extra "agent" column.
+    Args: stay: frame from tdsae.behaviour.stay_probabilities, with an extra "agent" column; labels: agent
+    -> panel title (default: the agent's key).
     """
-    import seaborn as sns
+    import numpy as np
 
     agents = list(dict.fromkeys(stay["agent"]))
-    fig, axes = new_figure(ncols=len(agents), width=3.0 * len(agents), height=3.2, sharey=True, squeeze=False)
+    fig, axes = new_figure(ncols=len(agents), width=min(10.0, 2.5 * len(agents) + 0.4), height=3.5, sharey=True,
+                           squeeze=False)
+    colours = {"common": "#5e3c99", "rare": "#b2abd2"}  # transitions, not roles: dark common, light rare
     for ax, agent in zip(axes[0], agents):
-        sns.barplot(stay[stay.agent == agent], x="reward", y="stay", hue="transition", errorbar=("ci", 95),
-                    order=["rewarded", "unrewarded"], hue_order=["common", "rare"],
-                    palette=["#0b6e99", "#edae49"], ax=ax)
-        ax.set_title(agent)
+        rows = stay[stay.agent == agent]
+        for offset, transition in zip((-0.2, 0.2), ("common", "rare")):
+            for x, reward in enumerate(("rewarded", "unrewarded")):
+                values = rows.loc[(rows.reward == reward) & (rows.transition == transition), "stay"].to_numpy(float)
+                mean, low, high = (float(v) for v in mean_ci(values))
+                ax.bar(x + offset, mean, width=0.4, color=colours[transition], edgecolor="white",
+                       label=f"{transition} transition" if x == 0 else None)
+                if np.isfinite(low):
+                    ax.errorbar(x + offset, mean, yerr=[[mean - low], [high - mean]], color="black", capsize=2.5,
+                                linewidth=1)
+        ax.set_xticks([0, 1], ["rewarded", "unrewarded"])
+        ax.set_title((labels or {}).get(agent, agent), fontsize=10)
         ax.set_xlabel("previous episode")
-        ax.set_ylabel("P(repeat first choice)")
         ax.set_ylim(0, 1)
-        if ax is not axes[0][-1]:
-            ax.get_legend().remove()
-        else:
-            ax.legend(title="transition", frameon=False, fontsize=8)
+        ax.grid(axis="x", visible=False)
+    axes[0][0].set_ylabel("P(repeat first choice)")
+    handles, texts = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, texts, loc="outside lower center", ncols=2, frameon=False, fontsize=9)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=11)
     return fig
 
 
