@@ -117,88 +117,140 @@ def plot_stay_probabilities(stay: Any, title: str = "", labels: dict[str, str] |
     return fig
 
 
-def plot_bic_differences(differences: Any, title: str = "", ax: Any = None) -> Any:
-    """Per-subject BIC of each model minus Q-learning's: points, means and 95% CIs (> 0 favours Q-learning).
+def plot_bic_differences(differences: Any, title: str = "", ax: Any = None, legend: bool = True,
+                         controls: tuple[str, ...] = ("random",)) -> Any:
+    """Per-subject BIC of each model minus Q-learning's: points, means and 95% t intervals over subjects
+    (> 0 favours Q-learning), on a symmetric log axis labelled in plain numbers.
 
-    Args: differences: tidy frame with columns model, delta_bic (one row per model x subject).
+    Args: differences: tidy frame with columns model, delta_bic (one row per model x subject); legend:
+    draw the legend (one per figure: pass False on all panels but one); controls: models drawn in the
+    control colour (random choice is a baseline, not a contender).
     """
-    import seaborn as sns
+    import numpy as np
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter
 
     fig = None
     if ax is None:
-        fig, ax = new_figure(width=5.5, height=3.4)
+        fig, ax = new_figure(width=6.4, height=3.6)
     order = list(dict.fromkeys(differences["model"]))
-    sns.stripplot(differences, y="model", x="delta_bic", order=order, color="0.7", size=2.5, jitter=0.25, ax=ax)
-    sns.pointplot(differences, y="model", x="delta_bic", order=order, errorbar=("ci", 95), color="#d1495b",
-                  linestyle="none", markers="D", ax=ax)
+    jitter = np.random.default_rng(0)
+    for row, model in enumerate(order):
+        values = differences.loc[differences["model"] == model, "delta_bic"].to_numpy(float)
+        colour = ROLE_COLOURS["control" if model in controls else "trained"]
+        ax.scatter(values, row + jitter.uniform(-0.22, 0.22, len(values)), s=6, color=colour, alpha=0.35,
+                   linewidths=0)
+        mean, low, high = (float(v) for v in mean_ci(values))
+        ax.errorbar(mean, row, xerr=[[mean - low], [high - mean]], fmt="D", color=colour, markersize=6,
+                    markeredgecolor="black", markeredgewidth=0.6, capsize=3, elinewidth=1.4, zorder=3)
     ax.axvline(0, color="0.3", linewidth=0.8)
     ax.set_xscale("symlog", linthresh=2)
-    ax.set_xlabel("BIC(model) - BIC(Q-learning)  (> 0: Q-learning better)")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
+    ax.set_yticks(range(len(order)), order)
+    ax.set_ylim(len(order) - 0.5, -0.5)
+    ax.set_xlabel("BIC(model) − BIC(Q-learning) per experiment\n(> 0: Q-learning fits better)")
     ax.set_ylabel("")
+    if legend:
+        handles = [Line2D([], [], marker="o", linestyle="none", color=ROLE_COLOURS["trained"], alpha=0.5,
+                          markersize=4, label="one experiment"),
+                   Line2D([], [], marker="D", linestyle="-", color=ROLE_COLOURS["trained"], markeredgecolor="black",
+                          label="mean, 95% interval"),
+                   Line2D([], [], marker="D", linestyle="-", color=ROLE_COLOURS["control"], markeredgecolor="black",
+                          label="random choice (baseline)")]
+        ax.legend(handles=handles, frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     if title:
         ax.set_title(title)
     return fig if fig is not None else ax.figure
 
 
-def plot_recovery(table: Any, names: tuple[str, ...], title: str = "", axes: Any = None) -> Any:
-    """True against fitted parameter per subject, one panel per parameter, identity line dashed.
+def plot_recovery(table: Any, names: tuple[str, ...], title: str = "", axes: Any = None,
+                  legend: bool = True) -> Any:
+    """True against fitted parameter per simulated subject, one panel per parameter, with the identity line.
 
-    Args: table: RecoveryResult.table (true_<name>, fit_<name> columns).
+    Args: table: RecoveryResult.table (true_<name>, fit_<name> columns); title: prefixed to each panel's
+    title ("twostep: α, r = 0.91"); axes: one per name; legend: label the points and the identity line on
+    the first panel (pass False on all but one row of a grid). A log-scaled parameter (beta) is drawn on
+    log axes labelled in plain numbers.
     """
     import numpy as np
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+    symbols = {"alpha": "α", "beta": "β", "epsilon": "ε"}
     fig = None
     if axes is None:
-        fig, axes = new_figure(ncols=len(names), width=3.4 * len(names), height=3.3, squeeze=False)
+        fig, axes = new_figure(ncols=len(names), width=3.2 * len(names), height=3.2, squeeze=False)
         axes = axes[0]
-    for ax, name in zip(axes, names):
+    for i, (ax, name) in enumerate(zip(axes, names)):
         true, fit = table[f"true_{name}"], table[f"fit_{name}"]
-        ax.scatter(true, fit, s=10, color="#0b6e99", alpha=0.7)
+        symbol = symbols.get(name, name)
+        ax.scatter(true, fit, s=10, color=ROLE_COLOURS["reference"], alpha=0.6, linewidths=0,
+                   label="one simulated Q-learner")
         low, high = float(min(true.min(), fit.min())), float(max(true.max(), fit.max()))
-        ax.plot([low, high], [low, high], color="0.4", linewidth=0.8, linestyle="--")
-        ax.set_title(f"{title} {name}: r = {np.corrcoef(true, fit)[0, 1]:.2f}".strip())
-        ax.set_xlabel(f"true {name}")
-        ax.set_ylabel(f"fitted {name}")
+        ax.plot([low, high], [low, high], color="0.3", linewidth=0.9, linestyle="--", label="fitted = true")
+        r = np.corrcoef(true, fit)[0, 1]
+        ax.set_title(f"{title}: {symbol}, r = {r:.2f}" if title else f"{symbol}: r = {r:.2f}")
+        ax.set_xlabel(f"true {symbol}")
+        ax.set_ylabel(f"fitted {symbol}")
         if name == "beta":
             ax.set_xscale("log")
             ax.set_yscale("log")
+            for axis in (ax.xaxis, ax.yaxis):
+                axis.set_major_locator(LogLocator(base=10, subs=(1.0, 3.0)))
+                axis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+                axis.set_minor_formatter(NullFormatter())
+        if legend and i == 0:
+            ax.legend(frameon=False, fontsize=8, loc="upper left")
     return fig if fig is not None else axes[0].figure
 
 
-def plot_model_recovery(recovery: Any, title: str = "", ax: Any = None) -> Any:
-    """Heatmap of the share of simulated subjects each fitted model wins (rows: generating model).
+def plot_model_recovery(recovery: Any, title: str = "", ax: Any = None, ylabel: bool = True) -> Any:
+    """Heatmap of the share of simulated subjects each fitted model wins (rows: generating model; each row
+    sums to one, so the diagonal is how often the generating model is recovered).
 
-    Args: recovery: tidy frame from tdsae.behaviour.recover_models (generator, fitted, fraction).
+    Args: recovery: tidy frame from tdsae.behaviour.recover_models (generator, fitted, fraction); ylabel:
+    name the rows (pass False on panels beside the first).
     """
     import seaborn as sns
 
     fig = None
     if ax is None:
-        fig, ax = new_figure(width=4.2, height=3.4)
+        fig, ax = new_figure(width=4.6, height=3.6)
     order = list(dict.fromkeys(recovery["generator"]))
     grid = recovery.pivot(index="generator", columns="fitted", values="fraction").loc[order, order]
-    sns.heatmap(grid, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="Blues", cbar=False, ax=ax)
+    sns.heatmap(grid, annot=True, fmt=".0%", vmin=0, vmax=1, cmap="Blues", cbar=False, ax=ax, square=True)
     ax.set_xlabel("best model by BIC")
-    ax.set_ylabel("model that generated the data")
+    ax.set_ylabel("model that generated the data" if ylabel else "")
+    ax.tick_params(axis="y", rotation=0)
     if title:
         ax.set_title(title)
     return fig if fig is not None else ax.figure
 
 
 def plot_effects(effects: Any, measures: tuple[str, ...], title: str = "") -> Any:
-    """Paired effects with their 95% intervals: one panel per measure, one row per condition.
+    """Paired effects with their 95% intervals: one panel per measure, one row per condition; a condition whose
+    name says "random" is drawn in the control colour, the others in the trained colour; the dashed line at zero
+    (no change) is named in one legend below the panels. At most 10 inches wide.
 
     Args: effects: rows of condition, measure, effect, low, high (tdsae.interventions.effects_against).
     """
-    fig, axes = new_figure(ncols=len(measures), width=4.2 * len(measures), height=1.2 + 0.5 * effects.condition.nunique())
+    from matplotlib.lines import Line2D
+
+    fig, axes = new_figure(ncols=len(measures), width=min(10.0, 4.2 * len(measures)),
+                           height=1.6 + 0.5 * effects.condition.nunique())
     for ax, measure in zip(_axes_list(axes), measures):
         part = effects[effects.measure == measure].reset_index(drop=True)
         rows = list(range(len(part)))[::-1]
-        ax.errorbar(part.effect, rows, xerr=[part.effect - part.low, part.high - part.effect], fmt="o", color="black",
-                    capsize=3)
+        for row, (_, one) in zip(rows, part.iterrows()):
+            role = "control" if "random" in str(one.condition) else "trained"
+            ax.errorbar([one.effect], [row], xerr=[[one.effect - one.low], [one.high - one.effect]], fmt="o",
+                        color=ROLE_COLOURS[role], capsize=3)
         ax.axvline(0, color="0.5", linestyle="--", linewidth=0.9)
         ax.set_yticks(rows, list(part.condition))
         ax.set(xlabel=f"change in {measure.replace('_', ' ')}", ylim=(-0.7, len(part) - 0.3))
+    fig.legend([Line2D([], [], color="0.5", linestyle="--", linewidth=0.9),
+                Line2D([], [], color="black", marker="o", linestyle="-")],
+               ["no change", "paired effect with its 95% interval"], frameon=False, fontsize=8,
+               loc="outside lower center", ncols=2)
     fig.suptitle(title)
     return fig
 
