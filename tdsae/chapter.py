@@ -108,3 +108,79 @@ def list_phrase(values, spec: str) -> str:
     if not words:
         return "none"
     return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+def side_phrase(values, others, spec: str, other: str, where: str = "layer") -> str:
+    """Where ``values`` lie against ``others``, entry by entry, as prose whose direction the values decide:
+    "above the untrained network's at every layer (by 0.04 to 0.07)", "below ... at every layer (by 0.12)",
+    "level with the untrained network's at every layer", or "above the untrained network's at 2 of 4 layers
+    and below it at 2". ``spec`` formats the size of a difference; one that prints as zero counts as level.
+    ``other`` names what is compared with; pairs with a NaN are left out ("not measured" if none is left)."""
+    import numpy as np
+
+    a, b = np.asarray(values, float).ravel(), np.asarray(others, float).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"side_phrase needs as many values as others, got {a.size} and {b.size}")
+    keep = np.isfinite(a) & np.isfinite(b)
+    differences = (a - b)[keep]
+    if differences.size == 0:
+        return "not measured"
+    sizes = [_formatted(abs(d), spec) for d in differences]
+    level = [size == _formatted(0.0, spec) for size in sizes]
+    sides = ["level" if flat else "above" if d > 0 else "below" for d, flat in zip(differences, level)]
+    n, everywhere = len(sides), f" at every {where}" if len(sides) > 1 else ""
+    if len(set(sides)) == 1:
+        side = sides[0]
+        if side == "level":
+            return f"level with {other}{everywhere}"
+        shown = sorted({float(s) for s in sizes})
+        by = (format(shown[0], spec) if len(shown) == 1 else
+              f"{format(shown[0], spec)} to {format(shown[-1], spec)}")
+        return f"{side} {other}{everywhere} (by {by})"
+    counts = [(side, sides.count(side)) for side in ("above", "below", "level") if side in sides]
+    words = {"above": "above", "below": "below", "level": "level with"}
+    first, *rest = counts
+    parts = [f"{words[first[0]]} {other} at {first[1]} of {n} {where}s"]
+    parts += [f"{words[side]} it at {count}" for side, count in rest]
+    return parts[0] if not rest else f"{', '.join(parts[:-1])} and {parts[-1]}"
+
+
+def population_phrase(claims: ClaimBook, name: str, spec: str, unit: str = "organism") -> str:
+    """A population claim's mean over organisms with its 95% t-interval, as prose: "+0.135 (95% interval over
+    organisms -0.073 to +0.343)"; "+0.000 in every organism" when the interval's ends print the same; for a
+    population of one (a pretrained preset), "+0.135 (one network: no interval over organisms)".
+    ``unit`` names one member ("organism", "walker")."""
+    import math
+
+    found = [c for c in claims.claims if c.name == name and c.population is not None]
+    if not found:
+        raise ValueError(f"no population claim {name!r} in chapter {claims.chapter!r}")
+    population = found[0].population
+    mean, low, high = (float(population[key]) for key in ("mean", "low", "high"))
+    if not math.isfinite(mean):
+        return "not measured"
+    shown = _formatted(mean, spec)
+    if population["n"] < 2 or not (math.isfinite(low) and math.isfinite(high)):
+        return f"{shown} (one network: no interval over {unit}s)"
+    lo, hi = _formatted(low, spec), _formatted(high, spec)
+    return f"{shown} in every {unit}" if lo == hi else f"{shown} (95% interval over {unit}s {lo} to {hi})"
+
+
+def verdict_phrase(claims: ClaimBook, name: str) -> str:
+    """Where a population claim's 95% t-interval over organisms lies against its threshold, as prose:
+    "its interval lies above 0", "... below 0" or "its interval straddles 0"; for a population of one,
+    "the one network's own bound clears 0" or "... does not clear 0". The claim's meaning is the prose's job."""
+    import math
+
+    found = [c for c in claims.claims if c.name == name and c.population is not None]
+    if not found:
+        raise ValueError(f"no population claim {name!r} in chapter {claims.chapter!r}")
+    claim, threshold = found[0], format(float(found[0].threshold), "g")
+    low, high = float(claim.population["low"]), float(claim.population["high"])
+    if claim.population["n"] < 2 or not (math.isfinite(low) and math.isfinite(high)):
+        return f"the one network's own bound {'clears' if claim.holds else 'does not clear'} {threshold}"
+    if low > claim.threshold:
+        return f"its interval lies above {threshold}"
+    if high < claim.threshold:
+        return f"its interval lies below {threshold}"
+    return f"its interval straddles {threshold}"

@@ -49,3 +49,43 @@ def test_a_bound_at_the_end_of_its_scale_is_stated_as_the_value():
     assert tdsae.bound_phrase(2.0, ".1f") == "at least 2.0"
     with pytest.raises(ValueError, match="'below'"):
         tdsae.bound_phrase(0.5, ".0%", bound="below")
+
+
+def test_a_side_is_decided_by_the_values():
+    other = "the untrained network's"
+    assert tdsae.side_phrase([0.43, 0.40], [0.36, 0.36], ".2f", other) == f"above {other} at every layer (by 0.04 to 0.07)"
+    assert tdsae.side_phrase([0.27, 0.30], [0.39, 0.42], ".2f", other) == f"below {other} at every layer (by 0.12)"
+    assert tdsae.side_phrase([0.5], [0.2], ".2f", other) == f"above {other} (by 0.30)"
+    assert tdsae.side_phrase([0.401, 0.4], [0.4, 0.401], ".2f", other) == f"level with {other} at every layer"
+    assert (tdsae.side_phrase([0.5, 0.1, 0.3, 0.4], [0.2, 0.3, 0.3, 0.1], ".2f", other)
+            == f"above {other} at 2 of 4 layers, below it at 1 and level with it at 1")
+    assert tdsae.side_phrase([0.5, 0.1], [0.2, 0.3], ".2f", "x", where="organism") == "above x at 1 of 2 organisms and below it at 1"
+    assert tdsae.side_phrase([np.nan], [0.1], ".2f", other) == "not measured"
+    with pytest.raises(ValueError, match="as many values"):
+        tdsae.side_phrase([0.1, 0.2], [0.1], ".2f", other)
+
+
+def test_a_population_claim_is_said_with_its_interval_over_organisms():
+    claims = tdsae.ClaimBook("08_intervene-on-latents", "tiny", 0, "organism")
+    claims.population_finding("spread", "s", [0.1, 0.2, 0.3], ">", 0, "c")
+    claims.population_finding("flat", "s", [0.0, 0.0, 0.0], "<", 0, "c")
+    claims.population_finding("one", "s", [0.25], ">", 0, "c", per_organism_bound=[0.1])
+    assert tdsae.population_phrase(claims, "spread", "+.2f") == "+0.20 (95% interval over organisms -0.05 to +0.45)"
+    assert tdsae.population_phrase(claims, "flat", "+.4f") == "+0.0000 in every organism"
+    assert tdsae.population_phrase(claims, "one", ".2f", unit="walker") == "0.25 (one network: no interval over walkers)"
+    with pytest.raises(ValueError, match="no population claim 'absent'"):
+        tdsae.population_phrase(claims, "absent", ".2f")
+
+
+def test_a_verdict_says_where_the_interval_over_organisms_lies():
+    claims = tdsae.ClaimBook("09_graph-learning", "tiny", 0, "organism")
+    claims.population_finding("up", "s", [0.1, 0.2, 0.3], ">", 0, "c")
+    claims.population_finding("down", "s", [-0.5, -0.6, -0.55], ">", 0, "c")
+    claims.population_finding("across", "s", [-0.1, 0.2, 0.05], "<", 0, "c")
+    claims.population_finding("high", "s", [0.9, 0.95, 0.92], ">", 0.85, "c")
+    claims.population_finding("one", "s", [0.25], ">", 0, "c", per_organism_bound=[-0.1])
+    assert tdsae.verdict_phrase(claims, "up") == "its interval straddles 0"  # -0.05 to +0.45
+    assert tdsae.verdict_phrase(claims, "down") == "its interval lies below 0"
+    assert tdsae.verdict_phrase(claims, "across") == "its interval straddles 0"
+    assert tdsae.verdict_phrase(claims, "high") == "its interval lies above 0.85"
+    assert tdsae.verdict_phrase(claims, "one") == "the one network's own bound does not clear 0"
