@@ -234,6 +234,7 @@ def plot_effects(effects: Any, measures: tuple[str, ...], title: str = "") -> An
     Args: effects: rows of condition, measure, effect, low, high (tdsae.interventions.effects_against).
     """
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = new_figure(ncols=len(measures), width=min(10.0, 4.2 * len(measures)),
                            height=1.6 + 0.5 * effects.condition.nunique())
@@ -247,6 +248,7 @@ def plot_effects(effects: Any, measures: tuple[str, ...], title: str = "") -> An
         ax.axvline(0, color="0.5", linestyle="--", linewidth=0.9)
         ax.set_yticks(rows, list(part.condition))
         ax.set(xlabel=f"change in {measure.replace('_', ' ')}", ylim=(-0.7, len(part) - 0.3))
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))  # tick labels that do not run together
     fig.legend([Line2D([], [], color="0.5", linestyle="--", linewidth=0.9),
                 Line2D([], [], color="black", marker="o", linestyle="-")],
                ["no change", "paired effect with its 95% interval"], frameon=False, fontsize=8,
