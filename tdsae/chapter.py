@@ -30,13 +30,18 @@ def setup_chapter(chapter: str, preset: str, seed: int | None = None, **override
     return settings, ClaimBook(chapter, settings.name, settings.seed, settings.model)
 
 
-def glue_population(claims: ClaimBook, name: str, prefix: str | None = None) -> None:
-    """Glue a population claim's summary for the prose: {prefix}_mean, _low, _high (the t-interval over
-    organisms) and _alone ("2 of 3": organisms passing on their own); prefix defaults to the claim's name."""
+def _population_claim(claims: ClaimBook, name: str):
+    """The population claim ``name`` of a chapter's claim book (ValueError naming it when there is none)."""
     found = [c for c in claims.claims if c.name == name and c.population is not None]
     if not found:
         raise ValueError(f"no population claim {name!r} in chapter {claims.chapter!r}")
-    population, prefix = found[0].population, prefix or name
+    return found[0]
+
+
+def glue_population(claims: ClaimBook, name: str, prefix: str | None = None) -> None:
+    """Glue a population claim's summary for the prose: {prefix}_mean, _low, _high (the t-interval over
+    organisms) and _alone ("2 of 3": organisms passing on their own); prefix defaults to the claim's name."""
+    population, prefix = _population_claim(claims, name).population, prefix or name
     glue_values(**{f"{prefix}_{key}": population[key] for key in ("mean", "low", "high")},
                 **{f"{prefix}_alone": f"{population['holding']} of {population['n']}"})
 
@@ -152,10 +157,7 @@ def population_phrase(claims: ClaimBook, name: str, spec: str, unit: str = "orga
     ``unit`` names one member ("organism", "walker")."""
     import math
 
-    found = [c for c in claims.claims if c.name == name and c.population is not None]
-    if not found:
-        raise ValueError(f"no population claim {name!r} in chapter {claims.chapter!r}")
-    population = found[0].population
+    population = _population_claim(claims, name).population
     mean, low, high = (float(population[key]) for key in ("mean", "low", "high"))
     if not math.isfinite(mean):
         return "not measured"
@@ -172,10 +174,8 @@ def verdict_phrase(claims: ClaimBook, name: str) -> str:
     "the one network's own bound clears 0" or "... does not clear 0". The claim's meaning is the prose's job."""
     import math
 
-    found = [c for c in claims.claims if c.name == name and c.population is not None]
-    if not found:
-        raise ValueError(f"no population claim {name!r} in chapter {claims.chapter!r}")
-    claim, threshold = found[0], format(float(found[0].threshold), "g")
+    claim = _population_claim(claims, name)
+    threshold = format(float(claim.threshold), "g")
     low, high = float(claim.population["low"]), float(claim.population["high"])
     if claim.population["n"] < 2 or not (math.isfinite(low) and math.isfinite(high)):
         return f"the one network's own bound {'clears' if claim.holds else 'does not clear'} {threshold}"
