@@ -250,3 +250,19 @@ def test_the_results_page_lists_every_claim_with_its_chapter_and_the_totals(tmp_
     assert "| {doc}`Second <chapters/02_b>` | none | 1 of 2 |" in text
     assert "beats \\|mean\\|" in text and text.count("| did not hold |") == 1 and text.count("| held |") == 2
     assert '<a href="chapters/02_b.html#claim-b">beats \\|mean\\|</a>' in text  # to the claim's box
+
+
+CHAPTERS = sorted((Path(__file__).resolve().parents[1] / "chapters").glob("*.md"))
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem[:2])
+def test_chapter_code_fits_the_page_and_names_no_internal_document(chapter):
+    """Code lines of at most 88 characters (longer ones are clipped on the page), and none of the project's own
+    documents named to the reader."""
+    import re
+
+    text = chapter.read_text()
+    cells = re.findall(r"^```\{code-cell\}[^\n]*\n(.*?)^```$", text, flags=re.M | re.S)
+    long_lines = [line for cell in cells for line in cell.splitlines() if len(line) > 88]
+    assert cells and not long_lines, f"{chapter.name}: {len(long_lines)} code lines over 88 characters"
+    assert not re.findall(r"PAPERS\.md|DESIGN\.md|STYLE\.md|ECOSYSTEM\.md|\bthe issue\b", text)
