@@ -54,3 +54,16 @@ def new_figure(ncols: int = 1, nrows: int = 1, width: float = 6.4, height: float
     fig = Figure(figsize=(width, height), layout="constrained")
     axes = fig.subplots(nrows, ncols, **kwargs)
     return fig, axes
+
+
+def figure_legend(fig: Any, ncol: int = 3, axes: Any = None, fontsize: float = 8.5) -> Any:
+    """One legend for the whole figure, below its panels: every labelled line of ``axes`` (default: every panel
+    of the figure), each label once; None when nothing is labelled."""
+    handles = {}
+    for ax in fig.axes if axes is None else axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    if not handles:
+        return None
+    return fig.legend(list(handles.values()), list(handles), loc="outside lower center",
+                      ncol=min(ncol, len(handles)), frameon=False, fontsize=fontsize)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from tdsae.plots.core import ROLE_COLOURS, new_figure
+from tdsae.plots.core import ROLE_COLOURS, figure_legend, new_figure
 from tdsae.plots.population import ORGANISM_MARKERS
 
 # Categories, not roles: none of them borrows a role colour (trained, untrained, control, reference).
@@ -56,18 +56,8 @@ def plot_emergence(series: dict, panels: dict, references: dict | None = None,
             ax.axhline(references[column], color="0.5", linestyle="--", linewidth=0.9, label=reference_label)
         _step_axis(ax, steps)
         ax.set(title=title, ylabel=ylabel)
-    _figure_legend(fig, axes.flat)
+    figure_legend(fig, ncol=4, axes=axes.flat, fontsize=8)
     return fig
-
-
-def _figure_legend(fig: Any, axes, ncols: int = 4, **kwargs: Any) -> None:
-    """One legend below the figure for every labelled line of its panels, each label once."""
-    found = {}
-    for ax in axes:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            found.setdefault(label, handle)
-    fig.legend(list(found.values()), list(found), frameon=False, fontsize=8, loc="outside lower center",
-               ncols=min(ncols, len(found)), **kwargs)
 
 
 def plot_seed_strengths(strengths: Any, panels) -> Any:
@@ -121,7 +111,7 @@ def plot_sae_metrics(metrics: Any, columns=("explained_variance", "l0", "frac_al
             ax.set_ylim(lowest - 0.02 if lowest < 0 else 0, 1.02)
         else:
             ax.set_ylim(bottom=min(0, lowest))
-    _figure_legend(fig, axes[0], ncols=6)
+    figure_legend(fig, ncol=6, axes=axes[0], fontsize=8)
     return fig
 
 
@@ -163,7 +153,7 @@ def plot_traces(traces: dict, threshold: float | None = None) -> Any:
         ax.axhline(threshold, color="0.5", linestyle="--", linewidth=0.9, label=f"settling bar (cosine {threshold:g})")
     _step_axis(ax, steps)
     ax.set(ylabel="cosine with the final direction", ylim=(min(-0.2, ax.get_ylim()[0]), 1.05))
-    _figure_legend(fig, [ax], ncols=2)
+    figure_legend(fig, ncol=2, axes=[ax], fontsize=8)
     return fig
 
 

@@ -6,24 +6,12 @@ from typing import Any
 
 import numpy as np
 
-from tdsae.plots.core import ROLE_COLOURS, new_figure
+from tdsae.plots.core import ROLE_COLOURS, figure_legend, new_figure
 from tdsae.plots.population import ORGANISM_MARKERS
 from tdsae.stats import population_interval
 
 MODEL_COLOURS = {"trained": ROLE_COLOURS["trained"], "untrained": ROLE_COLOURS["untrained"]}
 UNIT_STYLES = {"SAE latent": "-", "SAE latent pair": "-.", "residual dimension": ":", "TopK latent": "--"}
-
-
-def figure_legend(fig: Any, ncol: int = 3) -> Any:
-    """One legend for the whole figure, below its panels: every labelled line of every panel, once."""
-    handles = {}
-    for ax in fig.axes:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            handles.setdefault(label, handle)
-    if not handles:
-        return None
-    return fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=ncol, frameon=False,
-                      fontsize=8.5)
 
 
 def _strength_interval(part: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -28,8 +28,8 @@ def plot_norms_by_layer(norms: Any, axes: Any = None) -> Any:
         for kind, rows in part.groupby("kind", sort=True):
             line, marker = styles.get(kind, (":", "s"))
             grouped = rows.groupby("layer")["norm"]
-            mean, sem, n = grouped.mean(), grouped.std(ddof=1), grouped.count()
-            half = 1.96 * sem / np.sqrt(n)
+            mean, std, n = grouped.mean(), grouped.std(ddof=1), grouped.count()
+            half = 1.96 * std / np.sqrt(n)  # many tokens per layer: the normal interval of the mean
             ax.errorbar(mean.index, mean, yerr=half, linestyle=line, marker=marker, color=ROLE_COLOURS["trained"],
                         capsize=3, label=f"{kind} tokens")
         ax.set(title=task, xlabel="layer (0 = embeddings)", yscale="log")
