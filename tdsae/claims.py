@@ -113,8 +113,8 @@ class Claim:
         if self.control_value is not None:
             control += f" = {self.control_value:.4g}"
         return (
-            f"[{self.kind}] {self.name}: {self.value:.4g} {self.comparison} "
-            f"{self.threshold:.4g} -> {self._verdict()}{control}{self._population_text()}"
+            f"[{self.kind}] {self.name}: {self.requirement()} -> {self._verdict()}{control}"
+            f"{self._population_text()}"
         )
 
     def _population_text(self) -> str:
