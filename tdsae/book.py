@@ -362,10 +362,10 @@ def build_book(root: Path, preset: str = "tiny", seed: int | None = None, chapte
     if seed is not None:
         check_seed(seed)
     jobs = resolve_jobs(jobs)
-    require_book_tools()
     root = root.resolve()
     slugs = chapter_slugs(root)
     chosen = select_chapters(slugs, chapters) if execute else []
+    require_book_tools()  # after the reader's own arguments, so a bad one is named even without the dev extra
     execute_chapters(root, chosen, preset, seed, jobs)
     executed = [root / EXECUTED_DIR / f"{slug}.ipynb" for slug in slugs]
     for path in executed:

@@ -26,6 +26,7 @@ def planted_acts(n: int, seed: int, scale: float = 1.0) -> tuple[torch.Tensor, t
 
 def best_cosines(W_dec: torch.Tensor, atoms: torch.Tensor) -> torch.Tensor:
     """For each atom [N_ATOMS], the largest cosine with any decoder row."""
+    W_dec = W_dec.detach().cpu()  # train_sae's device is "auto": on a GPU machine the SAE comes back on CUDA
     return (atoms @ (W_dec / W_dec.norm(dim=1, keepdim=True)).T).max(dim=1).values
 
 
@@ -62,7 +63,7 @@ def test_topk_sae_recovers_planted_dictionary(planted):
 
 
 def test_trained_sae_is_folded_and_logged(standard):
-    norms = standard.sae.W_dec.detach().norm(dim=1)
+    norms = standard.sae.W_dec.detach().cpu().norm(dim=1)
     torch.testing.assert_close(norms, torch.ones(D_SAE))
     log = standard.log
     assert list(log.columns) == ["step", "epoch", "seconds", "loss", "mse_loss", "l1_loss", "l0", "dead_latents"]
@@ -195,7 +196,7 @@ def test_a_step_is_clipped_adam_on_the_reference_loss(planted):
     x = planted[0][:64] * 5
     config = SAETrainingConfig(l1_coefficient=1.0, lr=1e-3, epochs=1, batch_size=64, bf16=False, normalize=False,
                                max_grad_norm=0.01)
-    trained = train_sae(x, SAEConfig(d_in=D_IN, d_sae=D_SAE), config, progress=False)
+    trained = train_sae(x, SAEConfig(d_in=D_IN, d_sae=D_SAE), config, device="cpu", progress=False)  # as the reference
     reference = SAE(SAEConfig(d_in=D_IN, d_sae=D_SAE), seed=config.seed)
     training_loss(reference, x, config.l1_coefficient)["loss"].backward()
     assert torch.nn.utils.clip_grad_norm_(reference.parameters(), config.max_grad_norm) > config.max_grad_norm
@@ -286,4 +287,4 @@ def test_centering_recovers_the_dictionary_under_a_large_constant_offset(planted
                for name, run in (("plain", plain), ("centred", centred))}
     assert quality["centred"] > 0.9 > quality["plain"]  # the raw-norm scale drowns the signal in the offset
     assert (best_cosines(centred.sae.W_dec, atoms) > 0.9).float().mean() >= 0.9
-    torch.testing.assert_close(centred.sae.b_dec.detach() - offset, torch.zeros(D_IN), atol=2.0, rtol=0)
+    torch.testing.assert_close(centred.sae.b_dec.detach().cpu() - offset, torch.zeros(D_IN), atol=2.0, rtol=0)
