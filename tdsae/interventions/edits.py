@@ -104,13 +104,13 @@ class EditedModel:
 
 
 def play_with_edits(model, task, n_experiments: int, n_episodes: int, seed: int, n_random_episodes: int = 0,
-                    edits=None):
+                    edits=None, experiments_per_batch: int | None = None):
     """play_task with latents edited in every forward pass (transcripts or stories, as play_task chooses).
 
     Returns: tdsae.play.PlayResult. With no edits it equals play_task's result.
     """
     return play_task(model, task, n_experiments, n_episodes, seed, n_random_episodes,
-                     forward=EditedModel(model, edits))
+                     forward=EditedModel(model, edits), experiments_per_batch=experiments_per_batch)
 
 
 @torch.no_grad()

@@ -25,7 +25,7 @@ from tdsae.latents.targets import covariates_of, reference_targets
 from tdsae.models import check_edits
 from tdsae.runtime import tqdm
 from tdsae.stats import bootstrap_interval, correlations, experiment_rows, residualize
-from tdsae.validation import check_episode_counts, check_int, check_latent_indices, check_seed
+from tdsae.validation import check_count, check_episode_counts, check_int, check_latent_indices, check_seed
 
 
 def matched_latents(frequency: np.ndarray, chosen, seed: int) -> list[int]:
@@ -72,20 +72,25 @@ def behaviour_of(task, played, n_random_episodes: int, alpha: float, gamma: floa
 
 
 def play_conditions(model, task, conditions: dict, n_experiments: int, n_episodes: int, seeds,
-                    n_random_episodes: int, alpha: float, gamma: float, progress: bool = True) -> pd.DataFrame:
-    """Play every condition (a name -> list of LatentEdits; [] is unedited play) on every seed.
+                    n_random_episodes: int, alpha: float, gamma: float, progress: bool = True,
+                    experiments_per_batch: int | None = None) -> pd.DataFrame:
+    """Play every condition (a name -> list of LatentEdits; [] is unedited play) on every seed
+    (experiments_per_batch: as play_task's, for story play).
 
     Returns: behaviour_of rows with condition and seed columns, one per experiment and seed.
     Every condition's edits and every seed are checked before the first condition plays.
     """
     check_episode_counts(n_experiments, n_episodes, n_random_episodes)
     seeds = [check_seed(seed) for seed in seeds]
+    if experiments_per_batch is not None:
+        check_count(experiments_per_batch, "experiments_per_batch")
     conditions = {name: check_edits(model, edits) for name, edits in conditions.items()}
     quiet = {} if progress else {"disable": True}
     frames = []
     for name, edits in tqdm(list(conditions.items()), desc="conditions", unit="condition", **quiet):
         for seed in seeds:
-            played = play_with_edits(model, task, n_experiments, n_episodes, int(seed), n_random_episodes, edits)
+            played = play_with_edits(model, task, n_experiments, n_episodes, int(seed), n_random_episodes, edits,
+                                     experiments_per_batch)
             frames.append(behaviour_of(task, played, n_random_episodes, alpha, gamma, int(seed))
                           .assign(condition=name, seed=int(seed)))
     return pd.concat(frames, ignore_index=True)

@@ -104,12 +104,14 @@ def edit_conditions(saes: dict, chosen: EditTargets, strong_factor: float) -> di
 def intervention_study(model, task, played, store, saes: dict, targets: pd.DataFrame, selection: np.ndarray,
                        chosen: EditTargets, *, seeds, n_experiments: int, n_episodes: int, n_random_episodes: int,
                        alpha: float, gamma: float, strong_factor: float = -20.0,
-                       tracking_factors=(1.0, 0.0, -5.0, -20.0), seed: int = 0) -> InterventionStudy:
+                       tracking_factors=(1.0, 0.0, -5.0, -20.0), seed: int = 0,
+                       experiments_per_batch: int | None = None) -> InterventionStudy:
     """Play every edit_conditions condition on every seed, and read later layers under each tracking factor.
 
     Args: played: the network's unedited episodes (read again, edited, for later layers' tracking); store:
     their activations; seeds: play seeds (the same for every condition, so effects pair by experiment);
-    alpha, gamma: the reference Q-learner of the value coupling; seed: the bootstraps' seed.
+    alpha, gamma: the reference Q-learner of the value coupling; seed: the bootstraps' seed;
+    experiments_per_batch: story play's lockstep batch (play_task).
     """
     tracking_factors = [check_number(f, "tracking factor") for f in tracking_factors]
     if 1.0 not in tracking_factors:
@@ -117,7 +119,7 @@ def intervention_study(model, task, played, store, saes: dict, targets: pd.DataF
     seed = check_seed(seed)
     conditions = edit_conditions(saes, chosen, strong_factor)
     behaviour = play_conditions(model, task, conditions, n_experiments, n_episodes, seeds, n_random_episodes, alpha,
-                                gamma)
+                                gamma, experiments_per_batch=experiments_per_batch)
     effects = effects_against(behaviour, "unedited", seed=seed)
     contrasts = {}
     for name in EDITED:

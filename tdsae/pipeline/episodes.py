@@ -61,11 +61,13 @@ def play_params(settings, task_name: str, model: str | None = None, seed: int | 
     device = pick_device(settings.device)
     source = (model_source(settings, task_name) if model is None else AGENTS if model == AGENTS
               else model_folder(model))
+    batched = {"story_batch": settings.story_batch} if settings.story_batch < settings.n_experiments else {}
     return {"model": source, "task": repr(task),
             "n_experiments": settings.n_experiments, "n_episodes": settings.n_episodes,
             "n_random_episodes": settings.n_random_episodes,
             "seed": settings.seed if seed is None else int(seed), "device": device,
-            "dtype": str(pick_dtype(device)).removeprefix("torch.")}
+            "dtype": str(pick_dtype(device)).removeprefix("torch."),
+            **batched}  # one batch plays as before batches existed: the same key
 
 
 def model_source(settings, task_name: str | None = None) -> str:
@@ -103,7 +105,8 @@ def played_episodes(settings, task_name: str, model: str | None = None, seed: in
         stories = not reads_transcripts(lm.tokenizer, task)
         played = play_task(lm, task, settings.n_experiments, settings.n_episodes, params["seed"],
                            settings.n_random_episodes,
-                           residual_layers=list(range(model_dims(lm)[0] + 1)) if stories else None)
+                           residual_layers=list(range(model_dims(lm)[0] + 1)) if stories else None,
+                           experiments_per_batch=settings.story_batch if stories else None)
         save_played(played, tmp)
         if stories:
             store.load_or_build("activations", harvest_params(settings, task_name, model, None, seed)[0],

@@ -14,11 +14,12 @@ from tdsae.play.result import PlayResult, played_token_ids
 from tdsae.play.stories import play_stories, render_stories, single_token_ids
 from tdsae.play.transcripts import play_transcripts, reads_transcripts, render_transcripts
 from tdsae.tasks import Task, Trajectory
-from tdsae.validation import check_episode_counts, check_seed
+from tdsae.validation import check_count, check_episode_counts, check_seed
 
 
 def play_task(model: Any, task: Task, n_experiments: int, n_episodes: int, seed: int,
-              n_random_episodes: int = 0, forward: Any = None, residual_layers=None) -> PlayResult:
+              n_random_episodes: int = 0, forward: Any = None, residual_layers=None,
+              experiments_per_batch: int | None = None) -> PlayResult:
     """Let ``model`` (a tdsae.models.load_model result) play ``task``: transcripts if its tokenizer
     knows the transcript words (the organism), story prompts otherwise (pretrained models).
 
@@ -26,11 +27,15 @@ def play_task(model: Any, task: Task, n_experiments: int, n_episodes: int, seed:
     tdsae.interventions passes one that edits latents on the way.
     residual_layers: story play only: residual layers kept at every decision and outcome token from the
     play's own forward passes (PlayResult.residuals), so that the harvest needs no second read.
+    experiments_per_batch: story play only: experiments played in lockstep at once (None: all), which bounds
+    the KV cache's memory; experiment e plays the same in any batch.
     """
     if not isinstance(task, Task):
         raise ValueError(f"task must be a tdsae.tasks.Task (get_task(name)), got {task!r}")
     n_experiments, n_episodes, n_random_episodes = check_episode_counts(n_experiments, n_episodes, n_random_episodes)
     seed = check_seed(seed)
+    if experiments_per_batch is not None:
+        check_count(experiments_per_batch, "experiments_per_batch")
     transcripts = reads_transcripts(model.tokenizer, task)
     if residual_layers is not None and transcripts:
         raise ValueError("residual_layers is for story play; this model reads transcripts, whose harvest "
@@ -39,7 +44,7 @@ def play_task(model: Any, task: Task, n_experiments: int, n_episodes: int, seed:
     if transcripts:
         return play_transcripts(module, model.tokenizer, task, n_experiments, n_episodes, seed, n_random_episodes)
     return play_stories(module, model.tokenizer, task, n_experiments, n_episodes, seed, n_random_episodes,
-                        residual_layers=residual_layers)
+                        residual_layers=residual_layers, experiments_per_batch=experiments_per_batch)
 
 
 def render_episodes(tokenizer: Any, task: Task, traj: Trajectory) -> PlayResult:

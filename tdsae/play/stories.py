@@ -13,6 +13,7 @@ rewrites every prompt at every decision, with nothing a cache could keep.
 
 from __future__ import annotations
 
+import tempfile
 from bisect import bisect_right
 from typing import Any
 
@@ -25,6 +26,7 @@ from tdsae.play.result import PlayedResiduals, PlayResult
 from tdsae.play.transcripts import CachedBatch
 from tdsae.tasks import StoryWriter, Task, Trajectory, write_story
 from tdsae.tasks.trajectory import make_rngs
+from tdsae.validation import check_count
 
 
 def single_token_ids(tokenizer: Any, strings: list[str]) -> list[int]:
@@ -78,16 +80,41 @@ class StoryTokens:
                                "the story's pieces need cutting elsewhere (tdsae.tasks.story.check_piece)")
 
 
+class _Spill:
+    """Residual vectors [layers, d_model] appended to an unlinked temporary file as play keeps them, so a
+    long play holds them on disk rather than in RAM; result() maps the file back (PlayedResiduals)."""
+
+    def __init__(self, d_model: int) -> None:
+        self.file = tempfile.TemporaryFile(prefix="tdsae-residuals-")  # gone when closed or the process ends
+        self.d_model, self.n_rows = d_model, 0
+        self.layers: list[int] = []  # set by the keeper
+        self.rows: dict = {}
+
+    def append(self, keys: list[tuple[int, int]], values: np.ndarray) -> None:
+        for key in keys:  # a token that is both a decision and an outcome is kept twice: the later row counts
+            self.rows[key] = self.n_rows
+            self.n_rows += 1
+        self.file.write(np.ascontiguousarray(values, dtype=np.float32).data)
+
+    def result(self) -> PlayedResiduals:
+        self.file.flush()
+        shape = (self.n_rows, len(self.layers), self.d_model)
+        values = (np.memmap(self.file, dtype=np.float32, mode="r", shape=shape) if self.n_rows
+                  else np.zeros(shape, np.float32))
+        return PlayedResiduals(list(self.layers), self.rows, values)
+
+
 class _ResidualKeeper:
     """Keeps the residual stream at each story's decision and outcome tokens as the cached feeds read them,
-    so that the harvest needs no second pass over the stories."""
+    so that the harvest needs no second pass over the stories. ``first`` numbers the batch's first story."""
 
-    def __init__(self, model: Any, layers, writers: list[StoryWriter], readers: list[StoryTokens]) -> None:
+    def __init__(self, model: Any, layers, writers: list[StoryWriter], readers: list[StoryTokens], spill: _Spill,
+                 first: int = 0) -> None:
         self.tap = ResidualTap(model, layers)
-        self.writers, self.readers = writers, readers
+        self.writers, self.readers, self.spill, self.first = writers, readers, spill, first
+        spill.layers = list(self.tap.layers)
         self.kept = [{"decision": 0, "outcome": 0} for _ in writers]  # positions of each kind already kept
         self.keys: list[tuple[int, int]] = []  # (experiment, token position) of each pick of the coming feed
-        self.vectors: dict = {}
 
     def pick(self, chunks: list[list[int]]) -> None:
         """Point the tap at the tokens of the coming feed that are decisions or outcomes."""
@@ -104,18 +131,14 @@ class _ResidualKeeper:
                         raise RuntimeError(f"a {kind} token of story {e} was fed before it was recorded")
                     rows.append(e)
                     offsets.append(int(position) - first)
-                    self.keys.append((e, int(position)))
+                    self.keys.append((self.first + e, int(position)))
         self.tap.picks = (torch.tensor(rows, dtype=torch.long), torch.tensor(offsets, dtype=torch.long))
 
     def keep(self) -> None:
         """Store what the tap gathered in the feed just run."""
-        stacked = torch.stack([self.tap.values[layer] for layer in self.tap.layers], dim=1).numpy()
-        for key, vector in zip(self.keys, stacked):
-            self.vectors[key] = vector
-
-    def result(self) -> PlayedResiduals:
-        self.tap.close()
-        return PlayedResiduals(list(self.tap.layers), self.vectors)
+        if self.keys:
+            stacked = torch.stack([self.tap.values[layer] for layer in self.tap.layers], dim=1).numpy()
+            self.spill.append(self.keys, stacked)
 
 
 def _feed(batch: CachedBatch, chunks: list[list[int]], keeper: _ResidualKeeper | None):
@@ -143,8 +166,9 @@ def _finish(tokenizer: Any, traj: Trajectory, logprobs: np.ndarray, writers: lis
 
 
 def play_stories(model: Any, tokenizer: Any, task: Task, n_experiments: int, n_episodes: int, seed: int,
-                 n_random_episodes: int = 0, use_cache: bool = True, residual_layers=None) -> PlayResult:
-    """A pretrained LM plays ``task`` from forward-written stories, all experiments in lockstep.
+                 n_random_episodes: int = 0, use_cache: bool = True, residual_layers=None,
+                 experiments_per_batch: int | None = None) -> PlayResult:
+    """A pretrained LM plays ``task`` from forward-written stories, experiments in lockstep.
 
     Each decision feeds every playing experiment the pieces written since its last decision (the
     outcome of its last step, a new day's opening, the question and answer prefix) through one KV
@@ -154,16 +178,34 @@ def play_stories(model: Any, tokenizer: Any, task: Task, n_experiments: int, n_e
     decision does (for benchmarking and for checking the cache only); residual_layers: residual layers
     (tdsae.models.residual_sites) to keep at every decision and outcome token from the same forward
     passes, for the harvest (tdsae.activations.store_played_residuals); the stories' last outcomes then
-    get one more feed.
+    get one more feed. experiments_per_batch: experiments played in lockstep at once (None: all). The KV
+    cache grows with experiments x story length (SmolLM2's Grid World stories are ~13,000 tokens of
+    46 KB each), so a batch bounds memory; experiment e draws the same randomness in any batch.
     Returns: PlayResult whose ``tokens`` are each experiment's story tokens, ``prompts`` its
     whole story, one string per experiment, and ``residuals`` what was kept (None if nothing was asked).
     """
     if residual_layers is not None and not use_cache:
         raise ValueError("residual_layers needs use_cache=True: the tap reads each feed's new tokens, and "
                          "use_cache=False feeds the whole story every time")
+    size = n_experiments if experiments_per_batch is None else check_count(experiments_per_batch,
+                                                                           "experiments_per_batch")
+    spill = None if residual_layers is None else _Spill(model.config.hidden_size)
+    parts = [_play_batch(model, tokenizer, task, first, min(size, n_experiments - first), n_episodes, seed,
+                         n_random_episodes, use_cache, residual_layers, spill)
+             for first in range(0, n_experiments, size)]
+    played = parts[0] if len(parts) == 1 else PlayResult.concat(parts)
+    if spill is not None:
+        played.residuals = spill.result()
+    return played
+
+
+def _play_batch(model: Any, tokenizer: Any, task: Task, first: int, n_experiments: int, n_episodes: int, seed: int,
+                n_random_episodes: int, use_cache: bool, residual_layers, spill: _Spill | None) -> PlayResult:
+    """Experiments first .. first + n_experiments - 1 of play_stories, in lockstep through one KV cache."""
+
     device = next(model.parameters()).device
-    env = task.reset_experiments(n_experiments, seed)
-    rngs = make_rngs(seed, n_experiments, LM_POLICY_STREAM)
+    env = task.reset_experiments(n_experiments, seed, first)
+    rngs = make_rngs(seed, n_experiments, LM_POLICY_STREAM, first)
     writers = [StoryWriter(task, env.experiment_info, e) for e in range(n_experiments)]
     readers = [StoryTokens(tokenizer) for _ in range(n_experiments)]
     batch = CachedBatch(model, n_experiments, pad_token_id(tokenizer), str(device), use_cache)
@@ -173,7 +215,7 @@ def play_stories(model: Any, tokenizer: Any, task: Task, n_experiments: int, n_e
     random_choice = np.zeros((n_experiments, steps), bool)
     choice_cache: dict[tuple, list[int]] = {}
     fed = [0] * n_experiments  # pieces of each story already fed
-    keeper = None if residual_layers is None else _ResidualKeeper(model, residual_layers, writers, readers)
+    keeper = None if residual_layers is None else _ResidualKeeper(model, residual_layers, writers, readers, spill, first)
     try:
         for episode in range(n_episodes):
             state = env.start_episode()
@@ -212,10 +254,7 @@ def play_stories(model: Any, tokenizer: Any, task: Task, n_experiments: int, n_e
             keeper.tap.close()  # the model runs without hooks again, also after an error
     traj = env.to_trajectory()
     traj.info["random_choice"] = random_choice
-    played = _finish(tokenizer, traj, logprobs, writers, readers, fed)
-    if keeper is not None:
-        played.residuals = keeper.result()
-    return played
+    return _finish(tokenizer, traj, logprobs, writers, readers, fed)
 
 
 def render_stories(tokenizer: Any, task: Task, traj: Trajectory) -> PlayResult:

@@ -24,10 +24,10 @@ from tdsae.validation import check_count, check_episode_counts, check_seed
 class Environment:
     """Mutable state of n experiments of one task, advanced in lockstep and recorded as it goes."""
 
-    def __init__(self, task: Task, n_experiments: int, seed: int):
+    def __init__(self, task: Task, n_experiments: int, seed: int, first: int = 0):
         self.task = task
         self.n_experiments = check_count(n_experiments, "n_experiments")
-        self._rngs = make_rngs(seed, self.n_experiments, ENV_STREAM)
+        self._rngs = make_rngs(seed, self.n_experiments, ENV_STREAM, first)  # experiments first, first + 1, ...
         self.params = task.draw_experiments(self._rngs)  # evolving per-experiment parameters
         self.experiment_info = {k: v.copy() for k, v in self.params.items()}  # set-up as drawn
         self.episode = -1  # index of the current episode; -1 before the first
@@ -144,9 +144,10 @@ class Task(ABC):
         """Legal actions in each state. Args: state [...]. Returns: bool [..., n_actions]."""
         return np.ones(np.shape(state) + (self.n_actions,), bool)
 
-    def reset_experiments(self, n_experiments: int, seed: int) -> Environment:
-        """Fresh experiments with set-ups drawn from seed. Returns: Environment (no episode yet)."""
-        return Environment(self, n_experiments, seed)
+    def reset_experiments(self, n_experiments: int, seed: int, first: int = 0) -> Environment:
+        """Fresh experiments with set-ups drawn from seed; ``first`` numbers the first of them, so a batch
+        of a longer run is that run's experiments first .. first + n - 1. Returns: Environment (no episode yet)."""
+        return Environment(self, n_experiments, seed, first)
 
     # dynamics hooks, called by Environment
     @abstractmethod

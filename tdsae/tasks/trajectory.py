@@ -12,20 +12,23 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from tdsae.validation import check_seed
+from tdsae.validation import check_int, check_seed
 
 ENV_STREAM = 0  # spawn key of each experiment's task randomness (set-up, transitions, rewards)
 POLICY_STREAM = 1  # spawn key of each experiment's action sampling in run_agent
 
 
-def make_rngs(seed: int, n_experiments: int, stream: int) -> list[np.random.Generator]:
+def make_rngs(seed: int, n_experiments: int, stream: int, first: int = 0) -> list[np.random.Generator]:
     """One generator per experiment, so experiment e is the same whatever n_experiments is.
 
-    Args: seed: non-negative int; n_experiments: count; stream: which independent stream.
+    Args: seed: non-negative int; n_experiments: count; stream: which independent stream; first: the
+    number of the first experiment, so that experiments first .. first + n - 1 played apart (a batch of
+    a longer run) draw what they would draw in one run of all of them.
     Returns: list of n_experiments generators.
     """
     seed = check_seed(seed)
-    return [np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(e, stream)))
+    first = check_int(first, "first", 0)
+    return [np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(first + e, stream)))
             for e in range(n_experiments)]
 
 
@@ -92,6 +95,27 @@ class Trajectory:
         return Trajectory(task=self.task, **core,
                           info={k: v[rows] for k, v in self.info.items()},
                           experiment_info={k: v[rows] for k, v in self.experiment_info.items()})
+
+    @classmethod
+    def concat(cls, parts: list[Trajectory]) -> Trajectory:
+        """The experiments of several trajectories of one task, stacked in order (batches of one run).
+
+        Raises ValueError for no parts, parts of different tasks, or different columns or info keys.
+        """
+        if not parts:
+            raise ValueError("Trajectory.concat needs at least one trajectory")
+        first = parts[0]
+        for part in parts[1:]:
+            if (part.task, part.n_steps, sorted(part.info), sorted(part.experiment_info)) != (
+                    first.task, first.n_steps, sorted(first.info), sorted(first.experiment_info)):
+                raise ValueError(f"cannot stack a {part.task!r} trajectory of {part.n_steps} columns onto a "
+                                 f"{first.task!r} one of {first.n_steps} (or their info keys differ)")
+        core = {name: np.concatenate([getattr(p, name) for p in parts]) for name in
+                ("episode", "step", "state", "action", "reward", "next_state", "done", "valid")}
+        return cls(task=first.task, **core,
+                   info={k: np.concatenate([p.info[k] for p in parts]) for k in first.info},
+                   experiment_info={k: np.concatenate([p.experiment_info[k] for p in parts])
+                                    for k in first.experiment_info})
 
     def history_before(self, column: int) -> Trajectory:
         """The same experiments with every step from ``column`` on marked invalid: the history a
