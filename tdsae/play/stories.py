@@ -202,7 +202,6 @@ def play_stories(model: Any, tokenizer: Any, task: Task, n_experiments: int, n_e
 def _play_batch(model: Any, tokenizer: Any, task: Task, first: int, n_experiments: int, n_episodes: int, seed: int,
                 n_random_episodes: int, use_cache: bool, residual_layers, spill: _Spill | None) -> PlayResult:
     """Experiments first .. first + n_experiments - 1 of play_stories, in lockstep through one KV cache."""
-
     device = next(model.parameters()).device
     env = task.reset_experiments(n_experiments, seed, first)
     rngs = make_rngs(seed, n_experiments, LM_POLICY_STREAM, first)
