@@ -533,6 +533,8 @@ ROWS = [
     row("universality_study", "threshold=2", lambda c: universality_study(c.settings, threshold=2), V, "2"),
     row("universality_study", "n_permutations=0", lambda c: universality_study(c.settings, n_permutations=0), V, "0"),
     row("universality_study", "'three-step'", lambda c: universality_study(c.settings, "three-step"), V),
+    row("universality_study", "a population of one organism",
+        lambda c: universality_study(dataclasses.replace(c.settings, n_organisms=1)), V, "n_organisms=1"),
     row("population_finding", "unit='pair of organisms' with a t-interval",
         lambda c: ClaimBook("12_x", "tiny", 0).population_finding("x", "", [0.1, 0.2], ">", 0, "c",
                                                                    unit="pair of organisms"), V, "pair of organisms"),

@@ -94,3 +94,20 @@ def test_a_pretrained_model_and_its_partner_are_compared_at_the_same_relative_de
     assert len(study.grid) == 4 and set(study.tracked.reader) == {lm, partner}
     with pytest.raises(ValueError, match="no universality_partner"):
         shared_readers(tdsae.resolve_settings("small", model=lm, universality_partner="", device="cpu"))
+
+
+def test_universality_compares_a_partner_where_one_is_named_and_else_at_least_tiny_s_organisms():
+    """At smol the one pretrained model has no partner: chapter 12 then compares organisms, and one organism
+    alone would leave the test rung empty."""
+    import dataclasses
+
+    from tdsae.pipeline.universality import universality_settings
+    from tdsae.presets import PRESETS
+
+    tiny = PRESETS["tiny"]
+    assert universality_settings(tiny) == tiny
+    lone = dataclasses.replace(tiny, model="some/pretrained-model", n_organisms=1, universality_partner="")
+    compared = universality_settings(lone)
+    assert (compared.model, compared.n_organisms) == ("organism", tiny.n_organisms)
+    paired = dataclasses.replace(lone, universality_partner="some/partner-model")
+    assert universality_settings(paired) == paired

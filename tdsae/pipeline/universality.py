@@ -15,6 +15,7 @@ pretrained preset compares its model with ``universality_partner`` (a model shar
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -28,7 +29,8 @@ from tdsae.latents.similarity import latent_correlations, linear_cka, pair_laten
 from tdsae.latents.targets import covariates_of
 from tdsae.pipeline.episodes import (AGENTS, agent_trajectories, check_request, harvested_store, model_source,
                                      task_for, untrained_source)
-from tdsae.pipeline.organisms import population
+from tdsae.pipeline.organisms import organism_settings, population
+from tdsae.presets import PRESETS, check_settings
 from tdsae.pipeline.saes import analysis_saes
 from tdsae.stats import correlations, residualize
 from tdsae.validation import ORGANISM, check_count, check_number, check_seed
@@ -51,6 +53,17 @@ class Reader:
     saes: dict  # {layer: LayerSAE}
 
 
+def universality_settings(settings):
+    """The settings chapter 12 compares: a pretrained preset's model with its universality_partner where it names
+    one; else the organisms, at least tiny's population of them (a pretrained preset's population is its one model,
+    and one network has nothing to be compared with)."""
+    check_settings(settings)
+    if settings.model != ORGANISM and settings.universality_partner:
+        return settings
+    organisms = organism_settings(settings)
+    return dataclasses.replace(organisms, n_organisms=max(organisms.n_organisms, PRESETS["tiny"].n_organisms))
+
+
 def shared_readers(settings, task_name: str = "twostep", store=None) -> dict[str, Reader]:
     """The networks chapter 12 compares, all reading the held-out agents' transcripts (stories for a pretrained
     model) of ``task_name``, each with its own analysis SAEs (trained on its own play).
@@ -63,6 +76,10 @@ def shared_readers(settings, task_name: str = "twostep", store=None) -> dict[str
     check_request(settings, task_name)
     readers = {}
     if settings.model == ORGANISM:
+        if settings.n_organisms < 2:
+            raise ValueError(f"comparing feature spaces needs two networks, but the population has n_organisms="
+                             f"{settings.n_organisms}: use 2 or more organisms (universality_settings does), or a "
+                             "pretrained preset with a universality_partner")
         members = population(settings)
         for member in members:
             _, saes = analysis_saes(member, task_name, store=store)
