@@ -168,9 +168,11 @@ def main() -> int:
                         "reward_per_episode": round(float(played.trajectory.reward.sum()) / episodes, 4)}
 
     stages.run("small: story play with the residual stream kept", play)
-    store = stages.run("small: harvested store", lambda: (lambda s: (s, {"layers": list(s.layers),
-                                                                          "rows": len(s.index)}))(
-        harvested_store(settings, "twostep")))
+    def harvest():
+        store = harvested_store(settings, "twostep")
+        return None, {"layers": list(store.layers), "rows": len(store.index)}
+
+    stages.run("small: harvested store", harvest)
     stages.run("small: per-layer SAEs", lambda: (lambda s: (s, sae_summary(s)))(layer_saes(settings, "twostep")))
     stages.run("SAE throughput bf16, 2048 x 8192", lambda: (None, throughput(True)))
     stages.run("SAE throughput fp32, 2048 x 8192", lambda: (None, throughput(False)))
@@ -181,7 +183,6 @@ def main() -> int:
     stages.run("tiny: play, harvest and SAEs", lambda: (lambda s: (s, sae_summary(s)))(layer_saes(tiny, "twostep")))
     stages.result["total_seconds"] = round(time.perf_counter() - stages.start, 1)
     stages.save()
-    del store
     failed = [name for name, record in stages.result["stages"].items() if "error" in record]
     print("failed stages:", failed or "none")
     return 1 if failed else 0

@@ -30,8 +30,8 @@ from tdsae.latents.targets import covariates_of
 from tdsae.pipeline.episodes import (AGENTS, agent_trajectories, check_request, harvested_store, model_source,
                                      task_for, untrained_source)
 from tdsae.pipeline.organisms import organism_settings, population
-from tdsae.presets import PRESETS, check_settings
 from tdsae.pipeline.saes import analysis_saes
+from tdsae.presets import PRESETS, check_settings
 from tdsae.stats import correlations, residualize
 from tdsae.validation import ORGANISM, check_count, check_number, check_seed
 
