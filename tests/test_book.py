@@ -266,3 +266,35 @@ def test_chapter_code_fits_the_page_and_names_no_internal_document(chapter):
     long_lines = [line for cell in cells for line in cell.splitlines() if len(line) > 88]
     assert cells and not long_lines, f"{chapter.name}: {len(long_lines)} code lines over 88 characters"
     assert not re.findall(r"PAPERS\.md|DESIGN\.md|STYLE\.md|ECOSYSTEM\.md|\bthe issue\b", text)
+
+
+STORY_PLAYS = ("play_task", "play_with_edits", "play_conditions", "intervention_study")
+
+
+def _call_arguments(text: str, start: int) -> str:
+    """The text between the parenthesis opening at ``start`` and its match."""
+    depth = 0
+    for end in range(start, len(text)):
+        depth += {"(": 1, ")": -1}.get(text[end], 0)
+        if depth == 0:
+            return text[start + 1:end]
+    raise AssertionError(f"unbalanced call at character {start}")
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem[:2])
+def test_every_play_in_a_chapter_is_batched_by_the_preset(chapter):
+    """A whole-task play without experiments_per_batch holds every experiment's KV cache at once: at smol a
+    Grid World run would need 60 GB, and a Two-Step run differs in float rounding from the cached, batched one
+    that a check compares it with. Exercises' solutions count too: a reader runs them."""
+    import re
+
+    text = chapter.read_text()
+    unbatched = []
+    for call in re.finditer(rf"\b({'|'.join(STORY_PLAYS)})\(", text):
+        arguments = _call_arguments(text, call.end() - 1)
+        spread = re.findall(r"\*\*(\w+)", arguments)  # keyword arguments gathered in a dict(...) first
+        gathered = [_call_arguments(text, m.end() - 1) for name in spread
+                    for m in re.finditer(rf"\b{name} = dict\(", text)]
+        if "experiments_per_batch" not in arguments + "".join(gathered):
+            unbatched.append(f"{call.group(1)}({arguments[:60]}...")
+    assert not unbatched, f"{chapter.name}: plays without experiments_per_batch: {unbatched}"
