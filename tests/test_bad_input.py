@@ -65,8 +65,8 @@ from tdsae.circuits import (discrete_codes, edge_scores, edge_votes, mean_differ
                             random_codes, ranking_scores, train_code_sae)
 from tdsae.pipeline.universality import compare_feature_spaces, shared_readers, universality_study
 from tdsae.play.dispatch import play_task, read_choices
-from tdsae.play.stories import StoryTokens, play_stories
-from tdsae.play.result import load_played
+from tdsae.play.stories import StoryTokens, join_residuals, play_stories
+from tdsae.play.result import load_played, load_residuals
 from tdsae.sae import (SAE, SAEConfig, SAETrainingConfig, choose_l1, load_sae, reconstruction_metrics, save_sae,
                        train_sae)
 from tdsae.stats import bootstrap_interval, emergence_step
@@ -327,6 +327,10 @@ ROWS = [
     row("play_stories", "experiments_per_batch=-1",
         lambda c: play_stories(torch_module(c.model), story_tokenizer(), c.task, 2, 1, seed=0, experiments_per_batch=-1),
         V, "-1"),
+    row("play_stories", "first_experiment=-1",
+        lambda c: play_stories(torch_module(c.model), story_tokenizer(), c.task, 2, 1, seed=0, first_experiment=-1),
+        V, "-1"),
+    row("join_residuals", "no parts", lambda c: join_residuals([], 8), V, "at least one"),
     # interventions
     row("LatentEdit", "latents=[3.7]", lambda c: LatentEdit(1, c.sae, [3.7]), V, "3.7"),
     row("LatentEdit", "latents=[64]", lambda c: LatentEdit(1, c.sae, [64]), V, "64"),
@@ -613,6 +617,8 @@ ROWS = [
     row("list_checkpoints", "missing folder", lambda c: list_checkpoints("/no/such/organism"), FileNotFoundError,
         "/no/such/organism"),
     row("load_played", "missing folder", lambda c: load_played("/no/such/played"), FileNotFoundError,
+        "/no/such/played"),
+    row("load_residuals", "missing folder", lambda c: load_residuals("/no/such/played"), FileNotFoundError,
         "/no/such/played"),
     row("max_difference_from_forward", "experiments=[9]",
         lambda c: max_difference_from_forward(c.model, c.played, c.store, experiments=[9]), V, "9"),

@@ -272,10 +272,10 @@ STORY_PLAYS = ("play_task", "play_with_edits", "play_conditions", "intervention_
 
 
 def _call_arguments(text: str, start: int) -> str:
-    """The text between the parenthesis opening at ``start`` and its match."""
+    """The text between the parenthesis or brace opening at ``start`` and its match."""
     depth = 0
     for end in range(start, len(text)):
-        depth += {"(": 1, ")": -1}.get(text[end], 0)
+        depth += {"(": 1, "{": 1, ")": -1, "}": -1}.get(text[end], 0)
         if depth == 0:
             return text[start + 1:end]
     raise AssertionError(f"unbalanced call at character {start}")
@@ -292,9 +292,9 @@ def test_every_play_in_a_chapter_is_batched_by_the_preset(chapter):
     unbatched = []
     for call in re.finditer(rf"\b({'|'.join(STORY_PLAYS)})\(", text):
         arguments = _call_arguments(text, call.end() - 1)
-        spread = re.findall(r"\*\*(\w+)", arguments)  # keyword arguments gathered in a dict(...) first
+        spread = re.findall(r"\*\*(\w+)", arguments)  # keyword arguments gathered in a dict first
         gathered = [_call_arguments(text, m.end() - 1) for name in spread
-                    for m in re.finditer(rf"\b{name} = dict\(", text)]
+                    for m in re.finditer(rf"\b{name} = (?:dict\(|\{{)", text)]
         if "experiments_per_batch" not in arguments + "".join(gathered):
             unbatched.append(f"{call.group(1)}({arguments[:60]}...")
     assert not unbatched, f"{chapter.name}: plays without experiments_per_batch: {unbatched}"

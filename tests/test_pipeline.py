@@ -2,6 +2,7 @@
 survive the round trip, the untrained control of a pretrained model."""
 
 import numpy as np
+import pytest
 import torch
 
 import tdsae
@@ -221,3 +222,59 @@ def test_a_pretrained_models_story_play_writes_its_own_harvest_and_reads_each_st
     untrained = untrained_source(settings, store)
     episodes.harvested_store(settings, "twostep", model=untrained, played_by=str(tmp_path / "lm"), store=store)
     assert len(second_passes) == 1  # another model reading these stories needs its own pass
+
+
+def test_a_long_story_play_resumes_at_the_first_batch_not_saved(tmp_path, monkeypatch):
+    """A story play in several batches saves each as it finishes: stopped in its third batch, it plays only that
+    batch again, and the run it stacks is the play of all experiments at once, kept residuals included; the pieces
+    are removed once the whole run is saved."""
+    from conftest import saved_local_llama, story_tokenizer
+
+    import tdsae.pipeline.episodes as episodes
+    from tdsae.models import load_model, torch_module
+    from tdsae.play.result import load_residuals, save_residuals
+    from tdsae.play.stories import join_residuals, play_stories
+
+    saved_local_llama(tmp_path / "lm", story_tokenizer(), hidden_size=32)
+    settings = tdsae.resolve_settings("small", model=str(tmp_path / "lm"), n_experiments=5, n_episodes=3,
+                                      n_random_episodes=1, story_batch=2, device="cpu")
+    store = ArtifactStore(tmp_path / "cache")
+    played_batches = []
+
+    def stopped_in_the_third(*args, first_experiment=0, **kwargs):
+        played_batches.append(first_experiment)
+        if first_experiment == 4 and played_batches.count(4) == 1:
+            raise KeyboardInterrupt("the reader's session ended")
+        return play_stories(*args, first_experiment=first_experiment, **kwargs)
+
+    monkeypatch.setattr(episodes, "play_stories", stopped_in_the_third)
+    try:
+        episodes.played_episodes(settings, "twostep", store=store)
+    except KeyboardInterrupt:
+        pass
+    params = episodes.play_params(settings, "twostep")
+    assert played_batches == [0, 2, 4] and not store.finished("episodes", params)
+    assert len(list((tmp_path / "cache" / episodes.PLAYED_BATCH).glob("[!.]*"))) == 2  # batches 0-1 and 2-3
+    played = episodes.played_episodes(settings, "twostep", store=store)
+    assert played_batches == [0, 2, 4, 4]  # only the batch that was stopped is played again
+    assert list((tmp_path / "cache" / episodes.PLAYED_BATCH).glob("[!.]*")) == []
+
+    lm = load_model(str(tmp_path / "lm"), device="cpu")
+    whole = play_stories(torch_module(lm), lm.tokenizer, episodes.task_for(settings, "twostep"), 5, 3, 0, 1,
+                         residual_layers=[0, 1, 2])
+    np.testing.assert_array_equal(played.trajectory.action, whole.trajectory.action)
+    np.testing.assert_allclose(played.choice_logprobs, whole.choice_logprobs, atol=1e-5)
+    assert played.tokens == whole.tokens and played.prompts == whole.prompts
+    harvest = episodes.harvested_store(settings, "twostep", store=store)
+    keys = list(zip(harvest.index.experiment, harvest.index.position))
+    for i, layer in enumerate(harvest.layers):
+        np.testing.assert_allclose(harvest.acts(layer, harvest.index.row.to_numpy()), whole.residuals.at(keys)[:, i],
+                                   atol=1e-5)
+
+    (tmp_path / "saved").mkdir()
+    save_residuals(whole.residuals, tmp_path / "saved")
+    again = load_residuals(tmp_path / "saved")
+    assert again.rows == whole.residuals.rows and again.layers == whole.residuals.layers
+    np.testing.assert_array_equal(again.values, whole.residuals.values)
+    with pytest.raises(ValueError, match="kept by two"):
+        join_residuals([again, whole.residuals], 32)

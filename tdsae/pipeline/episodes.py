@@ -9,24 +9,27 @@ model folder (an untrained organism, a checkpoint).
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from tdsae.activations.harvest import harvest_activations, store_played_residuals
 from tdsae.activations.store import ActivationStore
 from tdsae.artifacts import ArtifactStore
-from tdsae.models import load_model, model_dims, pick_dtype
+from tdsae.models import load_model, model_dims, pick_dtype, torch_module
 from tdsae.organism import list_checkpoints
 from tdsae.organism.corpus import EVAL_STREAM, seed_for, simulate_transcripts
 from tdsae.pipeline.organisms import WALKER_MIX, configs_from_settings, trained_organism
 from tdsae.pipeline.weights import model_folder
 from tdsae.play.dispatch import play_task, render_episodes
 from tdsae.play.transcripts import reads_transcripts
-from tdsae.play.result import PlayResult, load_played, save_played
+from tdsae.play.result import PlayResult, load_played, load_residuals, save_played, save_residuals
+from tdsae.play.stories import join_residuals, play_stories
 from tdsae.presets import check_settings
-from tdsae.runtime import pick_device
+from tdsae.runtime import pick_device, tqdm
 from tdsae.tasks import get_task
 from tdsae.validation import ORGANISM, check_model_source, check_seed, check_task_names
 
+PLAYED_BATCH = "episode-batch"  # artifact kind of one saved batch of a story play (_play_saved_batches)
 STORE_LAYOUT = 3  # bump when the files of an activation store change, so old caches are rebuilt
 AGENTS = "agents"  # played_by value: held-out Q-learners with known parameters, not a model
 
@@ -96,6 +99,9 @@ def played_episodes(settings, task_name: str, model: str | None = None, seed: in
     """
     params = play_params(settings, task_name, model, seed)
     store = ArtifactStore() if store is None else store
+    batches = [{**params, "first_experiment": first, "experiments": min(settings.story_batch,
+                                                                        settings.n_experiments - first)}
+               for first in range(0, settings.n_experiments, settings.story_batch)]
 
     def build(tmp: Path) -> None:
         lm = load_model(params["model"], device=settings.device)
@@ -103,16 +109,47 @@ def played_episodes(settings, task_name: str, model: str | None = None, seed: in
         # A pretrained model's story play keeps its residual stream as it goes, and the harvest of its own
         # stories (harvested_store's artifact) is written from that: each story is read once, not twice.
         stories = not reads_transcripts(lm.tokenizer, task)
-        played = play_task(lm, task, settings.n_experiments, settings.n_episodes, params["seed"],
-                           settings.n_random_episodes,
-                           residual_layers=list(range(model_dims(lm)[0] + 1)) if stories else None,
-                           experiments_per_batch=settings.story_batch if stories else None)
+        if stories:
+            played = _play_saved_batches(settings, lm, task, batches, store)
+        else:
+            played = play_task(lm, task, settings.n_experiments, settings.n_episodes, params["seed"],
+                               settings.n_random_episodes)
         save_played(played, tmp)
         if stories:
             store.load_or_build("activations", harvest_params(settings, task_name, model, None, seed)[0],
                                 lambda store_tmp: store_played_residuals(lm, played, store_tmp / "store"))
 
-    return load_played(store.load_or_build("episodes", params, build))
+    played = load_played(store.load_or_build("episodes", params, build))
+    if len(batches) > 1:  # the whole run is saved: its pieces are copies
+        for batch in batches:
+            shutil.rmtree(store.path(PLAYED_BATCH, batch), ignore_errors=True)
+    return played
+
+
+def _play_saved_batches(settings, lm, task, batches: list[dict], store: ArtifactStore) -> PlayResult:
+    """Story play of the preset's experiments, each batch of story_batch saved as it finishes (with the
+    residual stream it kept), so that a long play stopped part-way resumes at the first batch not saved.
+    The batches stacked are the play of all experiments at once (play_stories plays experiment e alike in
+    any batch)."""
+    module, layers = torch_module(lm), list(range(model_dims(lm)[0] + 1))
+    if len(batches) == 1:  # nothing to resume: the play is one piece, saved whole by the caller
+        return play_stories(module, lm.tokenizer, task, settings.n_experiments, settings.n_episodes,
+                            batches[0]["seed"], settings.n_random_episodes, residual_layers=layers)
+
+    def play_batch(batch: dict):
+        def build(tmp: Path) -> None:
+            part = play_stories(module, lm.tokenizer, task, batch["experiments"], settings.n_episodes,
+                                batch["seed"], settings.n_random_episodes, residual_layers=layers,
+                                first_experiment=batch["first_experiment"])
+            save_played(part, tmp)
+            save_residuals(part.residuals, tmp)
+        return store.load_or_build(PLAYED_BATCH, batch, build)
+
+    saved = [play_batch(batch) for batch in tqdm(batches, desc=f"{task.name} play, batches of {settings.story_batch}",
+                                                 unit="batch")]
+    played = PlayResult.concat([load_played(path) for path in saved])
+    played.residuals = join_residuals([load_residuals(path) for path in saved], model_dims(lm)[1])
+    return played
 
 
 

@@ -1,7 +1,8 @@
 """What a language model did on a task (PlayResult), and how it is saved and read back.
 
 On disk a PlayResult is two files in a folder: arrays.npz (every number) and text.json (tokens,
-prompts and the task's name), so cached play is read without pickles.
+prompts and the task's name), so cached play is read without pickles; the residual stream story play
+kept (PlayedResiduals) is two more, written apart because it can be gigabytes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from tdsae.models import pad_token_id
 from tdsae.tasks import Trajectory
 
 TRAJECTORY_FIELDS = ("episode", "step", "state", "action", "reward", "next_state", "done", "valid")
+RESIDUAL_ROWS_PER_COPY = 4096  # kept vectors copied at a time: SmolLM2's 31 layers x 576 floats make 290 MB
 
 
 @dataclass
@@ -93,6 +95,36 @@ def save_played(played: PlayResult, directory) -> None:
     np.savez(directory / "arrays.npz", **arrays)
     (directory / "text.json").write_text(json.dumps({"task": traj.task, "tokens": played.tokens,
                                                      "prompts": played.prompts}))
+
+
+def save_residuals(residuals: PlayedResiduals, directory) -> None:
+    """Write kept residuals as residuals.npy (the values, streamed from their file, never all in RAM) and
+    residual_rows.npz (layers, and each kept (experiment, token position) with its row)."""
+    directory = Path(directory)
+    keys = np.array(list(residuals.rows), dtype=np.int64).reshape(-1, 2)
+    np.savez(directory / "residual_rows.npz", layers=np.array(residuals.layers, dtype=np.int64), keys=keys,
+             rows=np.array(list(residuals.rows.values()), dtype=np.int64))
+    out = np.lib.format.open_memmap(directory / "residuals.npy", mode="w+", dtype=np.float32,
+                                    shape=residuals.values.shape)
+    for start in range(0, len(out), RESIDUAL_ROWS_PER_COPY):
+        out[start:start + RESIDUAL_ROWS_PER_COPY] = residuals.values[start:start + RESIDUAL_ROWS_PER_COPY]
+    out.flush()
+    del out
+
+
+def load_residuals(directory) -> PlayedResiduals:
+    """The PlayedResiduals saved by save_residuals, values mapped read-only from the file."""
+    directory = Path(directory)
+    if not (directory / "residual_rows.npz").is_file() or not (directory / "residuals.npy").is_file():
+        raise FileNotFoundError(f"{str(directory)!r} holds no saved residuals (residual_rows.npz and residuals.npy, "
+                                "from save_residuals)")
+    with np.load(directory / "residual_rows.npz", allow_pickle=False) as data:
+        layers, keys, rows = data["layers"].tolist(), data["keys"].tolist(), data["rows"].tolist()
+    values = np.load(directory / "residuals.npy", mmap_mode="r")
+    if values.ndim != 3 or values.shape[1] != len(layers) or (rows and max(rows) >= len(values)):
+        raise ValueError(f"{str(directory)!r}: residuals.npy of shape {values.shape} does not fit its "
+                         f"{len(layers)} layers and rows up to {max(rows, default=-1)}")
+    return PlayedResiduals(layers, {tuple(key): row for key, row in zip(keys, rows)}, values)
 
 
 def load_played(directory) -> PlayResult:

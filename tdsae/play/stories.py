@@ -22,11 +22,11 @@ import torch
 
 from tdsae.models import ResidualTap, pad_token_id
 from tdsae.play.policy import LM_POLICY_STREAM, choose_actions, restricted_logprobs
-from tdsae.play.result import PlayedResiduals, PlayResult
+from tdsae.play.result import RESIDUAL_ROWS_PER_COPY, PlayedResiduals, PlayResult
 from tdsae.play.transcripts import CachedBatch
 from tdsae.tasks import StoryWriter, Task, Trajectory, write_story
 from tdsae.tasks.trajectory import make_rngs
-from tdsae.validation import check_count
+from tdsae.validation import check_count, check_int
 
 
 def single_token_ids(tokenizer: Any, strings: list[str]) -> list[int]:
@@ -95,6 +95,23 @@ class _Spill:
             self.rows[key] = self.n_rows
             self.n_rows += 1
         self.file.write(np.ascontiguousarray(values, dtype=np.float32).data)
+
+    def extend(self, residuals: PlayedResiduals) -> None:
+        """Append another play's kept rows (a batch of the same run: its keys number experiments in the run)."""
+        if not self.layers:
+            self.layers = list(residuals.layers)
+        if list(residuals.layers) != self.layers or residuals.values.shape[2] != self.d_model:
+            raise ValueError(f"kept residuals of layers {list(residuals.layers)}, {residuals.values.shape[2]} wide, "
+                             f"cannot join those of layers {self.layers}, {self.d_model} wide")
+        clash = next((key for key in residuals.rows if key in self.rows), None)
+        if clash is not None:
+            raise ValueError(f"(experiment, token) {clash} was kept by two of the plays joined: they are not "
+                             "distinct batches of one run")
+        for key, row in residuals.rows.items():
+            self.rows[key] = self.n_rows + row
+        for start in range(0, len(residuals.values), RESIDUAL_ROWS_PER_COPY):
+            self.file.write(np.ascontiguousarray(residuals.values[start:start + RESIDUAL_ROWS_PER_COPY]).data)
+        self.n_rows += len(residuals.values)
 
     def result(self) -> PlayedResiduals:
         self.file.flush()
@@ -165,9 +182,19 @@ def _finish(tokenizer: Any, traj: Trajectory, logprobs: np.ndarray, writers: lis
     return PlayResult(traj, logprobs, decision, outcome, tokens, [writer.text for writer in writers])
 
 
+def join_residuals(parts: list[PlayedResiduals], d_model: int) -> PlayedResiduals:
+    """The kept residuals of a run's batches as one (copied into a new temporary file, a block at a time)."""
+    if not parts:
+        raise ValueError("join_residuals needs at least one set of kept residuals")
+    spill = _Spill(d_model)
+    for part in parts:
+        spill.extend(part)
+    return spill.result()
+
+
 def play_stories(model: Any, tokenizer: Any, task: Task, n_experiments: int, n_episodes: int, seed: int,
                  n_random_episodes: int = 0, use_cache: bool = True, residual_layers=None,
-                 experiments_per_batch: int | None = None) -> PlayResult:
+                 experiments_per_batch: int | None = None, first_experiment: int = 0) -> PlayResult:
     """A pretrained LM plays ``task`` from forward-written stories, experiments in lockstep.
 
     Each decision feeds every playing experiment the pieces written since its last decision (the
@@ -181,6 +208,8 @@ def play_stories(model: Any, tokenizer: Any, task: Task, n_experiments: int, n_e
     get one more feed. experiments_per_batch: experiments played in lockstep at once (None: all). The KV
     cache grows with experiments x story length (SmolLM2's Grid World stories are ~13,000 tokens of
     46 KB each), so a batch bounds memory; experiment e draws the same randomness in any batch.
+    first_experiment: play experiments first_experiment .. first_experiment + n_experiments - 1 of the
+    run this seed makes (a long run played in saved pieces); kept residuals are keyed by that number.
     Returns: PlayResult whose ``tokens`` are each experiment's story tokens, ``prompts`` its
     whole story, one string per experiment, and ``residuals`` what was kept (None if nothing was asked).
     """
@@ -189,10 +218,11 @@ def play_stories(model: Any, tokenizer: Any, task: Task, n_experiments: int, n_e
                          "use_cache=False feeds the whole story every time")
     size = n_experiments if experiments_per_batch is None else check_count(experiments_per_batch,
                                                                            "experiments_per_batch")
+    start, end = check_int(first_experiment, "first_experiment"), first_experiment + n_experiments
     spill = None if residual_layers is None else _Spill(model.config.hidden_size)
-    parts = [_play_batch(model, tokenizer, task, first, min(size, n_experiments - first), n_episodes, seed,
+    parts = [_play_batch(model, tokenizer, task, first, min(size, end - first), n_episodes, seed,
                          n_random_episodes, use_cache, residual_layers, spill)
-             for first in range(0, n_experiments, size)]
+             for first in range(start, end, size)]
     played = parts[0] if len(parts) == 1 else PlayResult.concat(parts)
     if spill is not None:
         played.residuals = spill.result()
