@@ -171,3 +171,58 @@ def test_attribution_patching_matches_small_resample_ablations_to_first_order(tm
     assert np.abs(measured).max() > 1e-5  # the step does change the output
     assert np.abs(estimated - measured).max() < 0.05 * np.abs(measured).max()
     assert not any(p.grad is not None for p in model._module.parameters())  # no gradient left on the weights
+
+
+def test_a_study_s_plays_are_cached_by_model_and_edit_and_a_stopped_one_resumes(micro, tmp_path, monkeypatch):
+    """With a play cache, each (condition, seed) play is kept as it ends: called again after stopping in its third
+    play, play_conditions plays only that one and gives the table of a run that never stopped. Another SAE, factor
+    or model is another key."""
+    import copy
+
+    import pandas as pd
+
+    import tdsae.interventions.experiments as experiments
+    from tdsae.artifacts import ArtifactStore
+    from tdsae.interventions import play_conditions
+
+    model, sae, _ = micro
+    task = get_task("twostep")
+    conditions = {"unedited": [], "lesion": [LatentEdit(1, sae, [0, 1], 0.0)], "scale": [LatentEdit(1, sae, [0, 1], -5.0)]}
+    cache = ArtifactStore(tmp_path / "cache")
+    plays = []
+    real = experiments.play_with_edits
+
+    def stopped_in_the_third(*args):
+        plays.append(args[6])
+        if len(plays) == 3:
+            raise KeyboardInterrupt("the session ended")
+        return real(*args)
+
+    monkeypatch.setattr(experiments, "play_with_edits", stopped_in_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        play_conditions(model, task, conditions, 3, 4, [0], 1, 0.1, 0.99, progress=False, play_cache=cache)
+    resumed = play_conditions(model, task, conditions, 3, 4, [0], 1, 0.1, 0.99, progress=False, play_cache=cache)
+    assert len(plays) == 4 and plays[3][0].factor == -5.0  # only the stopped play again
+    monkeypatch.setattr(experiments, "play_with_edits", real)
+    fresh = play_conditions(model, task, conditions, 3, 4, [0], 1, 0.1, 0.99, progress=False)
+    pd.testing.assert_frame_equal(resumed, fresh)
+
+    keys = {experiments.edit_fingerprint(LatentEdit(1, sae, [0, 1], f))["factor"] for f in (0.0, -5.0)}
+    assert keys == {0.0, -5.0}
+    other = copy.deepcopy(sae)
+    with torch.no_grad():
+        other.W_enc[0, 0] += 1.0
+    assert experiments.edit_fingerprint(LatentEdit(1, other, [0, 1], 0.0)) != \
+        experiments.edit_fingerprint(LatentEdit(1, sae, [0, 1], 0.0))
+    module = torch_module(model)
+    before = experiments.weights_fingerprint(module)
+    weight = next(module.parameters())
+    kept = weight.detach().clone()
+    with torch.no_grad():
+        weight.mul_(1.5)
+    try:
+        assert experiments.weights_fingerprint(module) != before
+    finally:
+        with torch.no_grad():
+            weight.copy_(kept)
+    assert experiments.weights_fingerprint(module) == before

@@ -14,18 +14,24 @@ Two experiments, the paper's panels E-F and G-H (PAPERS.md §1.8):
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pandas as pd
 
 from tdsae.activations.harvest import harvest_activations
+from tdsae.artifacts import ArtifactStore
 from tdsae.behaviour.estimation import fit_model
 from tdsae.interventions.edits import play_with_edits
 from tdsae.latents.profiles import units_at
 from tdsae.latents.targets import covariates_of, reference_targets
-from tdsae.models import check_edits
+from tdsae.models import check_edits, torch_module
+from tdsae.play.result import load_played, save_played
 from tdsae.runtime import tqdm
 from tdsae.stats import bootstrap_interval, correlations, experiment_rows, residualize
 from tdsae.validation import check_count, check_episode_counts, check_int, check_latent_indices, check_seed
+
+EDITED_PLAY = "edited-play"  # artifact kind of one condition's play on one seed (play_conditions' play_cache)
 
 
 def matched_latents(frequency: np.ndarray, chosen, seed: int) -> list[int]:
@@ -73,10 +79,13 @@ def behaviour_of(task, played, n_random_episodes: int, alpha: float, gamma: floa
 
 def play_conditions(model, task, conditions: dict, n_experiments: int, n_episodes: int, seeds,
                     n_random_episodes: int, alpha: float, gamma: float, progress: bool = True,
-                    experiments_per_batch: int | None = None) -> pd.DataFrame:
+                    experiments_per_batch: int | None = None, play_cache: ArtifactStore | None = None) -> pd.DataFrame:
     """Play every condition (a name -> list of LatentEdits; [] is unedited play) on every seed
     (experiments_per_batch: as play_task's, for story play).
 
+    play_cache: an ArtifactStore to keep each (condition, seed) play in as it finishes, keyed by a fingerprint of
+    the model's weights and the edits' SAEs, layers, latents and factors: a long study stopped part-way (a
+    pretrained model's 14 conditions take hours on a CPU) plays only what is missing when called again.
     Returns: behaviour_of rows with condition and seed columns, one per experiment and seed.
     Every condition's edits and every seed are checked before the first condition plays.
     """
@@ -84,16 +93,53 @@ def play_conditions(model, task, conditions: dict, n_experiments: int, n_episode
     seeds = [check_seed(seed) for seed in seeds]
     if experiments_per_batch is not None:
         check_count(experiments_per_batch, "experiments_per_batch")
+    if play_cache is not None and not isinstance(play_cache, ArtifactStore):
+        raise ValueError(f"play_cache must be a tdsae.artifacts.ArtifactStore or None, got {play_cache!r}")
     conditions = {name: check_edits(model, edits) for name, edits in conditions.items()}
+    setting = None if play_cache is None else {
+        "model": weights_fingerprint(torch_module(model)), "task": repr(task), "n_experiments": n_experiments,
+        "n_episodes": n_episodes, "n_random_episodes": n_random_episodes, "experiments_per_batch": experiments_per_batch}
     quiet = {} if progress else {"disable": True}
     frames = []
     for name, edits in tqdm(list(conditions.items()), desc="conditions", unit="condition", **quiet):
         for seed in seeds:
-            played = play_with_edits(model, task, n_experiments, n_episodes, int(seed), n_random_episodes, edits,
-                                     experiments_per_batch)
+            def play(seed=int(seed), edits=edits):
+                return play_with_edits(model, task, n_experiments, n_episodes, seed, n_random_episodes, edits,
+                                       experiments_per_batch)
+            if play_cache is None:
+                played = play()
+            else:
+                key = {**setting, "seed": int(seed), "edits": [edit_fingerprint(edit) for edit in edits]}
+                played = load_played(play_cache.load_or_build(EDITED_PLAY, key, lambda tmp: save_played(play(), tmp)))
             frames.append(behaviour_of(task, played, n_random_episodes, alpha, gamma, int(seed))
                           .assign(condition=name, seed=int(seed)))
     return pd.concat(frames, ignore_index=True)
+
+
+def weights_fingerprint(module, values_per_tensor: int = 4096) -> str:
+    """A short hash of a torch module's parameters and buffers: every tensor's name, shape, dtype and device, up
+    to ``values_per_tensor`` of its values spread evenly through it, and the hub id or folder it came from.
+    Training or re-initialising moves every value, so two different networks differ here, at a cost that does
+    not grow with the model."""
+    digest = hashlib.sha256()
+    for name, tensor in list(module.named_parameters()) + list(module.named_buffers()):
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}:{tensor.device.type};".encode())
+        if not tensor.is_meta:  # a remote model's local copy has no values; its hub id names them
+            flat = tensor.detach().reshape(-1)
+            step = max(1, flat.numel() // values_per_tensor)
+            digest.update(flat[::step][:values_per_tensor].float().cpu().numpy().tobytes())
+    digest.update(str(getattr(getattr(module, "config", None), "_name_or_path", "")).encode())
+    return digest.hexdigest()[:32]
+
+
+def edit_fingerprint(edit) -> dict:
+    """What makes an edit (tdsae.interventions.LatentEdit or one like it) edit what it edits, as cache-key fields."""
+    positions = getattr(edit, "positions", None)
+    sae = getattr(edit, "sae", None)
+    return {"type": type(edit).__name__, "layer": int(edit.layer), "latents": list(getattr(edit, "latents", [])),
+            "factor": getattr(edit, "factor", None), "keep_error": getattr(edit, "keep_error", None),
+            "positions": None if positions is None else hashlib.sha256(positions.cpu().numpy().tobytes()).hexdigest(),
+            "sae": None if sae is None else weights_fingerprint(sae)}
 
 
 def effects_against(table: pd.DataFrame, baseline: str, measures=("reward", "alpha", "beta", "value_coupling"),

@@ -105,13 +105,14 @@ def intervention_study(model, task, played, store, saes: dict, targets: pd.DataF
                        chosen: EditTargets, *, seeds, n_experiments: int, n_episodes: int, n_random_episodes: int,
                        alpha: float, gamma: float, strong_factor: float = -20.0,
                        tracking_factors=(1.0, 0.0, -5.0, -20.0), seed: int = 0,
-                       experiments_per_batch: int | None = None) -> InterventionStudy:
+                       experiments_per_batch: int | None = None, play_cache=None) -> InterventionStudy:
     """Play every edit_conditions condition on every seed, and read later layers under each tracking factor.
 
     Args: played: the network's unedited episodes (read again, edited, for later layers' tracking); store:
     their activations; seeds: play seeds (the same for every condition, so effects pair by experiment);
     alpha, gamma: the reference Q-learner of the value coupling; seed: the bootstraps' seed;
-    experiments_per_batch: story play's lockstep batch (play_task).
+    experiments_per_batch: story play's lockstep batch (play_task); play_cache: an ArtifactStore that keeps
+    each condition's play as it finishes, so that a stopped study resumes (play_conditions).
     """
     tracking_factors = [check_number(f, "tracking factor") for f in tracking_factors]
     if 1.0 not in tracking_factors:
@@ -119,7 +120,8 @@ def intervention_study(model, task, played, store, saes: dict, targets: pd.DataF
     seed = check_seed(seed)
     conditions = edit_conditions(saes, chosen, strong_factor)
     behaviour = play_conditions(model, task, conditions, n_experiments, n_episodes, seeds, n_random_episodes, alpha,
-                                gamma, experiments_per_batch=experiments_per_batch)
+                                gamma, experiments_per_batch=experiments_per_batch,
+                                play_cache=play_cache)
     effects = effects_against(behaviour, "unedited", seed=seed)
     contrasts = {}
     for name in EDITED:
