@@ -465,6 +465,13 @@ def masked_next_token_loss(logits, ids, pad_id: int | None, weight=None):
     right-padded with pad_id (None: nothing is padding); weight [batch, seq - 1]: each target's weight
     in the mean (e.g. 0 outside the tokens scored, or more on actions). Returns: scalar tensor.
     """
+    total, count = next_token_loss_terms(logits, ids, pad_id, weight)
+    return total / count
+
+
+def next_token_loss_terms(logits, ids, pad_id: int | None, weight=None):
+    """masked_next_token_loss as (weighted sum of the cross-entropies, sum of the weights), scalar tensors,
+    so that a loss over many sequences can be summed a few sequences at a time."""
     import torch
 
     targets = ids[:, 1:]
@@ -472,7 +479,7 @@ def masked_next_token_loss(logits, ids, pad_id: int | None, weight=None):
     keep = torch.ones_like(per_word) if pad_id is None else (targets.flatten() != pad_id).float()
     if weight is not None:
         keep = keep * weight.flatten().float()
-    return (per_word * keep).sum() / keep.sum()
+    return (per_word * keep).sum(), keep.sum()
 
 
 def next_token_table(model, prompt: str, top: int = 5):

@@ -345,6 +345,7 @@ ROWS = [
     row("ce_loss_score", "layer -1", lambda c: ce_loss_score(c.model, c.sae, -1, c.ids), V, "-1"),
     row("ce_loss_score", "layer -100", lambda c: ce_loss_score(c.model, c.sae, -100, c.ids), V, "-100"),
     row("ce_loss_score", "layer 1.5", lambda c: ce_loss_score(c.model, c.sae, 1.5, c.ids), V, "1.5"),
+    row("ce_loss_score", "logit_bytes=0", lambda c: ce_loss_score(c.model, c.sae, 1, c.ids, logit_bytes=0), V, "0"),
     row("EditedModel", "layer 9", lambda c: EditedModel(c.model, [LatentEdit(9, c.sae, [0])]), V, "9"),
     row("play_with_edits", "layer 9",
         lambda c: play_with_edits(c.model, c.task, 2, 2, 0, edits=[LatentEdit(9, c.sae, [0])]), V, "9"),

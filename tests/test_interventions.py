@@ -87,6 +87,26 @@ def test_ce_loss_score_is_one_for_a_perfect_reconstruction(micro):
     assert abs(scores["ce_with_sae"] - scores["ce_clean"]) < 1e-5
 
 
+def test_ce_loss_score_read_a_sequence_at_a_time_is_the_score_of_one_pass(micro):
+    """A long story's logits do not fit in memory many at a time: read in pieces, the losses are the same weighted
+    means, padding and the scored positions included."""
+    model, sae, ids = micro
+    pad = model.tokenizer.pad_token_id
+    batch = ids.repeat(3, 1)
+    batch[1, -3:] = pad  # a shorter sequence, right-padded
+    where = torch.zeros_like(batch, dtype=torch.bool)
+    where[0, 2:6], where[1, 4:], where[2, ::2] = True, True, True  # a different number of scored tokens per row
+    for positions in (None, where):
+        whole = ce_loss_score(model, sae, 1, batch, pad, positions)
+        pieces = ce_loss_score(model, sae, 1, batch, pad, positions, logit_bytes=1)  # one sequence a pass
+        assert whole.keys() == pieces.keys()
+        for name in whole:  # the score itself is NaN where this random network loses nothing to the zeroing
+            assert pieces[name] == pytest.approx(whole[name], rel=1e-5, abs=1e-6, nan_ok=True)
+        assert all(np.isfinite(whole[name]) for name in ("ce_clean", "ce_with_sae", "ce_zero_ablation"))
+    assert ce_loss_score(model, sae, 1, batch, pad, where)["ce_with_sae"] != \
+        pytest.approx(ce_loss_score(model, sae, 1, batch, pad)["ce_with_sae"])  # the positions matter
+
+
 def test_a_harvest_with_an_edit_moves_later_layers_only(micro, tmp_path):
     from tdsae.activations import harvest_activations
 

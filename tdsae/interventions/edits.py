@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
-from tdsae.models import check_edits, check_layer, is_remote, masked_next_token_loss, residual_sites, torch_module
+from tdsae.models import check_edits, check_layer, is_remote, next_token_loss_terms, residual_sites, torch_module
 from tdsae.play.dispatch import play_task
-from tdsae.validation import check_int, check_latent_indices, check_number
+from tdsae.validation import check_count, check_int, check_latent_indices, check_number
 
 
 @dataclass
@@ -113,29 +113,42 @@ def play_with_edits(model, task, n_experiments: int, n_episodes: int, seed: int,
                      forward=EditedModel(model, edits), experiments_per_batch=experiments_per_batch)
 
 
+LOGIT_BYTES_PER_PASS = 2**29  # float32 logits one forward of ce_loss_score may hold: a 1,900-token story read by
+# SmolLM2 (a 49,152-word vocabulary) makes 374 MB of them, and 32 stories at once were 12 GB, twice over
+
+
 @torch.no_grad()
 def ce_loss_score(model, sae, layer: int, input_ids: torch.Tensor, pad_id: int | None = None,
-                  positions: torch.Tensor | None = None) -> dict:
+                  positions: torch.Tensor | None = None, logit_bytes: int = LOGIT_BYTES_PER_PASS) -> dict:
     """Fraction of next-token loss recovered when the SAE's reconstruction replaces layer ``layer``.
 
     ce_loss_score = (CE_zero - CE_sae) / (CE_zero - CE_clean), SAELens's definition: 1 means the
     splice costs nothing, 0 means it is as bad as zeroing the layer's output.
     Args: input_ids [batch, seq] right-padded with pad_id (padding is not scored); positions
     [batch, seq] bool: splice (and zero) only these tokens and score only the predictions made
-    there, for an SAE trained on those tokens alone (None: every token).
+    there, for an SAE trained on those tokens alone (None: every token); logit_bytes: the most float32
+    logits one forward pass may produce (sequences are read that many at a time; at least one).
     Returns: {"ce_loss_score", "ce_clean", "ce_with_sae", "ce_zero_ablation"}.
     """
     layer = check_layer(model, layer)
-    device = next(torch_module(model).parameters()).device
+    logit_bytes = check_count(logit_bytes, "logit_bytes")
+    module = torch_module(model)
+    device = next(module.parameters()).device
     ids = input_ids.to(device)
     positions = None if positions is None else positions.to(device)
-    splice = LatentEdit(layer, sae, [], 1.0, keep_error=False, positions=positions)
-    zero = _ZeroEdit(layer, positions)
-    losses = {}
-    for name, edits in (("ce_clean", []), ("ce_with_sae", [splice]), ("ce_zero_ablation", [zero])):
-        logits = traced_output(model, edits, input_ids=ids).logits.float()
-        weight = None if positions is None else positions[:, :-1]
-        losses[name] = float(masked_next_token_loss(logits[:, :-1], ids, pad_id, weight))
+    vocab = module.get_output_embeddings().weight.shape[0]
+    rows = max(1, logit_bytes // (4 * vocab * ids.shape[1]))
+    sums = {name: [0.0, 0.0] for name in ("ce_clean", "ce_with_sae", "ce_zero_ablation")}  # loss sum, weight sum
+    for start in range(0, len(ids), rows):
+        chunk = ids[start:start + rows]
+        where = None if positions is None else positions[start:start + rows]
+        splice = LatentEdit(layer, sae, [], 1.0, keep_error=False, positions=where)
+        for name, edits in (("ce_clean", []), ("ce_with_sae", [splice]), ("ce_zero_ablation", [_ZeroEdit(layer, where)])):
+            logits = traced_output(model, edits, input_ids=chunk, use_cache=False).logits
+            terms = next_token_loss_terms(logits[:, :-1], chunk, pad_id, None if where is None else where[:, :-1])
+            sums[name] = [sums[name][0] + float(terms[0]), sums[name][1] + float(terms[1])]
+            del logits
+    losses = {name: total / count if count > 0 else float("nan") for name, (total, count) in sums.items()}
     spread = losses["ce_zero_ablation"] - losses["ce_clean"]
     score = (losses["ce_zero_ablation"] - losses["ce_with_sae"]) / spread if spread > 0 else float("nan")
     return {"ce_loss_score": score, **losses}
