@@ -33,7 +33,7 @@ from tdsae.agents import QLearner, get_agent
 from tdsae.behaviour import next_node_prediction, stay_probabilities
 from tdsae.behaviour.estimation import fit_model
 from tdsae.claims import ClaimBook
-from tdsae.interventions import (EditedModel, EditTargets, LatentEdit, behaviour_of, ce_loss_score, choose_edit_targets,
+from tdsae.interventions import (EditedModel, EditTargets, LatentEdit, behaviour_of, ce_loss_score, ce_loss_scores, choose_edit_targets,
                                  drop_difference, edit_conditions, effects_against, intervention_study,
                                  later_layer_tracking, matched_latents, play_conditions, play_with_edits, traced_output)
 from tdsae.latents import (best_unit, community_contrasts, panel_rows, sr_contrasts, td_q_contrasts, compare_best, mds_coordinates, probe_score, profile, reference_sweep,
@@ -346,6 +346,7 @@ ROWS = [
     row("ce_loss_score", "layer -100", lambda c: ce_loss_score(c.model, c.sae, -100, c.ids), V, "-100"),
     row("ce_loss_score", "layer 1.5", lambda c: ce_loss_score(c.model, c.sae, 1.5, c.ids), V, "1.5"),
     row("ce_loss_score", "logit_bytes=0", lambda c: ce_loss_score(c.model, c.sae, 1, c.ids, logit_bytes=0), V, "0"),
+    row("ce_loss_scores", "layer 99", lambda c: ce_loss_scores(c.model, {1: c.sae, 99: c.sae}, c.ids), V, "99"),
     row("EditedModel", "layer 9", lambda c: EditedModel(c.model, [LatentEdit(9, c.sae, [0])]), V, "9"),
     row("play_with_edits", "layer 9",
         lambda c: play_with_edits(c.model, c.task, 2, 2, 0, edits=[LatentEdit(9, c.sae, [0])]), V, "9"),

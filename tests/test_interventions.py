@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import saved_micro_organism
 
-from tdsae.interventions.edits import LatentEdit, ce_loss_score, play_with_edits, traced_output
+from tdsae.interventions.edits import LatentEdit, ce_loss_score, ce_loss_scores, play_with_edits, traced_output
 from tdsae.models import torch_module
 from tdsae.play import play_task
 from tdsae.sae import SAE, SAEConfig
@@ -105,6 +105,13 @@ def test_ce_loss_score_read_a_sequence_at_a_time_is_the_score_of_one_pass(micro)
         assert all(np.isfinite(whole[name]) for name in ("ce_clean", "ce_with_sae", "ce_zero_ablation"))
     assert ce_loss_score(model, sae, 1, batch, pad, where)["ce_with_sae"] != \
         pytest.approx(ce_loss_score(model, sae, 1, batch, pad)["ce_with_sae"])  # the positions matter
+    other = SAE(SAEConfig(d_in=32, d_sae=64), seed=7)
+    both = ce_loss_scores(model, {1: sae, 2: other}, batch, pad, where, logit_bytes=1)  # one clean pass shared
+    for layer, one in ((1, sae), (2, other)):
+        alone = ce_loss_score(model, one, layer, batch, pad, where, logit_bytes=1)  # read alike
+        for name in alone:
+            assert both[layer][name] == pytest.approx(alone[name], rel=1e-5, abs=1e-6, nan_ok=True)
+    assert both[1]["ce_zero_ablation"] != pytest.approx(both[2]["ce_zero_ablation"])  # each layer its own ablation
 
 
 def test_a_harvest_with_an_edit_moves_later_layers_only(micro, tmp_path):

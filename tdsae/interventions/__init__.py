@@ -6,7 +6,8 @@ tests of one network in one call (study), and per-head ablation at one token (he
     played = play_with_edits(model, task, 100, 30, seed=0, edits=[edit])
 """
 
-from tdsae.interventions.edits import EditedModel, LatentEdit, ce_loss_score, play_with_edits, traced_output
+from tdsae.interventions.edits import (EditedModel, LatentEdit, ce_loss_score, ce_loss_scores, play_with_edits,
+                                      traced_output)
 from tdsae.interventions.heads import ABLATIONS, ablate_heads, ablation_truths, attribution_scores, head_inputs
 from tdsae.interventions.experiments import (behaviour_of, drop_difference, effects_against, later_layer_tracking,
                                              matched_latents, play_conditions)
@@ -14,5 +15,5 @@ from tdsae.interventions.study import (EDITED, EditTargets, InterventionStudy, c
                                        intervention_study)
 
 __all__ = ["ABLATIONS", "ablate_heads", "ablation_truths", "attribution_scores", "head_inputs", "EDITED", "EditTargets", "InterventionStudy", "choose_edit_targets", "edit_conditions",
-           "intervention_study", "EditedModel", "LatentEdit", "behaviour_of", "ce_loss_score", "drop_difference", "effects_against",
+           "intervention_study", "EditedModel", "LatentEdit", "behaviour_of", "ce_loss_score", "ce_loss_scores", "drop_difference", "effects_against",
            "later_layer_tracking", "matched_latents", "play_conditions", "play_with_edits", "traced_output"]

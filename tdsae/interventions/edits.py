@@ -131,6 +131,17 @@ def ce_loss_score(model, sae, layer: int, input_ids: torch.Tensor, pad_id: int |
     Returns: {"ce_loss_score", "ce_clean", "ce_with_sae", "ce_zero_ablation"}.
     """
     layer = check_layer(model, layer)
+    return ce_loss_scores(model, {layer: sae}, input_ids, pad_id, positions, logit_bytes)[layer]
+
+
+@torch.no_grad()
+def ce_loss_scores(model, saes: dict, input_ids: torch.Tensor, pad_id: int | None = None,
+                   positions: torch.Tensor | None = None, logit_bytes: int = LOGIT_BYTES_PER_PASS) -> dict:
+    """ce_loss_score of several SAEs ({layer: SAE}) on the same sequences, sharing the clean forward passes.
+
+    Returns: {layer: ce_loss_score's dict}.
+    """
+    saes = {check_layer(model, layer): sae for layer, sae in saes.items()}
     logit_bytes = check_count(logit_bytes, "logit_bytes")
     module = torch_module(model)
     device = next(module.parameters()).device
@@ -138,20 +149,28 @@ def ce_loss_score(model, sae, layer: int, input_ids: torch.Tensor, pad_id: int |
     positions = None if positions is None else positions.to(device)
     vocab = module.get_output_embeddings().weight.shape[0]
     rows = max(1, logit_bytes // (4 * vocab * ids.shape[1]))
-    sums = {name: [0.0, 0.0] for name in ("ce_clean", "ce_with_sae", "ce_zero_ablation")}  # loss sum, weight sum
+    sums = {key: [0.0, 0.0] for key in [("clean",)] + [(layer, kind) for layer in saes for kind in ("sae", "zero")]}
+
+    def add(key, edits, chunk, where) -> None:  # loss sum and weight sum of one forward pass
+        logits = traced_output(model, edits, input_ids=chunk, use_cache=False).logits
+        total, count = next_token_loss_terms(logits[:, :-1], chunk, pad_id, None if where is None else where[:, :-1])
+        sums[key] = [sums[key][0] + float(total), sums[key][1] + float(count)]
+
     for start in range(0, len(ids), rows):
         chunk = ids[start:start + rows]
         where = None if positions is None else positions[start:start + rows]
-        splice = LatentEdit(layer, sae, [], 1.0, keep_error=False, positions=where)
-        for name, edits in (("ce_clean", []), ("ce_with_sae", [splice]), ("ce_zero_ablation", [_ZeroEdit(layer, where)])):
-            logits = traced_output(model, edits, input_ids=chunk, use_cache=False).logits
-            terms = next_token_loss_terms(logits[:, :-1], chunk, pad_id, None if where is None else where[:, :-1])
-            sums[name] = [sums[name][0] + float(terms[0]), sums[name][1] + float(terms[1])]
-            del logits
-    losses = {name: total / count if count > 0 else float("nan") for name, (total, count) in sums.items()}
-    spread = losses["ce_zero_ablation"] - losses["ce_clean"]
-    score = (losses["ce_zero_ablation"] - losses["ce_with_sae"]) / spread if spread > 0 else float("nan")
-    return {"ce_loss_score": score, **losses}
+        add(("clean",), [], chunk, where)
+        for layer, sae in saes.items():
+            add((layer, "sae"), [LatentEdit(layer, sae, [], 1.0, keep_error=False, positions=where)], chunk, where)
+            add((layer, "zero"), [_ZeroEdit(layer, where)], chunk, where)
+    loss = {key: total / count if count > 0 else float("nan") for key, (total, count) in sums.items()}
+    scores = {}
+    for layer in saes:
+        clean, spliced, zero = loss[("clean",)], loss[(layer, "sae")], loss[(layer, "zero")]
+        spread = zero - clean
+        scores[layer] = {"ce_loss_score": (zero - spliced) / spread if spread > 0 else float("nan"),
+                         "ce_clean": clean, "ce_with_sae": spliced, "ce_zero_ablation": zero}
+    return scores
 
 
 @dataclass
