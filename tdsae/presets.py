@@ -106,7 +106,7 @@ _TINY = Preset(
 # smol studies SmolLM2 in every chapter, on any CPU: 30 layers of 576, SAEs at six of them.
 PRESETS: dict[str, Preset] = {
     "tiny": _TINY,
-    # SmolLM2's KV cache takes 46 KB a token and a Grid World story ~13,000 tokens: 100 at once would need 60 GB
+    # SmolLM2's KV cache takes 46 KB a token and a Grid World story up to ~6,000 tokens: 100 at once would need 28 GB
     "smol": dataclasses.replace(_TINY, name="smol", model=SMOLLM2, n_organisms=1, sae_vectors=18000,
                                 lm_experiments=100, story_batch=10),
     "small": dataclasses.replace(_TINY, name="small", model="meta-llama/Llama-3.2-1B", n_organisms=1, sae_vectors=18000,

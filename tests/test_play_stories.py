@@ -90,7 +90,7 @@ def test_story_play_probabilities_and_determinism(lm, played):
 def test_positions_point_at_the_answer_prefix_and_at_the_words_that_reveal_the_outcome(played, name):
     result = played[name]
     traj, task = result.trajectory, get_task(name, **TASKS[name])
-    prefix = {"twostep": (" Planet", " Alien"), "gridworld": (" Move",), "graph": (",",)}[name]
+    prefix = {"twostep": (" Planet", " Alien"), "gridworld": ("Move",), "graph": (",",)}[name]
     for e in range(3):
         for column in np.nonzero(traj.valid[e])[0]:
             assert result.tokens[e][result.decision_pos[e, column]] in prefix

@@ -284,7 +284,7 @@ def test_gridworld_and_graph_stories():
     prompt = render_story_prompt(traj, 0, day_two, grid)
     start = grid.cell_name(traj.experiment_info["start"][0])
     assert f"\nDay 1. You start at {start}.\n" in prompt and f"\nDay 2. You start at {start}.\n" in prompt
-    assert prompt.endswith("or right?\nA: Move") and "did not find the treasure.\n" in prompt
+    assert prompt.endswith(".\nMove") and ", and did not find the treasure.\n" in prompt
     assert story_action_strings(grid) == [" up", " down", " left", " right"]
     graph = GraphTask()
     walk = play_random(graph, 1, 1, seed=0)

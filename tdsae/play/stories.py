@@ -206,7 +206,7 @@ def play_stories(model: Any, tokenizer: Any, task: Task, n_experiments: int, n_e
     (tdsae.models.residual_sites) to keep at every decision and outcome token from the same forward
     passes, for the harvest (tdsae.activations.store_played_residuals); the stories' last outcomes then
     get one more feed. experiments_per_batch: experiments played in lockstep at once (None: all). The KV
-    cache grows with experiments x story length (SmolLM2's Grid World stories are ~13,000 tokens of
+    cache grows with experiments x story length (SmolLM2's Grid World stories run to ~6,000 tokens of
     46 KB each), so a batch bounds memory; experiment e draws the same randomness in any batch.
     first_experiment: play experiments first_experiment .. first_experiment + n_experiments - 1 of the
     run this seed makes (a long run played in saved pieces); kept residuals are keyed by that number.

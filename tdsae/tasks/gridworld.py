@@ -73,7 +73,9 @@ class GridWorldTask(Task):
         terminal = next_state == params["goal"]
         return next_state, terminal.astype(float), terminal, {}
 
-    # story renderer: a forward-written log of days, questions, answers and moves
+    # story renderer: a forward-written log of days and moves, one short line a move. A
+    # question before every move would be ~30 of a move's ~40 tokens, and the cost of reading
+    # a story grows with the square of its length, so the intro states the format once.
     def story_intro(self, experiment_info, experiment):
         return (f"You are exploring a grid of {self.size} rows and {self.size} columns to find a treasure. "
                 "Row 1 is at the top and column 1 is on the left.\n"
@@ -81,28 +83,29 @@ class GridWorldTask(Task):
                 "In each move you can go up, down, left or right; moving into the edge of the grid "
                 "leaves you where you are.\n"
                 f"A day ends when you find the treasure or after {self.max_steps} moves.\n"
-                "Your goal is to find the treasure as quickly as possible.\n")
+                "Your goal is to find the treasure as quickly as possible.\n"
+                "Each line below is one move: the direction you chose, then where you are after it.\n")
 
     def story_opening(self, experiment_info, experiment, state, episode):
         return f"\nDay {episode + 1}. You start at {self.cell_name(state)}.\n"
 
     def story_question(self, experiment_info, experiment, state):
-        # where you are was just told (the day's opening or the last move), so the question stays short
-        return "Q: Do you want to move up, down, left or right?\nA: Move"
+        # where you are was just told (the day's opening or the last move's line)
+        return "Move"
 
     def story_choices(self, experiment_info, experiment, state):
         return [" " + name for name in self.action_names]
 
     def story_outcome(self, experiment_info, experiment, state, action, reward, next_state, done):
         if next_state == state:  # a move into the edge
-            move = f"You tried to move {self.action_names[action]} and stayed at {self.cell_name(state)}"
+            move = f"the edge, still at {self.cell_name(state)}"
         else:
-            move = f"You moved {self.action_names[action]} to {self.cell_name(next_state)}"
+            move = self.cell_name(next_state)
         if not done:
-            return f".\n{move}.\n", move
+            return f": {move}.\n", move
         # the day's end says whether the goal was reached: that is the outcome a learner needs
         words = "and found the treasure" if reward > 0 else "and did not find the treasure"
-        return f".\n{move}, {words}.\n", words
+        return f": {move}, {words}.\n", words
 
     # transcript renderer
     def transcript_state_tokens(self, experiment_info, experiment):
