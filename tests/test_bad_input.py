@@ -27,7 +27,7 @@ import torch
 from conftest import saved_micro_organism, story_tokenizer
 
 import tdsae
-from tdsae import cli
+from tdsae import artifacts as tdsae_artifacts, cli
 from tdsae.activations import ActivationStore, harvest_activations, max_difference_from_forward, store_played_residuals
 from tdsae.agents import QLearner, get_agent
 from tdsae.behaviour import next_node_prediction, stay_probabilities
@@ -35,7 +35,8 @@ from tdsae.behaviour.estimation import fit_model
 from tdsae.claims import ClaimBook
 from tdsae.interventions import (EditedModel, EditTargets, LatentEdit, behaviour_of, ce_loss_score, ce_loss_scores, choose_edit_targets,
                                  drop_difference, edit_conditions, effects_against, intervention_study,
-                                 later_layer_tracking, matched_latents, play_conditions, play_with_edits, traced_output)
+                                 later_layer_tracking, matched_latents, play_conditions, play_with_edits, traced_output,
+                                 cached_play_with_edits)
 from tdsae.latents import (best_unit, community_contrasts, panel_rows, sr_contrasts, td_q_contrasts, compare_best, mds_coordinates, probe_score, profile, reference_sweep,
                            reference_targets, shuffled_target, split_experiments, sr_targets, unit_profile, units_at,
                            units_of)
@@ -683,6 +684,11 @@ ROWS = [
                                      np.ones(2, bool), c.chosen, seeds=[0], n_experiments=2, n_episodes=2,
                                      n_random_episodes=0, alpha=0.1, gamma=0.9, tracking_factors=(0.0, -5.0)), V,
         "1.0"),
+    row("cached_play_with_edits", "play_cache='cache'",
+        lambda c: cached_play_with_edits(c.model, c.task, 2, 2, 0, 0, [], play_cache="cache"), V, "cache"),
+    row("cached_play_with_edits", "layer 9",
+        lambda c: cached_play_with_edits(c.model, c.task, 2, 2, 0, 0, [LatentEdit(9, c.sae, [0])],
+                                         play_cache=tdsae_artifacts.ArtifactStore(c.cache)), V, "9"),
     row("play_conditions", "a second condition at layer 9",
         lambda c: play_conditions(c.model, c.task, {"plain": [], "bad": [LatentEdit(9, c.sae, [0])]}, 2, 2, [0], 0,
                                   0.1, 0.99, progress=False), V, "9"),

@@ -268,7 +268,7 @@ def test_chapter_code_fits_the_page_and_names_no_internal_document(chapter):
     assert not re.findall(r"PAPERS\.md|DESIGN\.md|STYLE\.md|ECOSYSTEM\.md|\bthe issue\b", text)
 
 
-STORY_PLAYS = ("play_task", "play_with_edits", "play_conditions", "intervention_study")
+STORY_PLAYS = ("play_task", "play_with_edits", "cached_play_with_edits", "play_conditions", "intervention_study")
 
 
 def _call_arguments(text: str, start: int) -> str:

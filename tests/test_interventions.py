@@ -253,3 +253,39 @@ def test_a_study_s_plays_are_cached_by_model_and_edit_and_a_stopped_one_resumes(
         with torch.no_grad():
             weight.copy_(kept)
     assert experiments.weights_fingerprint(module) == before
+
+
+def test_a_replay_kept_by_a_chapter_is_the_study_s_condition_and_is_played_once(micro, tmp_path, monkeypatch):
+    """cached_play_with_edits and play_conditions share one key for the same play: a chapter's unedited replay
+    serves a study's unedited condition, a lesion asked for twice plays once, and what comes back is the play."""
+    import tdsae.interventions.experiments as experiments
+    from tdsae.artifacts import ArtifactStore
+    from tdsae.interventions import cached_play_with_edits, play_conditions
+
+    model, sae, _ = micro
+    task = get_task("twostep")
+    cache = ArtifactStore(tmp_path / "cache")
+    plays = []
+    real = experiments.play_with_edits
+
+    def counted(*args):
+        plays.append(args[6])
+        return real(*args)
+
+    monkeypatch.setattr(experiments, "play_with_edits", counted)
+    lesion = [LatentEdit(1, sae, [0, 1], 0.0)]
+    unedited = cached_play_with_edits(model, task, 3, 4, 0, 1, [], play_cache=cache)
+    kept = cached_play_with_edits(model, task, 3, 4, 0, 1, [], play_cache=cache)
+    np.testing.assert_array_equal(kept.choice_logprobs, unedited.choice_logprobs)
+    np.testing.assert_array_equal(kept.trajectory.action, unedited.trajectory.action)
+    assert len(plays) == 1
+    play_conditions(model, task, {"unedited": [], "lesion": lesion}, 3, 4, [0], 1, 0.1, 0.99, progress=False,
+                    play_cache=cache)
+    assert len(plays) == 2 and plays[1][0].factor == 0.0  # only the lesion was new
+    again = cached_play_with_edits(model, task, 3, 4, 0, 1, lesion, play_cache=cache)
+    monkeypatch.setattr(experiments, "play_with_edits", real)
+    assert len(plays) == 2
+    fresh = real(model, task, 3, 4, 0, 1, lesion)
+    np.testing.assert_allclose(again.choice_logprobs, fresh.choice_logprobs, atol=1e-6)
+    # the micro model's lesion moves log-probabilities by ~1e-4: far above float noise, so the kept play is the lesion's
+    assert np.nanmax(np.abs(fresh.choice_logprobs - unedited.choice_logprobs)) > 1e-5

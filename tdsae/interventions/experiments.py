@@ -96,24 +96,43 @@ def play_conditions(model, task, conditions: dict, n_experiments: int, n_episode
     if play_cache is not None and not isinstance(play_cache, ArtifactStore):
         raise ValueError(f"play_cache must be a tdsae.artifacts.ArtifactStore or None, got {play_cache!r}")
     conditions = {name: check_edits(model, edits) for name, edits in conditions.items()}
-    setting = None if play_cache is None else {
-        "model": weights_fingerprint(torch_module(model)), "task": repr(task), "n_experiments": n_experiments,
-        "n_episodes": n_episodes, "n_random_episodes": n_random_episodes, "experiments_per_batch": experiments_per_batch}
+    fingerprint = None if play_cache is None else weights_fingerprint(torch_module(model))
     quiet = {} if progress else {"disable": True}
     frames = []
     for name, edits in tqdm(list(conditions.items()), desc="conditions", unit="condition", **quiet):
         for seed in seeds:
-            def play(seed=int(seed), edits=edits):
-                return play_with_edits(model, task, n_experiments, n_episodes, seed, n_random_episodes, edits,
-                                       experiments_per_batch)
-            if play_cache is None:
-                played = play()
-            else:
-                key = {**setting, "seed": int(seed), "edits": [edit_fingerprint(edit) for edit in edits]}
-                played = load_played(play_cache.load_or_build(EDITED_PLAY, key, lambda tmp: save_played(play(), tmp)))
+            played = cached_play_with_edits(model, task, n_experiments, n_episodes, int(seed), n_random_episodes,
+                                            edits, experiments_per_batch, play_cache, fingerprint)
             frames.append(behaviour_of(task, played, n_random_episodes, alpha, gamma, int(seed))
                           .assign(condition=name, seed=int(seed)))
     return pd.concat(frames, ignore_index=True)
+
+
+def cached_play_with_edits(model, task, n_experiments: int, n_episodes: int, seed: int, n_random_episodes: int,
+                           edits, experiments_per_batch: int | None = None,
+                           play_cache: ArtifactStore | None = None, model_fingerprint: str | None = None):
+    """play_with_edits, kept in play_cache (an ArtifactStore; None plays without keeping) under a key of the
+    model's weights, the task, the counts, the seed and every edit's fingerprint, so that the same play asked
+    for twice (a chapter's unedited replay and a study's unedited condition) is played once.
+    model_fingerprint: weights_fingerprint of the model, when the caller has it already.
+    Returns: the PlayResult.
+    """
+    def play():
+        return play_with_edits(model, task, n_experiments, n_episodes, seed, n_random_episodes, edits,
+                               experiments_per_batch)
+    if play_cache is None:
+        return play()
+    if not isinstance(play_cache, ArtifactStore):
+        raise ValueError(f"play_cache must be a tdsae.artifacts.ArtifactStore or None, got {play_cache!r}")
+    check_episode_counts(n_experiments, n_episodes, n_random_episodes)
+    edits = check_edits(model, edits)
+    if experiments_per_batch is not None:
+        check_count(experiments_per_batch, "experiments_per_batch")
+    key = {"model": model_fingerprint or weights_fingerprint(torch_module(model)), "task": repr(task),
+           "n_experiments": n_experiments, "n_episodes": n_episodes, "n_random_episodes": n_random_episodes,
+           "experiments_per_batch": experiments_per_batch, "seed": check_seed(seed),
+           "edits": [edit_fingerprint(edit) for edit in edits]}
+    return load_played(play_cache.load_or_build(EDITED_PLAY, key, lambda tmp: save_played(play(), tmp)))
 
 
 def weights_fingerprint(module, values_per_tensor: int = 4096) -> str:
