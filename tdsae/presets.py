@@ -31,6 +31,10 @@ class Preset:
     n_experiments: int = _knob("independent experiments per task (paper: 100)", "pos_int")
     n_episodes: int = _knob("episodes per experiment (paper: 30)", "pos_int")
     n_random_episodes: int = _knob("leading episodes played by a random policy (paper: 7)", "nonneg_int")
+    edit_experiments: int = _knob("experiments each intervention condition of chapter 8 replays: the first of the "
+                                  "n_experiments the model played, whose report half later layers are read in "
+                                  "again (paper: 100; a pretrained model's 15 plays of them take hours on a CPU)",
+                                  "pos_int")
     gridworld_max_steps: int = _knob("step cap of a Grid World episode", "pos_int")
     graph_walk_steps: int = _knob("steps of one Graph Learning walk segment", "pos_int")
     q_alpha: float = _knob("Q-learning rate of the reference model, Two-Step and Grid World (paper: 0.1)", "unit_open")
@@ -77,6 +81,7 @@ _TINY = Preset(
     n_experiments=100,
     n_episodes=30,
     n_random_episodes=7,
+    edit_experiments=100,
     gridworld_max_steps=12,
     graph_walk_steps=20,
     q_alpha=0.1,
@@ -107,8 +112,9 @@ _TINY = Preset(
 PRESETS: dict[str, Preset] = {
     "tiny": _TINY,
     # SmolLM2's KV cache takes 46 KB a token and a Grid World story up to ~6,000 tokens: 100 at once would need 28 GB
+    # and chapter 8's 15 plays of 100 Two-Step experiments, with 16 readings of them, ~7 hours on two cores
     "smol": dataclasses.replace(_TINY, name="smol", model=SMOLLM2, n_organisms=1, sae_vectors=18000,
-                                lm_experiments=100, story_batch=10),
+                                lm_experiments=100, story_batch=10, edit_experiments=20),
     "small": dataclasses.replace(_TINY, name="small", model="meta-llama/Llama-3.2-1B", n_organisms=1, sae_vectors=18000,
                                  sae_max_layers=16, lm_experiments=100, story_batch=25,
                                  universality_partner="meta-llama/Llama-3.2-3B"),  # same tokenizer, 28 layers
@@ -179,6 +185,13 @@ def resolve_settings(preset: str = "tiny", **overrides: Any) -> Preset:
         validate_value(knob, value)
     settings = dataclasses.replace(base, **given)
     check_episode_counts(settings.n_experiments, settings.n_episodes, settings.n_random_episodes)
+    if settings.edit_experiments > settings.n_experiments and "edit_experiments" not in given:
+        # the preset's count replays at most every experiment there is
+        settings = dataclasses.replace(settings, edit_experiments=settings.n_experiments)
+    if settings.edit_experiments > settings.n_experiments:
+        raise ValueError(f"bad value {settings.edit_experiments!r} for setting 'edit_experiments': chapter 8 replays "
+                         f"the first of the n_experiments={settings.n_experiments} played, so expected 1 .. "
+                         f"{settings.n_experiments}")
     if settings.organism >= settings.n_organisms:
         raise ValueError(f"bad value {settings.organism!r} for setting 'organism': the population has "
                          f"n_organisms={settings.n_organisms}, so expected 0 .. {settings.n_organisms - 1}")

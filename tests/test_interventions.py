@@ -289,3 +289,51 @@ def test_a_replay_kept_by_a_chapter_is_the_study_s_condition_and_is_played_once(
     np.testing.assert_allclose(again.choice_logprobs, fresh.choice_logprobs, atol=1e-6)
     # the micro model's lesion moves log-probabilities by ~1e-4: far above float noise, so the kept play is the lesion's
     assert np.nanmax(np.abs(fresh.choice_logprobs - unedited.choice_logprobs)) > 1e-5
+
+
+def test_later_layers_are_read_again_only_in_the_report_experiments_asked_for(micro, tmp_path):
+    """later_layer_tracking reads again only the report-half experiments among those asked for, and every unit
+    value it scores is the one a reading of all experiments gives at the same stored row."""
+    from types import SimpleNamespace
+
+    from tdsae.activations import harvest_activations
+    from tdsae.interventions import later_layer_tracking
+    from tdsae.latents.targets import reference_targets
+
+    model, sae, _ = micro
+    task = get_task("twostep")
+    played = play_task(model, task, 6, 3, seed=0, n_random_episodes=1)
+    store = harvest_activations(model, played, tmp_path / "clean", progress=False)
+    targets = reference_targets(task, played.trajectory, store.index, 0.1, 0.99)
+    selection = np.array([True, False, True, False, False, True])
+    edits = {"scale": [LatentEdit(1, sae, list(range(64)), -3.0)]}
+    unit = SimpleNamespace(column=lambda units: units[:, 3])  # a fixed residual dimension at layer 2
+    choices = {("td_error", 2, False): unit, ("q_diff", 2, False): unit}
+    reading = harvest_activations(model, played, tmp_path / "all", layers=[2], edits=edits["scale"], progress=False)
+    for experiments, read in ((None, {1, 3, 4}), ([0, 1, 2, 3], {1, 3})):
+        table, samples = later_layer_tracking(model, played, {2: SimpleNamespace(sae=None)}, edits, targets,
+                                              selection, choices, tmp_path / f"tracking-{len(read)}",
+                                              experiments=experiments)
+        assert len(table) == 2
+        for target in ("td_error", "q_diff"):
+            x, y, scored = samples[("scale", target, 2)]
+            rows = targets[targets[target].notna().to_numpy() & np.isin(targets.experiment, list(read))]
+            assert set(scored) == read and len(x) == len(rows)
+            expected = reading.acts(2, rows.row.to_numpy())[:, 3]
+            np.testing.assert_allclose(x, expected - expected.mean(), atol=1e-5)
+            np.testing.assert_allclose(y, rows[target] - rows[target].mean(), atol=1e-12)
+    with pytest.raises(ValueError, match="no report-half experiment"):
+        later_layer_tracking(model, played, {2: SimpleNamespace(sae=None)}, edits, targets, selection, choices,
+                             tmp_path / "none", experiments=[0, 2])
+
+
+def test_a_play_result_keeps_the_experiments_selected_in_order(micro):
+    model, _, _ = micro
+    played = play_task(model, get_task("twostep"), 4, 2, seed=0, n_random_episodes=1)
+    picked = played.select([3, 1])
+    np.testing.assert_array_equal(picked.trajectory.action, played.trajectory.action[[3, 1]])
+    np.testing.assert_array_equal(picked.choice_logprobs, played.choice_logprobs[[3, 1]])
+    np.testing.assert_array_equal(picked.outcome_pos, played.outcome_pos[[3, 1]])
+    assert picked.tokens == [played.tokens[3], played.tokens[1]] and picked.prompts == played.prompts
+    with pytest.raises(ValueError, match="0 .. 3"):
+        played.select([4])

@@ -59,3 +59,13 @@ def test_paper_values_in_every_preset():
 def test_full_scale_activations_do_not_fit_in_memory():
     assert presets.activation_bytes("full") == 81 * 18000 * 8192 * 4
     assert presets.activation_bytes("tiny") < 2**30 < presets.activation_bytes("full")
+
+
+def test_edit_experiments_replays_at_most_the_experiments_played():
+    """Fewer experiments played lower the preset's replay count with them; asking for more than were played is
+    refused, naming both."""
+    assert presets.resolve_settings("tiny").edit_experiments == 100
+    assert presets.resolve_settings("tiny", n_experiments=12).edit_experiments == 12
+    assert presets.resolve_settings("tiny", n_experiments=12, edit_experiments=5).edit_experiments == 5
+    with pytest.raises(ValueError, match=r"'edit_experiments'.*n_experiments=12.*1 \.\. 12"):
+        presets.resolve_settings("tiny", n_experiments=12, edit_experiments=13)

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from tdsae.activations.harvest import harvest_activations
+from tdsae.activations.store import rows_of
 from tdsae.artifacts import ArtifactStore
 from tdsae.behaviour.estimation import fit_model
 from tdsae.interventions.edits import play_with_edits
@@ -189,13 +190,15 @@ def effects_against(table: pd.DataFrame, baseline: str, measures=("reward", "alp
 
 
 def later_layer_tracking(model, played, saes: dict, edits_by_condition: dict, targets: pd.DataFrame,
-                         selection: np.ndarray, choices: dict, tmp_dir) -> tuple[pd.DataFrame, dict]:
+                         selection: np.ndarray, choices: dict, tmp_dir, experiments=None) -> tuple[pd.DataFrame, dict]:
     """How well fixed units at later layers still track the unedited targets once an edit is applied.
 
     Args: played: the unedited episodes, read again with each condition's edits; saes: {layer:
     LayerSAE}; edits_by_condition: condition -> LatentEdits; targets: reference_targets of the
     unedited episodes (entries of both kinds); selection: split_experiments' mask; choices:
-    {(target, layer, partial): BestUnit chosen on the unedited selection half}.
+    {(target, layer, partial): BestUnit chosen on the unedited selection half}; experiments: the
+    experiments to read again (None: all). Only report-half experiments are scored, so only those of
+    them are read: a pretrained model's reading costs a forward pass over every story.
     Returns: (rows of condition, target, layer, partial, r on the report half;
     {(condition, target, layer): (unit values, target values, experiments)} after the partial's
     regression, for drop_difference's bootstrap).
@@ -205,15 +208,31 @@ def later_layer_tracking(model, played, saes: dict, edits_by_condition: dict, ta
     if missing:
         raise ValueError(f"layers {missing} have a chosen unit but no SAE; the SAEs cover layers {sorted(saes)}")
     edits_by_condition = {name: check_edits(model, edits) for name, edits in edits_by_condition.items()}
-    report = ~selection[targets.experiment.to_numpy()]
+    n_experiments = played.trajectory.n_experiments
+    selection = np.asarray(selection, bool)
+    if selection.shape != (n_experiments,):
+        raise ValueError(f"selection has shape {selection.shape}; expected ({n_experiments},), one per experiment")
+    wanted = np.arange(n_experiments) if experiments is None else np.unique(np.asarray(experiments))
+    if wanted.dtype.kind not in "iu" or (len(wanted) and not 0 <= wanted.min() <= wanted.max() < n_experiments):
+        raise ValueError(f"experiments {list(experiments)[:10]} must be indices of played experiments, integers in "
+                         f"0 .. {n_experiments - 1}")
+    read = wanted[~selection[wanted]]
+    if len(read) == 0:
+        raise ValueError(f"experiments {wanted.tolist()[:10]} hold no report-half experiment (selection False) "
+                         "to score")
+    # the stored rows of the experiments read, numbered in the same order, are the reading's rows
+    index = rows_of(played)
+    kept_rows = np.unique(index.row[index.experiment.isin(read)].to_numpy())
+    scored = ~selection[targets.experiment.to_numpy()] & np.isin(targets.experiment.to_numpy(), read)
     rows, samples = [], {}
     for number, (name, edits) in enumerate(edits_by_condition.items()):
-        edited = harvest_activations(model, played, f"{tmp_dir}/edited-{number}", layers=layers, edits=edits,
-                                     progress=False)
+        edited = harvest_activations(model, played.select(read), f"{tmp_dir}/edited-{number}", layers=layers,
+                                     edits=edits, progress=False)
         for (target, layer, partial), best in choices.items():
-            kind_rows = targets[targets[target].notna().to_numpy() & report]
+            kind_rows = targets[targets[target].notna().to_numpy() & scored]
             covariates = covariates_of(kind_rows) if partial else None
-            x = residualize(best.column(units_at(edited, layer, kind_rows.row.to_numpy(), saes[layer].sae)), covariates)
+            reading_rows = np.searchsorted(kept_rows, kind_rows.row.to_numpy())
+            x = residualize(best.column(units_at(edited, layer, reading_rows, saes[layer].sae)), covariates)
             y = residualize(kind_rows[target].to_numpy(float), covariates)
             samples[(name, target, layer)] = (x, y, kind_rows.experiment.to_numpy())
             rows.append({"condition": name, "target": target, "layer": layer, "partial": partial,

@@ -109,7 +109,9 @@ def intervention_study(model, task, played, store, saes: dict, targets: pd.DataF
     """Play every edit_conditions condition on every seed, and read later layers under each tracking factor.
 
     Args: played: the network's unedited episodes (read again, edited, for later layers' tracking); store:
-    their activations; seeds: play seeds (the same for every condition, so effects pair by experiment);
+    their activations; n_experiments: each condition replays the first n_experiments of those played, and
+    later layers are read again on the report half of them; seeds: play seeds (the same for every condition,
+    so effects pair by experiment);
     alpha, gamma: the reference Q-learner of the value coupling; seed: the bootstraps' seed;
     experiments_per_batch: story play's lockstep batch (play_task); play_cache: an ArtifactStore that keeps
     each condition's play as it finishes, so that a stopped study resumes (play_conditions).
@@ -118,6 +120,9 @@ def intervention_study(model, task, played, store, saes: dict, targets: pd.DataF
     if 1.0 not in tracking_factors:
         raise ValueError(f"tracking_factors {tracking_factors} must include 1.0, the unedited reading drops start from")
     seed = check_seed(seed)
+    if check_count(n_experiments, "n_experiments") > played.trajectory.n_experiments:
+        raise ValueError(f"n_experiments={n_experiments!r}: the conditions replay the first experiments of the "
+                         f"{played.trajectory.n_experiments} played, so expected 1 .. {played.trajectory.n_experiments}")
     conditions = edit_conditions(saes, chosen, strong_factor)
     behaviour = play_conditions(model, task, conditions, n_experiments, n_episodes, seeds, n_random_episodes, alpha,
                                 gamma, experiments_per_batch=experiments_per_batch,
@@ -150,7 +155,8 @@ def intervention_study(model, task, played, store, saes: dict, targets: pd.DataF
                                                            factor)]
                         for which, latents in (("target", chosen.latents[name]), ("control", chosen.matched[name]))
                         for factor in tracking_factors}
-            table, found = later_layer_tracking(model, played, saes, variants, targets, selection, wanted, tmp)
+            table, found = later_layer_tracking(model, played, saes, variants, targets, selection, wanted, tmp,
+                                                experiments=range(n_experiments))
             tables.append(table)
             samples.update(found)
     tracking = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(

@@ -89,9 +89,11 @@ def organism_settings(settings):
 
 def pretrained_settings(settings):
     """The settings chapter 10 runs with: the preset's pretrained ``lm_model`` and ``lm_experiments`` in place of
-    its model and experiment count, a population of one; every other knob (episodes, seed, SAEs) unchanged."""
+    its model and experiment count (edits replay at most all of them), a population of one; every other knob
+    (episodes, seed, SAEs) unchanged."""
     check_settings(settings)
     return dataclasses.replace(settings, model=settings.lm_model, n_experiments=settings.lm_experiments,
+                               edit_experiments=min(settings.edit_experiments, settings.lm_experiments),
                                n_organisms=1, organism=0)
 
 

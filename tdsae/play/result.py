@@ -60,6 +60,16 @@ class PlayResult:
                    np.concatenate([p.decision_pos for p in parts]), np.concatenate([p.outcome_pos for p in parts]),
                    [tokens for p in parts for tokens in p.tokens], [prompt for p in parts for prompt in p.prompts])
 
+    def select(self, experiments) -> PlayResult:
+        """The experiments picked by index, in the order given (renumbered 0 .. k-1); residuals are not carried."""
+        rows = np.asarray(experiments, dtype=int)
+        if rows.ndim != 1 or len(rows) == 0 or rows.min() < 0 or rows.max() >= self.trajectory.n_experiments:
+            raise ValueError(f"experiments {rows.tolist()[:10]} must be a non-empty list of indices in 0 .. "
+                             f"{self.trajectory.n_experiments - 1}")
+        return PlayResult(self.trajectory.select(rows), self.choice_logprobs[rows], self.decision_pos[rows],
+                          self.outcome_pos[rows], [self.tokens[e] for e in rows],
+                          [self.prompts[e] for e in rows] if self.prompts else [])
+
     def to_frame(self) -> pd.DataFrame:
         """Tidy table: one row per valid step, with the log-prob of every choice and the token positions."""
         traj = self.trajectory
