@@ -87,6 +87,12 @@ def test_ce_loss_score_is_one_for_a_perfect_reconstruction(micro):
     assert abs(scores["ce_with_sae"] - scores["ce_clean"]) < 1e-5
 
 
+# The score divides loss differences of ~0.02 between losses of ~4.7 (this random network), so the losses'
+# float rounding across batch shapes and CPU kernels (~1e-7 relative; 1.5e-5 seen on the score under AVX2)
+# is magnified ~250 times in it; the losses themselves are held to 1e-6.
+_SCORE_REL = 1e-3
+
+
 def test_ce_loss_score_read_a_sequence_at_a_time_is_the_score_of_one_pass(micro):
     """A long story's logits do not fit in memory many at a time: read in pieces, the losses are the same weighted
     means, padding and the scored positions included."""
@@ -101,7 +107,8 @@ def test_ce_loss_score_read_a_sequence_at_a_time_is_the_score_of_one_pass(micro)
         pieces = ce_loss_score(model, sae, 1, batch, pad, positions, logit_bytes=1)  # one sequence a pass
         assert whole.keys() == pieces.keys()
         for name in whole:  # the score itself is NaN where this random network loses nothing to the zeroing
-            assert pieces[name] == pytest.approx(whole[name], rel=1e-5, abs=1e-6, nan_ok=True)
+            assert pieces[name] == pytest.approx(whole[name], rel=_SCORE_REL if name == "ce_loss_score" else 1e-6,
+                                                 nan_ok=True)
         assert all(np.isfinite(whole[name]) for name in ("ce_clean", "ce_with_sae", "ce_zero_ablation"))
     assert ce_loss_score(model, sae, 1, batch, pad, where)["ce_with_sae"] != \
         pytest.approx(ce_loss_score(model, sae, 1, batch, pad)["ce_with_sae"])  # the positions matter
@@ -110,7 +117,8 @@ def test_ce_loss_score_read_a_sequence_at_a_time_is_the_score_of_one_pass(micro)
     for layer, one in ((1, sae), (2, other)):
         alone = ce_loss_score(model, one, layer, batch, pad, where, logit_bytes=1)  # read alike
         for name in alone:
-            assert both[layer][name] == pytest.approx(alone[name], rel=1e-5, abs=1e-6, nan_ok=True)
+            assert both[layer][name] == pytest.approx(alone[name], rel=_SCORE_REL if name == "ce_loss_score" else 1e-6,
+                                                      nan_ok=True)
     assert both[1]["ce_zero_ablation"] != pytest.approx(both[2]["ce_zero_ablation"])  # each layer its own ablation
 
 
