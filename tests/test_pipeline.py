@@ -61,6 +61,23 @@ def test_episodes_are_keyed_by_the_folder_a_model_loads_from_and_agents_by_name(
     assert play_params(settings, "twostep", folder)["model"] == folder
 
 
+def test_a_play_is_keyed_by_the_words_the_task_is_written_in(monkeypatch):
+    """Another story wording (or transcript) is another play: a cached play of the old text is never read back.
+    The same wording gives the same key, and each task its own."""
+    from tdsae.pipeline import AGENTS, play_params
+    from tdsae.tasks import GridWorldTask
+
+    settings = tdsae.resolve_settings("tiny")
+    key = play_params(settings, "gridworld", AGENTS)
+    assert play_params(settings, "gridworld", AGENTS) == key
+    assert play_params(settings, "twostep", AGENTS)["rendering"] != key["rendering"]
+    monkeypatch.setattr(GridWorldTask, "story_question", lambda self, info, experiment, state: "Your move:")
+    assert play_params(settings, "gridworld", AGENTS)["rendering"] != key["rendering"]
+    monkeypatch.undo()
+    monkeypatch.setattr(GridWorldTask, "transcript_action_tokens", lambda self, state: ["gw:go"] * 4)
+    assert play_params(settings, "gridworld", AGENTS)["rendering"] != key["rendering"]
+
+
 def test_held_out_agents_are_seeded_and_have_their_own_parameters():
     settings = tdsae.resolve_settings("tiny", n_experiments=4, n_episodes=3, n_random_episodes=1)
     traj, alpha, beta = agent_trajectories(settings, "twostep")

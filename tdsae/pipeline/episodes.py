@@ -9,11 +9,13 @@ model folder (an untrained organism, a checkpoint).
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
 from tdsae.activations.harvest import harvest_activations, store_played_residuals
 from tdsae.activations.store import ActivationStore
+from tdsae.agents import get_agent
 from tdsae.artifacts import ArtifactStore
 from tdsae.models import load_model, model_dims, pick_dtype, torch_module
 from tdsae.organism import list_checkpoints
@@ -26,7 +28,7 @@ from tdsae.play.result import PlayResult, load_played, load_residuals, save_play
 from tdsae.play.stories import join_residuals, play_stories
 from tdsae.presets import check_settings
 from tdsae.runtime import pick_device, tqdm
-from tdsae.tasks import get_task
+from tdsae.tasks import get_task, render_transcript, run_agent, write_story
 from tdsae.validation import ORGANISM, check_model_source, check_seed, check_task_names
 
 PLAYED_BATCH = "episode-batch"  # artifact kind of one saved batch of a story play (_play_saved_batches)
@@ -65,12 +67,23 @@ def play_params(settings, task_name: str, model: str | None = None, seed: int | 
     source = (model_source(settings, task_name) if model is None else AGENTS if model == AGENTS
               else model_folder(model))
     batched = {"story_batch": settings.story_batch} if settings.story_batch < settings.n_experiments else {}
-    return {"model": source, "task": repr(task),
+    return {"model": source, "task": repr(task), "rendering": rendering_fingerprint(task),
             "n_experiments": settings.n_experiments, "n_episodes": settings.n_episodes,
             "n_random_episodes": settings.n_random_episodes,
             "seed": settings.seed if seed is None else int(seed), "device": device,
             "dtype": str(pick_dtype(device)).removeprefix("torch."),
             **batched}  # one batch plays as before batches existed: the same key
+
+
+def rendering_fingerprint(task) -> str:
+    """A short hash of how ``task`` is written for a model: the story and the transcript of a few random
+    episodes. Cached plays are keyed by it, so a play of an older wording is never read back."""
+    traj = run_agent(task, get_agent("random"), 2, 3, seed=0)
+    digest = hashlib.sha256()
+    for experiment in range(traj.n_experiments):
+        digest.update(write_story(traj, experiment, task).text.encode())
+        digest.update(" ".join(render_transcript(traj, experiment, task)[0]).encode())
+    return digest.hexdigest()[:16]
 
 
 def model_source(settings, task_name: str | None = None) -> str:
