@@ -168,6 +168,25 @@ def population_phrase(claims: ClaimBook, name: str, spec: str, unit: str = "orga
     return f"{shown} in every {unit}" if lo == hi else f"{shown} (95% interval over {unit}s {lo} to {hi})"
 
 
+def population_reading(n: int, side: str, unit: str = "organism") -> tuple[str, str]:
+    """How a chapter reads its population claims, as two phrases for the prose: what each claim reports, and when
+    it holds, the interval having to lie ``side`` ("above" or "below") zero.
+
+    For n > 1: ("the mean over the 3 organisms with its 95% t-interval, where that interval lies, and how many
+    organisms clear zero on their own bootstrap interval", "the interval over organisms lies above zero"). A
+    population of one (a pretrained preset) has no interval over networks, so its claims are tested on the one
+    network's own interval over experiments, and the phrases say so."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"n must be the number of networks in the population, an integer >= 1, got {n!r}")
+    if side not in ("above", "below"):
+        raise ValueError(f"side must be 'above' or 'below' (where a holding interval lies), got {side!r}")
+    if n == 1:
+        return ("the one network's value, and where its own 95% bootstrap interval over experiments lies",
+                f"that interval lies {side} zero")
+    return (f"the mean over the {n} {unit}s with its 95% t-interval, where that interval lies, and how many "
+            f"{unit}s clear zero on their own bootstrap interval", f"the interval over {unit}s lies {side} zero")
+
+
 def verdict_phrase(claims: ClaimBook, name: str) -> str:
     """Where a population claim's 95% t-interval over organisms lies against its threshold, as prose:
     "its interval lies above 0", "... below 0" or "its interval straddles 0"; for a population of one,

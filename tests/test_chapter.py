@@ -77,6 +77,17 @@ def test_a_population_claim_is_said_with_its_interval_over_organisms():
         tdsae.population_phrase(claims, "absent", ".2f")
 
 
+def test_how_claims_are_read_is_said_for_a_population_or_for_one_network():
+    reported, holds_when = tdsae.population_reading(3, "below")
+    assert "mean over the 3 organisms" in reported and "95% t-interval" in reported
+    assert holds_when == "the interval over organisms lies below zero"
+    # a pretrained preset's population is one network: no interval over organisms exists to be read
+    reported, holds_when = tdsae.population_reading(1, "above", unit="walker")
+    assert "organism" not in reported + holds_when and "walker" not in reported + holds_when
+    assert "one network" in reported and "over experiments" in reported
+    assert holds_when == "that interval lies above zero"
+
+
 def test_a_verdict_says_where_the_interval_over_organisms_lies():
     claims = tdsae.ClaimBook("09_graph-learning", "tiny", 0, "organism")
     claims.population_finding("up", "s", [0.1, 0.2, 0.3], ">", 0, "c")
