@@ -55,7 +55,8 @@ class Preset:
     sae_lr: float = _knob("Adam learning rate of the SAE (paper: 1e-4)", "pos_float")
     sae_batch: int = _knob("SAE batch size (paper: 256)", "pos_int")
     sae_epochs: int = _knob("SAE training epochs (paper: 30)", "pos_int")
-    sae_vectors: int = _knob("residual-stream vectors per SAE (paper: 18,000)", "pos_int")
+    sae_vectors: int = _knob("residual-stream vectors an SAE trains on at most (paper: 18,000); at least a fifth of "
+                             "the store is kept back to score it on", "pos_int")
     sae_min_explained_variance: float = _knob("held-out explained variance the analysed SAEs must keep; the largest "
                                               "L1 coefficient of chapter 6's sweep that keeps it is used", "unit_closed")
     sae_max_layers: int = _knob("most residual layers that get SAEs; a deeper model's are evenly spaced, ending at "

@@ -42,3 +42,21 @@ def test_the_scan_chooses_what_the_whole_sweep_would(monkeypatch, shape):
     assert chosen_l1(settings, "twostep") == choose_l1(full, 0.9)
     expected = list(itertools.takewhile(lambda l1: l1 >= choose_l1(full, 0.9), sorted(L1_GRID, reverse=True)))
     assert trained == (expected if shape != "none_pass" else sorted(L1_GRID, reverse=True))
+
+
+@pytest.mark.parametrize("n_rows,limit,expected", [
+    (12_000, 18_000, 9_600),  # a 100-experiment store under the paper's 18,000: a fifth is kept back
+    (12_000, 6_000, 6_000),   # tiny's limit already leaves half out
+    (4_000, 18_000, 3_000),   # at least MIN_HELD_OUT rows are kept back
+    (1_500, 18_000, 1_500),   # too small to spare them: trained on whole
+])
+def test_an_sae_always_leaves_rows_it_never_saw_to_be_scored_on(n_rows, limit, expected):
+    import numpy as np
+
+    rows = saes.training_rows(n_rows, limit, seed=0)
+    assert len(rows) == expected and len(np.unique(rows)) == expected and rows.max() < n_rows
+    held_out = n_rows - len(rows)
+    assert held_out == 0 or held_out >= max(saes.MIN_HELD_OUT, n_rows // 5)
+    assert np.array_equal(rows, saes.training_rows(n_rows, limit, seed=0))
+    if expected < n_rows:
+        assert not np.array_equal(rows, saes.training_rows(n_rows, limit, seed=1))
