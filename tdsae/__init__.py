@@ -5,8 +5,8 @@ needs first (settings, claims, the plot style), not torch, transformers or
 nnsight: the stage packages import those. docs/architecture.md shows the layout.
 """
 
-from .chapter import (bound_phrase, glue_population, glue_values, interval_phrase, list_phrase, population_phrase,
-                      population_reading, range_phrase, setup_chapter, side_phrase, verdict_phrase)
+from .chapter import (bound_phrase, glue_population, glue_values, interval_phrase, list_phrase, network_names,
+                      population_phrase, population_reading, range_phrase, setup_chapter, side_phrase, verdict_phrase)
 from .claims import ClaimBook, ClaimFailed
 from .presets import PRESETS, get_preset, resolve_settings
 from .runtime import describe_run, pick_device
@@ -24,6 +24,7 @@ __all__ = [
     "bound_phrase",
     "interval_phrase",
     "list_phrase",
+    "network_names",
     "population_phrase",
     "population_reading",
     "side_phrase",

@@ -187,6 +187,26 @@ def population_reading(n: int, side: str, unit: str = "organism") -> tuple[str, 
             f"{unit}s clear zero on their own bootstrap interval", f"the interval over {unit}s lies {side} zero")
 
 
+def network_names(settings) -> dict[str, str]:
+    """How the prose names the network a chapter studies and its untrained control, from resolved settings.
+
+    For the organism: {"studied": "organism 0", "control": "its untrained step-0 checkpoint",
+    "control_origin": "the organism's own starting point, the initialisation its training began from"}; for a
+    pretrained model, "studied" is its id or folder, "control" "its re-initialised copy" and "control_origin"
+    says that the copy is the same configuration with fresh random weights, seeded by the master seed."""
+    from tdsae.validation import ORGANISM
+
+    model = getattr(settings, "model", None)
+    if not isinstance(model, str) or not model.strip():
+        raise ValueError(f"settings must be resolved settings with a model (tdsae.resolve_settings), got {settings!r}")
+    if model == ORGANISM:
+        return {"studied": f"organism {settings.organism}", "control": "its untrained step-0 checkpoint",
+                "control_origin": "the organism's own starting point, the initialisation its training began from"}
+    return {"studied": model, "control": "its re-initialised copy",
+            "control_origin": f"{model}'s configuration built afresh with random weights (seeded by the master "
+                              "seed), so nothing of its pretraining is left"}
+
+
 def verdict_phrase(claims: ClaimBook, name: str) -> str:
     """Where a population claim's 95% t-interval over organisms lies against its threshold, as prose:
     "its interval lies above 0", "... below 0" or "its interval straddles 0"; for a population of one,

@@ -596,6 +596,7 @@ ROWS = [
         lambda c: ClaimBook("x", "tiny", 0).check("a", "s", 1.0, "=>", 0.0, "c"), V, "'=>'"),
     row("population_reading", "n=0", lambda c: tdsae.population_reading(0, "above"), V, "0"),
     row("population_reading", "side 'over'", lambda c: tdsae.population_reading(3, "over"), V, "'over'"),
+    row("network_names", "a preset name", lambda c: tdsae.network_names("tiny"), V, "'tiny'"),
     # behaviour, agents and the organism's evaluation
     row("get_agent", "'nobody'", lambda c: get_agent("nobody"), V),
     row("QLearner", "alpha=2.0", lambda c: QLearner(alpha=2.0), V, "2.0"),

@@ -88,6 +88,16 @@ def test_how_claims_are_read_is_said_for_a_population_or_for_one_network():
     assert holds_when == "that interval lies above zero"
 
 
+def test_the_studied_network_and_its_control_are_named_for_what_they_are():
+    organism = tdsae.network_names(tdsae.resolve_settings("tiny", seed=0))
+    assert organism["studied"] == "organism 0" and "step-0" in organism["control"]
+    # a pretrained model is no organism, and its control is a re-initialised copy, not a training checkpoint
+    smol = tdsae.network_names(tdsae.resolve_settings("smol", seed=0))
+    assert smol["studied"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert "organism" not in " ".join(smol.values()) and "step-0" not in " ".join(smol.values())
+    assert "re-initialised" in smol["control"] and "random weights" in smol["control_origin"]
+
+
 def test_a_verdict_says_where_the_interval_over_organisms_lies():
     claims = tdsae.ClaimBook("09_graph-learning", "tiny", 0, "organism")
     claims.population_finding("up", "s", [0.1, 0.2, 0.3], ">", 0, "c")
