@@ -193,7 +193,7 @@ def network_names(settings) -> dict[str, str]:
     For the organism: {"studied": "organism 0", "control": "its untrained step-0 checkpoint",
     "control_origin": "the organism's own starting point, the initialisation its training began from"}; for a
     pretrained model, "studied" is its id or folder, "control" "its re-initialised copy" and "control_origin"
-    says that the copy is the same configuration with fresh random weights, seeded by the master seed."""
+    says that the copy is the same configuration initialised afresh, seeded by the master seed."""
     from tdsae.validation import ORGANISM
 
     model = getattr(settings, "model", None)
@@ -203,8 +203,8 @@ def network_names(settings) -> dict[str, str]:
         return {"studied": f"organism {settings.organism}", "control": "its untrained step-0 checkpoint",
                 "control_origin": "the organism's own starting point, the initialisation its training began from"}
     return {"studied": model, "control": "its re-initialised copy",
-            "control_origin": f"{model}'s configuration built afresh with random weights (seeded by the master "
-                              "seed), so nothing of its pretraining is left"}
+            "control_origin": f"{model}'s configuration built afresh (seeded by the master seed), so nothing "
+                              "of its pretraining is left"}
 
 
 def verdict_phrase(claims: ClaimBook, name: str) -> str:

@@ -95,7 +95,7 @@ def test_the_studied_network_and_its_control_are_named_for_what_they_are():
     smol = tdsae.network_names(tdsae.resolve_settings("smol", seed=0))
     assert smol["studied"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert "organism" not in " ".join(smol.values()) and "step-0" not in " ".join(smol.values())
-    assert "re-initialised" in smol["control"] and "random weights" in smol["control_origin"]
+    assert "re-initialised" in smol["control"] and "pretraining" in smol["control_origin"]
 
 
 def test_a_verdict_says_where_the_interval_over_organisms_lies():
