@@ -14,6 +14,7 @@ import warnings
 from tdsae import plots
 from tdsae.claims import ClaimBook
 from tdsae.presets import resolve_settings
+from tdsae.validation import ORGANISM
 
 
 def setup_chapter(chapter: str, preset: str, seed: int | None = None, **overrides):
@@ -194,8 +195,6 @@ def network_names(settings) -> dict[str, str]:
     "control_origin": "the organism's own starting point, the initialisation its training began from"}; for a
     pretrained model, "studied" is its id or folder, "control" "its re-initialised copy" and "control_origin"
     says that the copy is the same configuration initialised afresh, seeded by the master seed."""
-    from tdsae.validation import ORGANISM
-
     model = getattr(settings, "model", None)
     if not isinstance(model, str) or not model.strip():
         raise ValueError(f"settings must be resolved settings with a model (tdsae.resolve_settings), got {settings!r}")
