@@ -6,7 +6,8 @@ nnsight: the stage packages import those. docs/architecture.md shows the layout.
 """
 
 from .chapter import (bound_phrase, glue_population, glue_values, interval_phrase, list_phrase, network_names,
-                      population_phrase, population_reading, range_phrase, setup_chapter, side_phrase, verdict_phrase)
+                      population_marks, population_phrase, population_reading, range_phrase, setup_chapter,
+                      side_phrase, verdict_phrase)
 from .claims import ClaimBook, ClaimFailed
 from .presets import PRESETS, get_preset, resolve_settings
 from .runtime import describe_run, pick_device
@@ -25,6 +26,7 @@ __all__ = [
     "interval_phrase",
     "list_phrase",
     "network_names",
+    "population_marks",
     "population_phrase",
     "population_reading",
     "side_phrase",

@@ -188,9 +188,29 @@ def population_reading(n: int, side: str, unit: str = "organism") -> tuple[str, 
             f"{unit}s clear zero on their own bootstrap interval", f"the interval over {unit}s lies {side} zero")
 
 
+def population_marks(n: int, unit: str = "organism") -> dict[str, str]:
+    """How a population figure's caption describes its marks, for a population of ``n`` networks: "each" (whose
+    markers: "each organism"), "mean_bar" (the black mark of tdsae.plots.plot_population), "mean_band" (the thick
+    line and band of plot_population_profiles) and "lines" (the thin and thick lines of plot_edit_tracking). A
+    population of one (a pretrained preset) has no mean over networks and no interval over them, and says so."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"n must be the number of networks in the population, an integer >= 1, got {n!r}")
+    if n == 1:
+        return {"each": "the one network",
+                "mean_bar": "its value again in black (one network has no interval over networks)",
+                "mean_band": "the one network's line again (thick), with no band: one network has no interval "
+                             "over networks",
+                "lines": "Thin line and thick line: the one network (it has no interval over networks)"}
+    return {"each": f"each {unit}",
+            "mean_bar": f"the mean over {unit}s with its 95% t-interval (black)",
+            "mean_band": f"the mean over {unit}s (thick) and its 95% t-interval over {unit}s (band)",
+            "lines": f"Thin lines: {unit}s; thick: the mean over {unit}s with its 95% t-interval"}
+
+
 def network_names(settings) -> dict[str, str]:
     """How the prose names the network a chapter studies and its untrained control, from resolved settings.
 
+    "member" is what one network of its population is called in a legend ("organism" or "model").
     For the organism: {"studied": "organism 0", "control": "its untrained step-0 checkpoint",
     "control_origin": "the organism's own starting point, the initialisation its training began from"}; for a
     pretrained model, "studied" is its id or folder, "control" "its re-initialised copy" and "control_origin"
@@ -199,9 +219,10 @@ def network_names(settings) -> dict[str, str]:
     if not isinstance(model, str) or not model.strip():
         raise ValueError(f"settings must be resolved settings with a model (tdsae.resolve_settings), got {settings!r}")
     if model == ORGANISM:
-        return {"studied": f"organism {settings.organism}", "control": "its untrained step-0 checkpoint",
+        return {"studied": f"organism {settings.organism}", "member": "organism",
+                "control": "its untrained step-0 checkpoint",
                 "control_origin": "the organism's own starting point, the initialisation its training began from"}
-    return {"studied": model, "control": "its re-initialised copy",
+    return {"studied": model, "member": "model", "control": "its re-initialised copy",
             "control_origin": f"{model}'s configuration built afresh (seeded by the master seed), so nothing "
                               "of its pretraining is left"}
 

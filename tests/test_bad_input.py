@@ -597,6 +597,7 @@ ROWS = [
     row("population_reading", "n=0", lambda c: tdsae.population_reading(0, "above"), V, "0"),
     row("population_reading", "side 'over'", lambda c: tdsae.population_reading(3, "over"), V, "'over'"),
     row("network_names", "a preset name", lambda c: tdsae.network_names("tiny"), V, "'tiny'"),
+    row("population_marks", "n=0", lambda c: tdsae.population_marks(0), V, "0"),
     # behaviour, agents and the organism's evaluation
     row("get_agent", "'nobody'", lambda c: get_agent("nobody"), V),
     row("QLearner", "alpha=2.0", lambda c: QLearner(alpha=2.0), V, "2.0"),

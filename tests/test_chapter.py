@@ -98,6 +98,16 @@ def test_the_studied_network_and_its_control_are_named_for_what_they_are():
     assert "re-initialised" in smol["control"] and "pretraining" in smol["control_origin"]
 
 
+def test_a_population_of_one_is_captioned_without_a_mean_or_interval_over_networks():
+    three = tdsae.population_marks(3)
+    assert three["each"] == "each organism" and "t-interval" in three["mean_bar"] + three["mean_band"]
+    # one network: nothing is averaged and no interval over networks exists to be drawn
+    one = tdsae.population_marks(1, unit="walker")
+    said = " ".join(one.values())
+    assert "mean" not in said and "t-interval" not in said and "walker" not in said
+    assert all("no interval over networks" in phrase for key, phrase in one.items() if key != "each")
+
+
 def test_a_verdict_says_where_the_interval_over_organisms_lies():
     claims = tdsae.ClaimBook("09_graph-learning", "tiny", 0, "organism")
     claims.population_finding("up", "s", [0.1, 0.2, 0.3], ">", 0, "c")
