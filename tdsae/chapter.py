@@ -154,7 +154,7 @@ def side_phrase(values, others, spec: str, other: str, where: str = "layer") -> 
 def population_phrase(claims: ClaimBook, name: str, spec: str, unit: str = "organism") -> str:
     """A population claim's mean over organisms with its 95% t-interval, as prose: "+0.135 (95% interval over
     organisms -0.073 to +0.343)"; "+0.000 in every organism" when the interval's ends print the same; for a
-    population of one (a pretrained preset), "+0.135 (one network: no interval over organisms)".
+    population of one (a pretrained preset), "+0.135 (one network: no interval over networks)".
     ``unit`` names one member ("organism", "walker")."""
     import math
 
@@ -164,7 +164,7 @@ def population_phrase(claims: ClaimBook, name: str, spec: str, unit: str = "orga
         return "not measured"
     shown = _formatted(mean, spec)
     if population["n"] < 2 or not (math.isfinite(low) and math.isfinite(high)):
-        return f"{shown} (one network: no interval over {unit}s)"
+        return f"{shown} (one network: no interval over networks)"
     lo, hi = _formatted(low, spec), _formatted(high, spec)
     return f"{shown} in every {unit}" if lo == hi else f"{shown} (95% interval over {unit}s {lo} to {hi})"
 
@@ -191,8 +191,9 @@ def population_reading(n: int, side: str, unit: str = "organism") -> tuple[str, 
 def population_marks(n: int, unit: str = "organism") -> dict[str, str]:
     """How a population figure's caption describes its marks, for a population of ``n`` networks: "each" (whose
     markers: "each organism"), "mean_bar" (the black mark of tdsae.plots.plot_population), "mean_band" (the thick
-    line and band of plot_population_profiles) and "lines" (the thin and thick lines of plot_edit_tracking). A
-    population of one (a pretrained preset) has no mean over networks and no interval over them, and says so."""
+    line and band of plot_population_profiles) and "lines" (the thin and thick lines of plot_edit_tracking); and
+    "interval", the interval whose bound a population claim tests, as its statement names it. A population of
+    one (a pretrained preset) has no mean over networks and no interval over them, and says so."""
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise ValueError(f"n must be the number of networks in the population, an integer >= 1, got {n!r}")
     if n == 1:
@@ -200,11 +201,13 @@ def population_marks(n: int, unit: str = "organism") -> dict[str, str]:
                 "mean_bar": "its value again in black (one network has no interval over networks)",
                 "mean_band": "the one network's line again (thick), with no band: one network has no interval "
                              "over networks",
-                "lines": "Thin line and thick line: the one network (it has no interval over networks)"}
+                "lines": "Thin line and thick line: the one network (it has no interval over networks)",
+                "interval": "the network's own 95% bootstrap interval over experiments"}
     return {"each": f"each {unit}",
             "mean_bar": f"the mean over {unit}s with its 95% t-interval (black)",
             "mean_band": f"the mean over {unit}s (thick) and its 95% t-interval over {unit}s (band)",
-            "lines": f"Thin lines: {unit}s; thick: the mean over {unit}s with its 95% t-interval"}
+            "lines": f"Thin lines: {unit}s; thick: the mean over {unit}s with its 95% t-interval",
+            "interval": f"the 95% t-interval over {unit}s"}
 
 
 def network_names(settings) -> dict[str, str]:

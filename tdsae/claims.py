@@ -123,7 +123,10 @@ class Claim:
             return ""
         pop = self.population
         values = ", ".join(f"{v:.3g}" for v in pop["per_organism"])
-        return (f"; {pop['n']} {_plural(pop.get('unit', 'organism'), pop['n'])}: {values} "
+        unit = pop.get("unit", "organism")
+        # a population of one is often a pretrained model, which is no organism
+        members = "1 network" if pop["n"] == 1 and unit == "organism" else f"{pop['n']} {_plural(unit, pop['n'])}"
+        return (f"; {members}: {values} "
                 f"({pop['holding']} of {pop['n']} pass alone); value = {pop['rule']}")
 
     def _html(self) -> str:
@@ -273,7 +276,7 @@ class ClaimBook:
             population["rule"] = f"95% t-interval {side} bound over {population['n']} organisms"
         else:
             value = estimates[0] if bounds is None else bounds[0]
-            population["rule"] = "the one organism's " + ("estimate" if bounds is None else "own interval bound")
+            population["rule"] = "the one network's " + ("estimate" if bounds is None else "own interval bound")
         return self._record("finding", name, statement, value, comparison, threshold, control,
                             _mean_or_none(control_values), population=population).holds
 

@@ -72,7 +72,7 @@ def test_a_population_claim_is_said_with_its_interval_over_organisms():
     claims.population_finding("one", "s", [0.25], ">", 0, "c", per_organism_bound=[0.1])
     assert tdsae.population_phrase(claims, "spread", "+.2f") == "+0.20 (95% interval over organisms -0.05 to +0.45)"
     assert tdsae.population_phrase(claims, "flat", "+.4f") == "+0.0000 in every organism"
-    assert tdsae.population_phrase(claims, "one", ".2f", unit="walker") == "0.25 (one network: no interval over walkers)"
+    assert tdsae.population_phrase(claims, "one", ".2f", unit="walker") == "0.25 (one network: no interval over networks)"
     with pytest.raises(ValueError, match="no population claim 'absent'"):
         tdsae.population_phrase(claims, "absent", ".2f")
 
@@ -105,7 +105,11 @@ def test_a_population_of_one_is_captioned_without_a_mean_or_interval_over_networ
     one = tdsae.population_marks(1, unit="walker")
     said = " ".join(one.values())
     assert "mean" not in said and "t-interval" not in said and "walker" not in said
-    assert all("no interval over networks" in phrase for key, phrase in one.items() if key != "each")
+    assert all("no interval over networks" in phrase for key, phrase in one.items()
+               if key not in ("each", "interval"))
+    # a claim's bound comes from the t-interval over networks, or from the one network's interval over experiments
+    assert three["interval"] == "the 95% t-interval over organisms"
+    assert one["interval"] == "the network's own 95% bootstrap interval over experiments"
 
 
 def test_a_verdict_says_where_the_interval_over_organisms_lies():
